@@ -1,0 +1,236 @@
+//! Go Notary's canonical JSON (spec §3.1) and the envelope escaping step (§3.2).
+//!
+//! This is *not* RFC 8785: object members are sorted by the bytes of their UTF-8
+//! keys, strings escape only `"` and `\` (everything else, control bytes included,
+//! is copied raw), and numbers must be integers.
+
+use serde_json::Value;
+
+/// The largest integer that survives Go's `float64` round trip exactly (2^53).
+pub const MAX_EXACT_INT: u64 = 1 << 53;
+
+/// Why a JSON value has no canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CanonicalError {
+    /// A number with a fractional part, NaN or infinity.
+    #[error("number {0} is not an integer; canonical JSON carries integers only")]
+    NonIntegral(String),
+    /// An integer Go would round when it parses JSON numbers as `float64`.
+    #[error("number {0} is larger than 2^53 and cannot be verified exactly")]
+    TooLarge(String),
+    /// A raw control byte, which Go's envelope encoder refuses (spec §3.3 f).
+    #[error("string contains control character 0x{0:02x}, which Go Notary cannot publish")]
+    ControlCharacter(u8),
+}
+
+/// Canonical bytes of `value` (S when the value is a role object, V when it was parsed).
+pub fn to_canonical(value: &Value) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(512);
+    write_value(&mut out, value)?;
+    Ok(out)
+}
+
+/// Appends the canonical encoding of `value` to `out`.
+pub fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<(), CanonicalError> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => write_number(out, n)?,
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            // serde_json's map is byte-ordered unless some crate in the build enables
+            // `preserve_order`; never rely on that, but only pay for sorting when needed.
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            if !entries.is_sorted_by(|a, b| a.0.as_bytes() <= b.0.as_bytes()) {
+                entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            }
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(out, k);
+                out.push(b':');
+                write_value(out, v)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), CanonicalError> {
+    if let Some(u) = n.as_u64() {
+        if u > MAX_EXACT_INT {
+            return Err(CanonicalError::TooLarge(n.to_string()));
+        }
+        out.extend_from_slice(u.to_string().as_bytes());
+    } else if let Some(i) = n.as_i64() {
+        if i.unsigned_abs() > MAX_EXACT_INT {
+            return Err(CanonicalError::TooLarge(n.to_string()));
+        }
+        out.extend_from_slice(i.to_string().as_bytes());
+    } else {
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        if !f.is_finite() || f.fract() != 0.0 {
+            return Err(CanonicalError::NonIntegral(n.to_string()));
+        }
+        if f.abs() > MAX_EXACT_INT as f64 {
+            return Err(CanonicalError::TooLarge(n.to_string()));
+        }
+        // Integral and within ±2^53: the conversion is exact.
+        #[allow(clippy::cast_possible_truncation)]
+        let i = f as i64;
+        out.extend_from_slice(i.to_string().as_bytes());
+    }
+    Ok(())
+}
+
+/// Appends a canonical string: only `"` and `\` are escaped.
+pub fn write_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'"' || b == b'\\' {
+            out.extend_from_slice(&bytes[start..i]);
+            out.push(b'\\');
+            out.push(b);
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// The HTML-escaping compaction Go applies when canonical bytes are embedded in an
+/// envelope (S → the `signed` member of F, spec §3.2): `<`, `>`, `&`, U+2028 and
+/// U+2029 become `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029`. Control bytes are
+/// refused, as Go's compaction refuses them.
+pub fn html_escape(canonical: &[u8]) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(canonical.len() + 16);
+    let mut start = 0;
+    let mut i = 0;
+    while i < canonical.len() {
+        let b = canonical[i];
+        let repl: Option<(&[u8], usize)> = match b {
+            b'<' => Some((b"\\u003c", 1)),
+            b'>' => Some((b"\\u003e", 1)),
+            b'&' => Some((b"\\u0026", 1)),
+            0xE2 if canonical.get(i + 1) == Some(&0x80) => match canonical.get(i + 2) {
+                Some(0xA8) => Some((b"\\u2028", 3)),
+                Some(0xA9) => Some((b"\\u2029", 3)),
+                _ => None,
+            },
+            0x00..=0x1F => return Err(CanonicalError::ControlCharacter(b)),
+            _ => None,
+        };
+        if let Some((r, n)) = repl {
+            out.extend_from_slice(&canonical[start..i]);
+            out.extend_from_slice(r);
+            i += n;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&canonical[start..]);
+    Ok(out)
+}
+
+/// Appends `s` as Go's standard `encoding/json` writes a string (with HTML escaping),
+/// used for the envelope's signature members.
+pub fn write_go_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' | '\u{0}'..='\u{1f}' => {
+                let v = c as u32;
+                out.extend_from_slice(b"\\u");
+                for shift in [12, 8, 4, 0] {
+                    out.push(HEX[((v >> shift) & 0xF) as usize]);
+                }
+            }
+            _ => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canon(v: &Value) -> String {
+        String::from_utf8(to_canonical(v).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn spec_example_e() {
+        let v: Value = serde_json::from_str(r#"{"b":1,"a":[true,null],"_x":"q\"\\<"}"#).unwrap();
+        let s = to_canonical(&v).unwrap();
+        assert_eq!(s, br#"{"_x":"q\"\\<","a":[true,null],"b":1}"#);
+        assert_eq!(html_escape(&s).unwrap(), br#"{"_x":"q\"\\\u003c","a":[true,null],"b":1}"#);
+    }
+
+    #[test]
+    fn keys_sort_by_utf8_bytes() {
+        let v = json!({"a": 1, "Z": 2, "_": 3, "ü": 4, "é": 5});
+        assert_eq!(canon(&v), r#"{"Z":2,"_":3,"a":1,"é":5,"ü":4}"#);
+    }
+
+    #[test]
+    fn numbers() {
+        let v: Value = serde_json::from_str("[1.0, 1e3, -0, -7]").unwrap();
+        assert_eq!(canon(&v), "[1,1000,0,-7]");
+        let v: Value = serde_json::from_str("[1.5]").unwrap();
+        assert!(matches!(to_canonical(&v), Err(CanonicalError::NonIntegral(_))));
+        let v: Value = serde_json::from_str("[9007199254740993]").unwrap();
+        assert!(matches!(to_canonical(&v), Err(CanonicalError::TooLarge(_))));
+        let v: Value = serde_json::from_str("[1e300]").unwrap();
+        assert!(matches!(to_canonical(&v), Err(CanonicalError::TooLarge(_))));
+    }
+
+    #[test]
+    fn strings_are_raw_except_quote_and_backslash() {
+        let v = json!("a\u{1}\n<ü>\u{2028}");
+        assert_eq!(to_canonical(&v).unwrap(), "\"a\u{1}\n<ü>\u{2028}\"".as_bytes());
+        assert_eq!(
+            html_escape("\"<ü>\u{2028}\u{2029}&\"".as_bytes()).unwrap(),
+            "\"\\u003cü\\u003e\\u2028\\u2029\\u0026\"".as_bytes()
+        );
+        assert_eq!(
+            html_escape(b"\"a\tb\""),
+            Err(CanonicalError::ControlCharacter(b'\t'))
+        );
+    }
+
+    #[test]
+    fn go_string_escaping() {
+        let mut out = Vec::new();
+        write_go_string(&mut out, "a<b>\"\\\n\u{1}é");
+        assert_eq!(out, "\"a\\u003cb\\u003e\\\"\\\\\\n\\u0001é\"".as_bytes());
+    }
+}
