@@ -85,3 +85,101 @@ impl Remote for MapRemote {
         Ok(self.files.get(&name).cloned())
     }
 }
+
+use notary_core::metadata::{Signed, Snapshot, Timestamp, FileMeta, RoleMetadata};
+use notary_core::repo::{Expiries, KeyRing, RepoEditor, SignedFiles};
+use notary_core::{Algorithm, Gun, KeyId, PrivateKey, RoleName, Signer};
+
+pub const GUN: &str = "example.com/neg/repo";
+
+/// A complete repository built with local keys for every role.
+pub struct TestRepo {
+    pub root: PrivateKey,
+    pub targets: PrivateKey,
+    pub snapshot: PrivateKey,
+    pub timestamp: PrivateKey,
+    pub editor: RepoEditor,
+    pub remote: MapRemote,
+}
+
+pub fn file_name(role: &RoleName) -> String {
+    format!("{role}.json")
+}
+
+impl TestRepo {
+    pub fn new() -> Self {
+        Self::with_expiries(Expiries::default())
+    }
+
+    pub fn with_expiries(expiries: Expiries) -> Self {
+        let generate = || PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+        let (root, targets, snapshot, timestamp) = (generate(), generate(), generate(), generate());
+        let editor = RepoEditor::create(
+            Gun::new(GUN).unwrap(),
+            &root,
+            targets.public().clone(),
+            snapshot.public().clone(),
+            timestamp.public().clone(),
+            NOW,
+        )
+        .unwrap()
+        .with_expiries(expiries);
+        let mut repo = TestRepo { root, targets, snapshot, timestamp, editor, remote: MapRemote::default() };
+        repo.publish(&[]);
+        repo
+    }
+
+    /// Signs staged changes with every base key plus `extra`, storing the files.
+    pub fn publish(&mut self, extra: &[&PrivateKey]) -> SignedFiles {
+        let mut ring = KeyRing::new();
+        ring.add(&self.root).add(&self.targets).add(&self.snapshot).add(&self.timestamp);
+        for k in extra {
+            ring.add(*k);
+        }
+        let out = self.editor.sign(&ring, NOW).unwrap();
+        for (role, bytes) in &out.files {
+            self.remote.files.insert(file_name(role), bytes.clone());
+        }
+        out
+    }
+
+    pub fn file(&self, role: &str) -> Vec<u8> {
+        self.remote.files[&format!("{role}.json")].clone()
+    }
+
+    /// Replaces a role's file and re-signs snapshot and timestamp over it, so only the
+    /// replaced file is wrong.
+    pub fn replace_and_rechain(&mut self, role: &str, bytes: Vec<u8>) {
+        self.remote.files.insert(format!("{role}.json"), bytes.clone());
+        let sn = Signed::<Snapshot>::parse(self.file("snapshot")).unwrap();
+        let mut s = sn.signed().clone();
+        s.meta.insert(role.to_owned(), FileMeta::from_bytes(&bytes));
+        let v = s.version() + 1;
+        let e = *s.expires();
+        s.set_version_expires(v, e);
+        let sn = sign_with(s, &[&self.snapshot]);
+        self.remote.files.insert("snapshot.json".into(), sn.clone());
+        let ts = Signed::<Timestamp>::parse(self.file("timestamp")).unwrap();
+        let mut t = ts.signed().clone();
+        t.meta.insert("snapshot".into(), FileMeta::from_bytes(&sn));
+        let v = t.version() + 1;
+        let e = *t.expires();
+        t.set_version_expires(v, e);
+        let ts = sign_with(t, &[&self.timestamp]);
+        self.remote.files.insert("timestamp.json".into(), ts);
+    }
+
+    pub fn update(&mut self) -> Result<notary_core::Repository, notary_core::update::UpdateError> {
+        block_on(notary_core::Updater::new(Gun::new(GUN).unwrap(), NOW).update(&mut self.remote))
+    }
+
+    pub fn update_with(&mut self, u: notary_core::Updater) -> Result<notary_core::Repository, notary_core::update::UpdateError> {
+        block_on(u.update(&mut self.remote))
+    }
+}
+
+/// Signs `role` with plain keys (key ID = the key's own ID).
+pub fn sign_with<T: RoleMetadata>(role: T, keys: &[&PrivateKey]) -> Vec<u8> {
+    let signers: Vec<(KeyId, &dyn Signer)> = keys.iter().map(|k| (k.public().key_id(), *k as &dyn Signer)).collect();
+    Signed::sign(role, &signers).unwrap().into_file_bytes()
+}
