@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v notary >/dev/null 2>&1 || need_pkgs+=(notary)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update
