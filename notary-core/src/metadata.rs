@@ -70,13 +70,18 @@ impl<'de> Deserialize<'de> for Bytes {
 /// Length and hashes of a file, plus optional `custom` data (spec §2.10).
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct FileMeta {
-    /// Opaque JSON; omitted when absent. Must be canonical to be signable (spec §3.7 a).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Opaque JSON; omitted when absent, kept when `null` (Go keeps the raw `null`).
+    /// Must be canonical to be signable (spec §3.7 a).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_value")]
     pub custom: Option<Value>,
     /// Algorithm name → digest.
     pub hashes: BTreeMap<String, Bytes>,
     /// Length in bytes.
     pub length: u64,
+}
+
+fn present_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// Why bytes do not match a [`FileMeta`].
