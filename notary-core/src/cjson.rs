@@ -98,6 +98,167 @@ fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), Canonic
     Ok(())
 }
 
+/// A borrowed JSON tree for computing V from received text with few allocations:
+/// strings without escapes borrow from the input, objects are vectors sorted only when
+/// written. Duplicate keys keep the last value, as Go's decoder does.
+enum Node<'a> {
+    Null,
+    Bool(bool),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Str(std::borrow::Cow<'a, str>),
+    Arr(Vec<Node<'a>>),
+    Obj(Vec<(std::borrow::Cow<'a, str>, Node<'a>)>),
+}
+
+impl<'de> serde::Deserialize<'de> for Node<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Node<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Node<'de>, E> {
+                Ok(Node::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Node<'de>, E> {
+                Ok(Node::Bool(b))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Node<'de>, E> {
+                Ok(Node::U64(n))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Node<'de>, E> {
+                Ok(Node::I64(n))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Node<'de>, E> {
+                Ok(Node::F64(n))
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Node<'de>, E> {
+                Ok(Node::Str(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Node<'de>, E> {
+                Ok(Node::Str(std::borrow::Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Node<'de>, E> {
+                Ok(Node::Str(std::borrow::Cow::Owned(s)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Node<'de>, A::Error> {
+                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(4));
+                while let Some(n) = a.next_element()? {
+                    v.push(n);
+                }
+                Ok(Node::Arr(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Node<'de>, A::Error> {
+                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(4));
+                while let Some((k, n)) = a.next_entry::<CowStr<'de>, Node<'de>>()? {
+                    v.push((k.0, n));
+                }
+                Ok(Node::Obj(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+struct CowStr<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(std::borrow::Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(std::borrow::Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Error from [`canonicalize_text`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TextError {
+    /// Not JSON.
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    /// No canonical form.
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+}
+
+/// V for received JSON text (spec §3.4): parse, then canonicalise the generic tree.
+/// Same result as `to_canonical(&serde_json::from_str(text)?)`, with far fewer
+/// allocations.
+pub fn canonicalize_text(text: &str) -> Result<Vec<u8>, TextError> {
+    let node: Node<'_> = serde_json::from_str(text).map_err(|e| TextError::Json(e.to_string()))?;
+    let mut out = Vec::with_capacity(text.len());
+    write_node(&mut out, node)?;
+    Ok(out)
+}
+
+fn write_node(out: &mut Vec<u8>, node: Node<'_>) -> Result<(), CanonicalError> {
+    match node {
+        Node::Null => out.extend_from_slice(b"null"),
+        Node::Bool(true) => out.extend_from_slice(b"true"),
+        Node::Bool(false) => out.extend_from_slice(b"false"),
+        Node::U64(u) => write_number(out, &serde_json::Number::from(u))?,
+        Node::I64(i) => write_number(out, &serde_json::Number::from(i))?,
+        Node::F64(f) => match serde_json::Number::from_f64(f) {
+            Some(n) => write_number(out, &n)?,
+            None => return Err(CanonicalError::NonIntegral(f.to_string())),
+        },
+        Node::Str(s) => write_string(out, &s),
+        Node::Arr(items) => {
+            out.push(b'[');
+            for (i, item) in items.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_node(out, item)?;
+            }
+            out.push(b']');
+        }
+        Node::Obj(mut entries) => {
+            // Stable sort, then keep the last of equal keys (Go: last duplicate wins).
+            if !entries.is_sorted_by(|a, b| a.0.as_bytes() < b.0.as_bytes()) {
+                entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                let mut dedup: Vec<(std::borrow::Cow<'_, str>, Node<'_>)> = Vec::with_capacity(entries.len());
+                for e in entries {
+                    match dedup.last_mut() {
+                        Some(last) if last.0 == e.0 => *last = e,
+                        _ => dedup.push(e),
+                    }
+                }
+                entries = dedup;
+            }
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(out, &k);
+                out.push(b':');
+                write_node(out, v)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
 /// Appends a canonical string: only `"` and `\` are escaped.
 pub fn write_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
@@ -199,6 +360,20 @@ mod tests {
     fn keys_sort_by_utf8_bytes() {
         let v = json!({"a": 1, "Z": 2, "_": 3, "ü": 4, "é": 5});
         assert_eq!(canon(&v), r#"{"Z":2,"_":3,"a":1,"é":5,"ü":4}"#);
+    }
+
+    #[test]
+    fn text_canonicalisation_matches_tree_canonicalisation() {
+        for text in [
+            r#"{"b":1,"a":[true,null],"_x":"q\"\\<"}"#,
+            r#"{"k":1,"k":2,"a":{"z":1.0,"y":-3,"x":"\u003c\u00fc"}}"#,
+            r#"[1e3, -0, "t\tab", {}]"#,
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(canonicalize_text(text).unwrap(), to_canonical(&v).unwrap(), "{text}");
+        }
+        assert!(canonicalize_text("[1.5]").is_err());
+        assert!(canonicalize_text("{").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::cjson::{self, CanonicalError};
 use crate::metadata::{ParseError, Signature};
@@ -18,24 +19,28 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// Splits file bytes into the `signed` value and the signatures.
-    pub(crate) fn decode_envelope(self, file: &[u8]) -> Result<(Value, Vec<Signature>), ParseError> {
+    /// Splits file bytes into the raw `signed` text and the signatures.
+    pub(crate) fn decode_envelope(self, file: &[u8]) -> Result<(Box<RawValue>, Vec<Signature>), ParseError> {
         match self {
             Dialect::NotaryV1 => {
-                let mut v: Value = serde_json::from_slice(file).map_err(|e| ParseError::Json(e.to_string()))?;
-                let obj = v.as_object_mut().ok_or(ParseError::Envelope("not a JSON object"))?;
-                let signed = obj.remove("signed").ok_or(ParseError::Envelope("no \"signed\" member"))?;
-                if !signed.is_object() {
+                #[derive(serde::Deserialize)]
+                struct Envelope {
+                    signed: Option<Box<RawValue>>,
+                    #[serde(default)]
+                    signatures: Option<Vec<Signature>>,
+                }
+                let env: Envelope = serde_json::from_slice(file).map_err(|e| {
+                    if e.is_data() {
+                        ParseError::Schema { role_type: "envelope", reason: e.to_string() }
+                    } else {
+                        ParseError::Json(e.to_string())
+                    }
+                })?;
+                let signed = env.signed.ok_or(ParseError::Envelope("no \"signed\" member"))?;
+                if !signed.get().starts_with('{') {
                     return Err(ParseError::Envelope("\"signed\" is not an object"));
                 }
-                let signatures = match obj.remove("signatures") {
-                    None | Some(Value::Null) => Vec::new(),
-                    Some(s) => serde_json::from_value(s).map_err(|e| ParseError::Schema {
-                        role_type: "signatures",
-                        reason: e.to_string(),
-                    })?,
-                };
-                Ok((signed, signatures))
+                Ok((signed, env.signatures.unwrap_or_default()))
             }
         }
     }
