@@ -13,9 +13,12 @@ fn big_targets(key: &PrivateKey) -> Vec<u8> {
     t.version = 7;
     for i in 0..10_000 {
         let name = format!("releases/app-{i:05}.tar.gz");
-        t.targets.insert(name.clone(), FileMeta::from_bytes(name.as_bytes()));
+        t.targets
+            .insert(name.clone(), FileMeta::from_bytes(name.as_bytes()));
     }
-    Signed::sign(t, &[(key.public().key_id(), key as &dyn Signer)]).unwrap().into_file_bytes()
+    Signed::sign(t, &[(key.public().key_id(), key as &dyn Signer)])
+        .unwrap()
+        .into_file_bytes()
 }
 
 fn targets_10k(c: &mut Criterion) {
@@ -23,10 +26,15 @@ fn targets_10k(c: &mut Criterion) {
     let file = big_targets(&key);
     let mut keys = BTreeMap::new();
     keys.insert(key.public().key_id(), key.public().clone());
-    let auth = RoleKeys { keyids: vec![key.public().key_id()], threshold: 1 };
+    let auth = RoleKeys {
+        keyids: vec![key.public().key_id()],
+        threshold: 1,
+    };
     let mut g = c.benchmark_group("targets_10k");
     g.throughput(Throughput::Bytes(file.len() as u64));
-    g.bench_function("parse_and_canonicalise", |b| b.iter(|| Signed::<Targets>::parse(file.clone()).unwrap()));
+    g.bench_function("parse_and_canonicalise", |b| {
+        b.iter(|| Signed::<Targets>::parse(file.clone()).unwrap())
+    });
     g.bench_function("parse_and_verify", |b| {
         b.iter(|| {
             let parsed = Signed::<Targets>::parse(file.clone()).unwrap();
@@ -40,11 +48,18 @@ fn targets_10k(c: &mut Criterion) {
 
 fn signatures(c: &mut Criterion) {
     let msg = vec![0x5au8; 1024];
-    for (name, alg) in [("ecdsa_p256", Algorithm::EcdsaP256), ("ed25519", Algorithm::Ed25519)] {
+    for (name, alg) in [
+        ("ecdsa_p256", Algorithm::EcdsaP256),
+        ("ed25519", Algorithm::Ed25519),
+    ] {
         let key = PrivateKey::generate(alg).unwrap();
         let (method, sig) = key.sign(&msg).unwrap();
-        c.bench_function(&format!("{name}/sign"), |b| b.iter(|| key.sign(&msg).unwrap()));
-        c.bench_function(&format!("{name}/verify"), |b| b.iter(|| key.public().verify(&method, &msg, &sig).unwrap()));
+        c.bench_function(&format!("{name}/sign"), |b| {
+            b.iter(|| key.sign(&msg).unwrap())
+        });
+        c.bench_function(&format!("{name}/verify"), |b| {
+            b.iter(|| key.public().verify(&method, &msg, &sig).unwrap())
+        });
     }
 }
 
@@ -53,9 +68,13 @@ fn key_ids(c: &mut Criterion) {
     c.bench_function("key_id/ecdsa", |b| b.iter(|| key.public().key_id()));
     let gun = notary_core::Gun::new("example.com/bench/app").unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let cert = notary_core::x509::root_certificate(&key, &gun, now, now + time::Duration::days(3650)).unwrap();
+    let cert =
+        notary_core::x509::root_certificate(&key, &gun, now, now + time::Duration::days(3650))
+            .unwrap();
     c.bench_function("key_id/ecdsa-x509", |b| b.iter(|| cert.key_id()));
-    c.bench_function("canonical_id/ecdsa-x509", |b| b.iter(|| cert.canonical_id().unwrap()));
+    c.bench_function("canonical_id/ecdsa-x509", |b| {
+        b.iter(|| cert.canonical_id().unwrap())
+    });
 }
 
 criterion_group! {

@@ -40,22 +40,34 @@ fn run() -> Result<(), String> {
             "--dir" => dir = Some(PathBuf::from(value)),
             "--root-ca" => ca = Some(std::fs::read(&value).map_err(|e| format!("{value}: {e}"))?),
             "--now" => {
-                let t = time::OffsetDateTime::parse(&value, &time::format_description::well_known::Rfc3339);
+                let t = time::OffsetDateTime::parse(
+                    &value,
+                    &time::format_description::well_known::Rfc3339,
+                );
                 now = Some(t.map_err(|e| format!("--now: {e}"))?);
             }
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
-    let (gun, dir) = (gun.ok_or("--gun is required")?, dir.ok_or("--dir is required")?);
+    let (gun, dir) = (
+        gun.ok_or("--gun is required")?,
+        dir.ok_or("--dir is required")?,
+    );
     let mut pinning = TrustPinning::default();
     if let Some(ca) = ca {
         pinning.ca.insert(gun.to_string(), ca);
         pinning.disable_tofu = true;
     }
-    let updater = Updater::new(gun, now.unwrap_or_else(time::OffsetDateTime::now_utc)).pinning(pinning);
+    let updater =
+        Updater::new(gun, now.unwrap_or_else(time::OffsetDateTime::now_utc)).pinning(pinning);
     let repo = block_on(updater.update(&mut DirRemote(dir))).map_err(|e| e.to_string())?;
     for t in repo.list() {
-        let sha256 = t.meta.hashes.get("sha256").map(|h| hex::encode(&h.0)).unwrap_or_default();
+        let sha256 = t
+            .meta
+            .hashes
+            .get("sha256")
+            .map(|h| hex::encode(&h.0))
+            .unwrap_or_default();
         let line = serde_json::json!({"name": t.name, "sha256": sha256, "length": t.meta.length, "role": t.role.as_str()});
         println!("{line}");
     }

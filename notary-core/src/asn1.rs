@@ -68,7 +68,9 @@ impl<'a> Reader<'a> {
                 if k > 4 || d.len() < 2 + k {
                     return Err(DerError("bad length"));
                 }
-                let len = d[2..2 + k].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+                let len = d[2..2 + k]
+                    .iter()
+                    .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
                 (len, 2 + k)
             }
         };

@@ -144,14 +144,20 @@ impl<'de> serde::Deserialize<'de> for Node<'de> {
             fn visit_string<E>(self, s: String) -> Result<Node<'de>, E> {
                 Ok(Node::Str(std::borrow::Cow::Owned(s)))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Node<'de>, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Node<'de>, A::Error> {
                 let mut v = Vec::with_capacity(a.size_hint().unwrap_or(4));
                 while let Some(n) = a.next_element()? {
                     v.push(n);
                 }
                 Ok(Node::Arr(v))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Node<'de>, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Node<'de>, A::Error> {
                 let mut v = Vec::with_capacity(a.size_hint().unwrap_or(4));
                 while let Some((k, n)) = a.next_entry::<CowStr<'de>, Node<'de>>()? {
                     v.push((k.0, n));
@@ -235,7 +241,8 @@ fn write_node(out: &mut Vec<u8>, node: Node<'_>) -> Result<(), CanonicalError> {
             // Stable sort, then keep the last of equal keys (Go: last duplicate wins).
             if !entries.is_sorted_by(|a, b| a.0.as_bytes() < b.0.as_bytes()) {
                 entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                let mut dedup: Vec<(std::borrow::Cow<'_, str>, Node<'_>)> = Vec::with_capacity(entries.len());
+                let mut dedup: Vec<(std::borrow::Cow<'_, str>, Node<'_>)> =
+                    Vec::with_capacity(entries.len());
                 for e in entries {
                     match dedup.last_mut() {
                         Some(last) if last.0 == e.0 => *last = e,
@@ -353,7 +360,10 @@ mod tests {
         let v: Value = serde_json::from_str(r#"{"b":1,"a":[true,null],"_x":"q\"\\<"}"#).unwrap();
         let s = to_canonical(&v).unwrap();
         assert_eq!(s, br#"{"_x":"q\"\\<","a":[true,null],"b":1}"#);
-        assert_eq!(html_escape(&s).unwrap(), br#"{"_x":"q\"\\\u003c","a":[true,null],"b":1}"#);
+        assert_eq!(
+            html_escape(&s).unwrap(),
+            br#"{"_x":"q\"\\\u003c","a":[true,null],"b":1}"#
+        );
     }
 
     #[test]
@@ -370,7 +380,11 @@ mod tests {
             r#"[1e3, -0, "t\tab", {}]"#,
         ] {
             let v: Value = serde_json::from_str(text).unwrap();
-            assert_eq!(canonicalize_text(text).unwrap(), to_canonical(&v).unwrap(), "{text}");
+            assert_eq!(
+                canonicalize_text(text).unwrap(),
+                to_canonical(&v).unwrap(),
+                "{text}"
+            );
         }
         assert!(canonicalize_text("[1.5]").is_err());
         assert!(canonicalize_text("{").is_err());
@@ -381,7 +395,10 @@ mod tests {
         let v: Value = serde_json::from_str("[1.0, 1e3, -0, -7]").unwrap();
         assert_eq!(canon(&v), "[1,1000,0,-7]");
         let v: Value = serde_json::from_str("[1.5]").unwrap();
-        assert!(matches!(to_canonical(&v), Err(CanonicalError::NonIntegral(_))));
+        assert!(matches!(
+            to_canonical(&v),
+            Err(CanonicalError::NonIntegral(_))
+        ));
         let v: Value = serde_json::from_str("[9007199254740993]").unwrap();
         assert!(matches!(to_canonical(&v), Err(CanonicalError::TooLarge(_))));
         let v: Value = serde_json::from_str("[1e300]").unwrap();
@@ -391,7 +408,10 @@ mod tests {
     #[test]
     fn strings_are_raw_except_quote_and_backslash() {
         let v = json!("a\u{1}\n<ü>\u{2028}");
-        assert_eq!(to_canonical(&v).unwrap(), "\"a\u{1}\n<ü>\u{2028}\"".as_bytes());
+        assert_eq!(
+            to_canonical(&v).unwrap(),
+            "\"a\u{1}\n<ü>\u{2028}\"".as_bytes()
+        );
         assert_eq!(
             html_escape("\"<ü>\u{2028}\u{2029}&\"".as_bytes()).unwrap(),
             "\"\\u003cü\\u003e\\u2028\\u2029\\u0026\"".as_bytes()

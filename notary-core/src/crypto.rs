@@ -273,7 +273,9 @@ impl PublicKey {
             _ => return Ok(self.clone()),
         };
         let certs = crate::x509::parse_pem_bundle(&self.public)?;
-        let leaf = certs.first().ok_or_else(|| KeyError::Certificate("empty bundle".into()))?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| KeyError::Certificate("empty bundle".into()))?;
         Ok(PublicKey::new(plain_type, crate::x509::spki_der(leaf)?))
     }
 
@@ -281,7 +283,10 @@ impl PublicKey {
         match &self.key_type {
             KeyType::Ed25519 => {
                 if self.public.len() != 32 {
-                    return Err(KeyError::Malformed { kind: "ed25519", reason: "public key must be 32 bytes".into() });
+                    return Err(KeyError::Malformed {
+                        kind: "ed25519",
+                        reason: "public key must be 32 bytes".into(),
+                    });
                 }
                 Ok(Material::Ed25519(&self.public))
             }
@@ -290,7 +295,9 @@ impl PublicKey {
                 let plain = self.to_plain()?;
                 let m = spki_material(&plain.public, &plain.key_type)?;
                 Ok(match m {
-                    Material::Ed25519(_) => return Err(KeyError::UnsupportedType(self.key_type.to_string())),
+                    Material::Ed25519(_) => {
+                        return Err(KeyError::UnsupportedType(self.key_type.to_string()));
+                    }
                     other => other,
                 })
             }
@@ -326,10 +333,12 @@ impl PublicKey {
                 if sig.len() < 256 {
                     return Err(SignatureError::BadLength("rsapss (at least 256 bytes)"));
                 }
-                rsig::UnparsedPublicKey::new(&rsig::RSA_PSS_2048_8192_SHA256, pkcs1).verify(msg, sig)
+                rsig::UnparsedPublicKey::new(&rsig::RSA_PSS_2048_8192_SHA256, pkcs1)
+                    .verify(msg, sig)
             }
             (SigMethod::RsaPkcs1v15, Material::Rsa(pkcs1)) => {
-                rsig::UnparsedPublicKey::new(&rsig::RSA_PKCS1_2048_8192_SHA256, pkcs1).verify(msg, sig)
+                rsig::UnparsedPublicKey::new(&rsig::RSA_PKCS1_2048_8192_SHA256, pkcs1)
+                    .verify(msg, sig)
             }
             _ => return Err(mismatch()),
         };
@@ -354,7 +363,10 @@ impl Serialize for PublicKey {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         KeyJson {
             keytype: self.key_type.as_str().to_owned(),
-            keyval: KeyValJson { private: None, public: B64.encode(&self.public) },
+            keyval: KeyValJson {
+                private: None,
+                public: B64.encode(&self.public),
+            },
         }
         .serialize(s)
     }
@@ -364,7 +376,9 @@ impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let k = KeyJson::deserialize(d)?;
         if !matches!(k.keyval.private, None | Some(serde_json::Value::Null)) {
-            return Err(serde::de::Error::custom("public key carries private key material"));
+            return Err(serde::de::Error::custom(
+                "public key carries private key material",
+            ));
         }
         let public = B64
             .decode(k.keyval.public.as_bytes())
@@ -374,7 +388,10 @@ impl<'de> Deserialize<'de> for PublicKey {
 }
 
 fn spki_material<'a>(der: &[u8], kt: &KeyType) -> Result<Material<'a>, KeyError> {
-    let malformed = |reason: &str| KeyError::Malformed { kind: "SubjectPublicKeyInfo", reason: reason.into() };
+    let malformed = |reason: &str| KeyError::Malformed {
+        kind: "SubjectPublicKeyInfo",
+        reason: reason.into(),
+    };
     let mut outer = asn1::Reader::new(der);
     let seq = outer.expect(tag::SEQUENCE).map_err(|e| malformed(e.0))?;
     if !outer.is_empty() {
@@ -390,11 +407,13 @@ fn spki_material<'a>(der: &[u8], kt: &KeyType) -> Result<Material<'a>, KeyError>
     let mut a = asn1::Reader::new(alg);
     let alg_oid = a.expect(tag::OID).map_err(|e| malformed(e.0))?;
     match (alg_oid, kt) {
-        (oid::EC_PUBLIC_KEY, KeyType::Ecdsa) => match a.optional(tag::OID).map_err(|e| malformed(e.0))? {
-            Some(oid::P256) => Ok(Material::P256(key)),
-            Some(oid::P384) => Ok(Material::P384(key)),
-            _ => Err(KeyError::UnsupportedCurve),
-        },
+        (oid::EC_PUBLIC_KEY, KeyType::Ecdsa) => {
+            match a.optional(tag::OID).map_err(|e| malformed(e.0))? {
+                Some(oid::P256) => Ok(Material::P256(key)),
+                Some(oid::P384) => Ok(Material::P384(key)),
+                _ => Err(KeyError::UnsupportedCurve),
+            }
+        }
         (oid::RSA, KeyType::Rsa) => Ok(Material::Rsa(key)),
         _ => Err(malformed("algorithm does not match the key type")),
     }
@@ -427,9 +446,18 @@ pub enum Algorithm {
 }
 
 enum PrivInner {
-    P256 { scalar: Zeroizing<Vec<u8>>, pair: rsig::EcdsaKeyPair },
-    Ed25519 { seed: Zeroizing<[u8; 32]>, pair: rsig::Ed25519KeyPair },
-    Rsa { pkcs1: Zeroizing<Vec<u8>>, pair: rsig::RsaKeyPair },
+    P256 {
+        scalar: Zeroizing<Vec<u8>>,
+        pair: rsig::EcdsaKeyPair,
+    },
+    Ed25519 {
+        seed: Zeroizing<[u8; 32]>,
+        pair: rsig::Ed25519KeyPair,
+    },
+    Rsa {
+        pkcs1: Zeroizing<Vec<u8>>,
+        pair: rsig::RsaKeyPair,
+    },
 }
 
 /// A private key held in memory. Secret bytes live in [`Zeroizing`] buffers and are
@@ -441,12 +469,20 @@ pub struct PrivateKey {
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PrivateKey({}, {}, <redacted>)", self.public.key_type, self.public.key_id())
+        write!(
+            f,
+            "PrivateKey({}, {}, <redacted>)",
+            self.public.key_type,
+            self.public.key_id()
+        )
     }
 }
 
 fn backend<E: fmt::Display>(e: E) -> KeyError {
-    KeyError::Malformed { kind: "private", reason: e.to_string() }
+    KeyError::Malformed {
+        kind: "private",
+        reason: e.to_string(),
+    }
 }
 
 impl PrivateKey {
@@ -455,10 +491,14 @@ impl PrivateKey {
         let rng = SystemRandom::new();
         match alg {
             Algorithm::EcdsaP256 => {
-                let doc = rsig::EcdsaKeyPair::generate_pkcs8(&rsig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                    .map_err(backend)?;
+                let doc = rsig::EcdsaKeyPair::generate_pkcs8(
+                    &rsig::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &rng,
+                )
+                .map_err(backend)?;
                 let doc = Zeroizing::new(doc.as_ref().to_vec());
-                let parsed = crate::keyfile::parse_private_key_info(&doc).map_err(|e| backend(e.to_string()))?;
+                let parsed = crate::keyfile::parse_private_key_info(&doc)
+                    .map_err(|e| backend(e.to_string()))?;
                 Ok(parsed)
             }
             Algorithm::Ed25519 => {
@@ -473,7 +513,13 @@ impl PrivateKey {
     pub fn from_ed25519_seed(seed: &[u8; 32]) -> Result<Self, KeyError> {
         let pair = rsig::Ed25519KeyPair::from_seed_unchecked(seed).map_err(backend)?;
         let public = PublicKey::new(KeyType::Ed25519, pair.public_key().as_ref().to_vec());
-        Ok(PrivateKey { inner: PrivInner::Ed25519 { seed: Zeroizing::new(*seed), pair }, public })
+        Ok(PrivateKey {
+            inner: PrivInner::Ed25519 {
+                seed: Zeroizing::new(*seed),
+                pair,
+            },
+            public,
+        })
     }
 
     /// A P-256 key from its scalar and uncompressed public point.
@@ -486,7 +532,13 @@ impl PrivateKey {
         )
         .map_err(backend)?;
         let public = PublicKey::new(KeyType::Ecdsa, ec_spki(point));
-        Ok(PrivateKey { inner: PrivInner::P256 { scalar: Zeroizing::new(scalar.to_vec()), pair }, public })
+        Ok(PrivateKey {
+            inner: PrivInner::P256 {
+                scalar: Zeroizing::new(scalar.to_vec()),
+                pair,
+            },
+            public,
+        })
     }
 
     /// An RSA key from PKCS#1 `RSAPrivateKey` DER.
@@ -500,7 +552,13 @@ impl PrivateKey {
         bits.extend_from_slice(&pkcs1_pub);
         asn1::write(&mut body, tag::BIT_STRING, &bits);
         let public = PublicKey::new(KeyType::Rsa, asn1::tlv(tag::SEQUENCE, &body));
-        Ok(PrivateKey { inner: PrivInner::Rsa { pkcs1: Zeroizing::new(der.to_vec()), pair }, public })
+        Ok(PrivateKey {
+            inner: PrivInner::Rsa {
+                pkcs1: Zeroizing::new(der.to_vec()),
+                pair,
+            },
+            public,
+        })
     }
 
     /// The plain public key (`ecdsa`, `ed25519` or `rsa`).
@@ -520,8 +578,14 @@ impl PrivateKey {
     /// The secret parts, for key-file encoding only.
     pub(crate) fn secret(&self) -> SecretParts<'_> {
         match &self.inner {
-            PrivInner::P256 { scalar, pair } => SecretParts::P256 { scalar, point: pair.public_key().as_ref() },
-            PrivInner::Ed25519 { seed, pair } => SecretParts::Ed25519 { seed, public: pair.public_key().as_ref() },
+            PrivInner::P256 { scalar, pair } => SecretParts::P256 {
+                scalar,
+                point: pair.public_key().as_ref(),
+            },
+            PrivInner::Ed25519 { seed, pair } => SecretParts::Ed25519 {
+                seed,
+                public: pair.public_key().as_ref(),
+            },
             PrivInner::Rsa { pkcs1, .. } => SecretParts::Rsa { pkcs1 },
         }
     }
@@ -538,7 +602,11 @@ impl PrivateKey {
                     &rng,
                 )
                 .map_err(|e| SignError::Backend(e.to_string()))?;
-                Ok(asn1_pair.sign(&rng, msg).map_err(|e| SignError::Backend(e.to_string()))?.as_ref().to_vec())
+                Ok(asn1_pair
+                    .sign(&rng, msg)
+                    .map_err(|e| SignError::Backend(e.to_string()))?
+                    .as_ref()
+                    .to_vec())
             }
             PrivInner::Ed25519 { pair, .. } => Ok(pair.sign(msg).as_ref().to_vec()),
             PrivInner::Rsa { pair, .. } => {
@@ -552,9 +620,17 @@ impl PrivateKey {
 }
 
 pub(crate) enum SecretParts<'a> {
-    P256 { scalar: &'a [u8], point: &'a [u8] },
-    Ed25519 { seed: &'a [u8; 32], public: &'a [u8] },
-    Rsa { pkcs1: &'a [u8] },
+    P256 {
+        scalar: &'a [u8],
+        point: &'a [u8],
+    },
+    Ed25519 {
+        seed: &'a [u8; 32],
+        public: &'a [u8],
+    },
+    Rsa {
+        pkcs1: &'a [u8],
+    },
 }
 
 impl Signer for PrivateKey {
@@ -566,10 +642,14 @@ impl Signer for PrivateKey {
         let rng = SystemRandom::new();
         match &self.inner {
             PrivInner::P256 { pair, .. } => {
-                let sig = pair.sign(&rng, msg).map_err(|e| SignError::Backend(e.to_string()))?;
+                let sig = pair
+                    .sign(&rng, msg)
+                    .map_err(|e| SignError::Backend(e.to_string()))?;
                 Ok((SigMethod::Ecdsa, sig.as_ref().to_vec()))
             }
-            PrivInner::Ed25519 { pair, .. } => Ok((SigMethod::EdDsa, pair.sign(msg).as_ref().to_vec())),
+            PrivInner::Ed25519 { pair, .. } => {
+                Ok((SigMethod::EdDsa, pair.sign(msg).as_ref().to_vec()))
+            }
             PrivInner::Rsa { pair, .. } => {
                 let mut sig = vec![0u8; pair.public().modulus_len()];
                 pair.sign(&rsig::RSA_PSS_SHA256, &rng, msg, &mut sig)
@@ -617,7 +697,10 @@ mod tests {
             .decode("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE42wSsuuWueEMgwPNVnHCkfP9TIKlnnhywnVV0odf/Qpx2HVUo72j+hzc3HkPS/O60PQtNKABM4/GbaY7a7CZhg==")
             .unwrap();
         let k = PublicKey::new(KeyType::Ecdsa, public);
-        assert_eq!(k.key_id().as_str(), "4cdea4f5fff1fcacbaa518282d15241097c879d21692c2c4db485bcfea7b4058");
+        assert_eq!(
+            k.key_id().as_str(),
+            "4cdea4f5fff1fcacbaa518282d15241097c879d21692c2c4db485bcfea7b4058"
+        );
     }
 
     #[test]
@@ -626,7 +709,10 @@ mod tests {
             let k = PrivateKey::generate(alg).unwrap();
             let (m, sig) = k.sign(b"hello").unwrap();
             k.public().verify(&m, b"hello", &sig).unwrap();
-            assert_eq!(k.public().verify(&m, b"hellO", &sig), Err(SignatureError::Invalid));
+            assert_eq!(
+                k.public().verify(&m, b"hellO", &sig),
+                Err(SignatureError::Invalid)
+            );
         }
     }
 
@@ -640,7 +726,9 @@ mod tests {
     #[test]
     fn debug_never_prints_secrets() {
         let k = PrivateKey::generate(Algorithm::Ed25519).unwrap();
-        let SecretParts::Ed25519 { seed, .. } = k.secret() else { unreachable!() };
+        let SecretParts::Ed25519 { seed, .. } = k.secret() else {
+            unreachable!()
+        };
         let dbg = format!("{k:?}");
         assert!(dbg.contains("redacted"));
         assert!(!dbg.contains(&hex::encode(seed)));

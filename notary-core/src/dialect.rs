@@ -20,7 +20,10 @@ pub enum Dialect {
 
 impl Dialect {
     /// Splits file bytes into the raw `signed` text and the signatures.
-    pub(crate) fn decode_envelope(self, file: &[u8]) -> Result<(Box<RawValue>, Vec<Signature>), ParseError> {
+    pub(crate) fn decode_envelope(
+        self,
+        file: &[u8],
+    ) -> Result<(Box<RawValue>, Vec<Signature>), ParseError> {
         match self {
             Dialect::NotaryV1 => {
                 #[derive(serde::Deserialize)]
@@ -31,12 +34,17 @@ impl Dialect {
                 }
                 let env: Envelope = serde_json::from_slice(file).map_err(|e| {
                     if e.is_data() {
-                        ParseError::Schema { role_type: "envelope", reason: e.to_string() }
+                        ParseError::Schema {
+                            role_type: "envelope",
+                            reason: e.to_string(),
+                        }
                     } else {
                         ParseError::Json(e.to_string())
                     }
                 })?;
-                let signed = env.signed.ok_or(ParseError::Envelope("no \"signed\" member"))?;
+                let signed = env
+                    .signed
+                    .ok_or(ParseError::Envelope("no \"signed\" member"))?;
                 if !signed.get().starts_with('{') {
                     return Err(ParseError::Envelope("\"signed\" is not an object"));
                 }
@@ -59,7 +67,11 @@ impl Dialect {
     }
 
     /// F from S and signatures (spec §3.2).
-    pub(crate) fn encode_envelope(self, s: &[u8], signatures: &[Signature]) -> Result<Vec<u8>, CanonicalError> {
+    pub(crate) fn encode_envelope(
+        self,
+        s: &[u8],
+        signatures: &[Signature],
+    ) -> Result<Vec<u8>, CanonicalError> {
         match self {
             Dialect::NotaryV1 => {
                 let escaped = cjson::html_escape(s)?;
@@ -76,7 +88,13 @@ impl Dialect {
                     out.extend_from_slice(b",\"method\":");
                     cjson::write_go_string(&mut out, sig.method.as_str());
                     out.extend_from_slice(b",\"sig\":\"");
-                    out.extend_from_slice(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &sig.sig.0).as_bytes());
+                    out.extend_from_slice(
+                        base64::Engine::encode(
+                            &base64::engine::general_purpose::STANDARD,
+                            &sig.sig.0,
+                        )
+                        .as_bytes(),
+                    );
                     out.extend_from_slice(b"\"}");
                 }
                 out.extend_from_slice(b"]}");

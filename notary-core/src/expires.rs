@@ -23,7 +23,10 @@ impl Expires {
     /// Wraps a date-time; Go can only marshal years 0000-9999.
     pub fn new(at: OffsetDateTime) -> Result<Self, TimeError> {
         if !(0..=9999).contains(&at.year()) {
-            return Err(TimeError { input: at.to_string(), reason: "year outside 0000-9999" });
+            return Err(TimeError {
+                input: at.to_string(),
+                reason: "year outside 0000-9999",
+            });
         }
         Ok(Expires(at))
     }
@@ -46,7 +49,10 @@ impl Expires {
     /// Parses what Go 1.19's RFC 3339 parser accepts (fraction digits beyond nine are
     /// truncated as Go does).
     pub fn parse(input: &str) -> Result<Self, TimeError> {
-        let err = |reason| TimeError { input: input.to_owned(), reason };
+        let err = |reason| TimeError {
+            input: input.to_owned(),
+            reason,
+        };
         let b = input.as_bytes();
         if b.len() < 20 {
             return Err(err("too short"));
@@ -77,7 +83,9 @@ impl Expires {
                 return Err(err("empty fraction"));
             }
             let digits = &b[start..end.min(start + 9)];
-            nanos = digits.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+            nanos = digits
+                .iter()
+                .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
             nanos *= 10u32.pow(9 - u32::try_from(digits.len()).unwrap_or(9));
             i = end;
         }
@@ -95,13 +103,20 @@ impl Expires {
             }
             _ => return Err(err("expected 'Z' or a ±HH:MM offset")),
         };
-        let month = u8::try_from(month).ok().and_then(|m| Month::try_from(m).ok()).ok_or_else(|| err("month out of range"))?;
-        let date = Date::from_calendar_date(year as i32, month, day as u8).map_err(|_| err("day out of range"))?;
+        let month = u8::try_from(month)
+            .ok()
+            .and_then(|m| Month::try_from(m).ok())
+            .ok_or_else(|| err("month out of range"))?;
+        let date = Date::from_calendar_date(year as i32, month, day as u8)
+            .map_err(|_| err("day out of range"))?;
         if hour > 23 || minute > 59 || second > 59 {
             return Err(err("time of day out of range"));
         }
-        let tod = Time::from_hms_nano(hour as u8, minute as u8, second as u8, nanos).map_err(|_| err("time of day out of range"))?;
-        Ok(Expires(PrimitiveDateTime::new(date, tod).assume_offset(offset)))
+        let tod = Time::from_hms_nano(hour as u8, minute as u8, second as u8, nanos)
+            .map_err(|_| err("time of day out of range"))?;
+        Ok(Expires(
+            PrimitiveDateTime::new(date, tod).assume_offset(offset),
+        ))
     }
 }
 
@@ -173,10 +188,22 @@ mod tests {
 
     #[test]
     fn normalises_like_go() {
-        assert_eq!(Expires::parse("2026-01-01T00:00:00.000Z").unwrap().to_string(), "2026-01-01T00:00:00Z");
-        assert_eq!(Expires::parse("2026-01-01T00:00:00+00:00").unwrap().to_string(), "2026-01-01T00:00:00Z");
         assert_eq!(
-            Expires::parse("2026-01-01T00:00:00.1234567891Z").unwrap().to_string(),
+            Expires::parse("2026-01-01T00:00:00.000Z")
+                .unwrap()
+                .to_string(),
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            Expires::parse("2026-01-01T00:00:00+00:00")
+                .unwrap()
+                .to_string(),
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            Expires::parse("2026-01-01T00:00:00.1234567891Z")
+                .unwrap()
+                .to_string(),
             "2026-01-01T00:00:00.123456789Z"
         );
     }
@@ -184,9 +211,17 @@ mod tests {
     #[test]
     fn rejects() {
         for s in [
-            "2026-01-01t00:00:00Z", "2026-01-01T00:00:00z", "2026-02-30T00:00:00Z", "2026-01-01T24:00:00Z",
-            "2026-01-01T00:00:60Z", "2026-01-01T00:00:00", "2026-01-01T00:00:00.Z", "2026-01-01T00:00:00+0530",
-            "2026-01-01 00:00:00Z", "x", "",
+            "2026-01-01t00:00:00Z",
+            "2026-01-01T00:00:00z",
+            "2026-02-30T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:00:60Z",
+            "2026-01-01T00:00:00",
+            "2026-01-01T00:00:00.Z",
+            "2026-01-01T00:00:00+0530",
+            "2026-01-01 00:00:00Z",
+            "x",
+            "",
         ] {
             assert!(Expires::parse(s).is_err(), "{s}");
         }

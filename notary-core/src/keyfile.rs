@@ -32,7 +32,9 @@ pub enum KeyFileError {
     #[error("wrong passphrase (or corrupt key file)")]
     WrongPassphrase,
     /// Legacy RFC 1423 (`Proc-Type: 4,ENCRYPTED`) encryption.
-    #[error("legacy PEM encryption (Proc-Type/DEK-Info) is not supported; re-export the key as PKCS#8")]
+    #[error(
+        "legacy PEM encryption (Proc-Type/DEK-Info) is not supported; re-export the key as PKCS#8"
+    )]
     LegacyEncryption,
     /// The DER inside is malformed.
     #[error("malformed key: {0}")]
@@ -65,7 +67,10 @@ impl KeyFile {
         let block = crate::pem::decode_one(pem)?;
         let role = block.header("role").unwrap_or_default().to_owned();
         let gun = block.header("gun").and_then(|g| Gun::new(g).ok());
-        if block.header("Proc-Type").is_some_and(|v| v.contains("ENCRYPTED")) {
+        if block
+            .header("Proc-Type")
+            .is_some_and(|v| v.contains("ENCRYPTED"))
+        {
             return Err(KeyFileError::LegacyEncryption);
         }
         let key = match block.label.as_str() {
@@ -73,7 +78,9 @@ impl KeyFile {
                 let pass = passphrase.ok_or(KeyFileError::PassphraseRequired)?;
                 let info = pkcs8::EncryptedPrivateKeyInfoRef::from_der(&block.body)
                     .map_err(|_| KeyFileError::Der(DerError("bad EncryptedPrivateKeyInfo")))?;
-                let doc = info.decrypt(pass.as_bytes()).map_err(|_| KeyFileError::WrongPassphrase)?;
+                let doc = info
+                    .decrypt(pass.as_bytes())
+                    .map_err(|_| KeyFileError::WrongPassphrase)?;
                 parse_private_key_info(doc.as_bytes()).map_err(|e| match e {
                     // A wrong passphrase usually fails the padding check, but can yield garbage.
                     KeyFileError::Der(_) => KeyFileError::WrongPassphrase,
@@ -112,10 +119,15 @@ impl KeyFile {
                 let rng = SystemRandom::new();
                 let mut salt = [0u8; 8];
                 let mut iv = [0u8; 16];
-                rng.fill(&mut salt).map_err(|e| KeyFileError::Encrypt(e.to_string()))?;
-                rng.fill(&mut iv).map_err(|e| KeyFileError::Encrypt(e.to_string()))?;
+                rng.fill(&mut salt)
+                    .map_err(|e| KeyFileError::Encrypt(e.to_string()))?;
+                rng.fill(&mut iv)
+                    .map_err(|e| KeyFileError::Encrypt(e.to_string()))?;
                 let kdf = pbes2::Pbkdf2Params {
-                    salt: salt.as_slice().try_into().map_err(|_| KeyFileError::Encrypt("salt".into()))?,
+                    salt: salt
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| KeyFileError::Encrypt("salt".into()))?,
                     iteration_count: 2048,
                     key_length: None,
                     prf: pbes2::Pbkdf2Prf::HmacWithSha1,
@@ -124,14 +136,17 @@ impl KeyFile {
                     kdf: kdf.into(),
                     encryption: pbes2::EncryptionScheme::Aes256Cbc { iv },
                 };
-                let ciphertext =
-                    params.encrypt(pass.as_bytes(), &info).map_err(|e| KeyFileError::Encrypt(e.to_string()))?;
+                let ciphertext = params
+                    .encrypt(pass.as_bytes(), &info)
+                    .map_err(|e| KeyFileError::Encrypt(e.to_string()))?;
                 let enc = pkcs8::EncryptedPrivateKeyInfoRef {
                     encryption_algorithm: params.into(),
                     encrypted_data: pkcs8::der::asn1::OctetStringRef::new(&ciphertext)
                         .map_err(|e| KeyFileError::Encrypt(e.to_string()))?,
                 };
-                let der = enc.to_der().map_err(|e| KeyFileError::Encrypt(e.to_string()))?;
+                let der = enc
+                    .to_der()
+                    .map_err(|e| KeyFileError::Encrypt(e.to_string()))?;
                 Ok(crate::pem::encode("ENCRYPTED PRIVATE KEY", &headers, &der))
             }
             _ => Ok(crate::pem::encode("PRIVATE KEY", &headers, &info)),
@@ -158,7 +173,11 @@ fn private_key_info(key: &PrivateKey) -> Zeroizing<Vec<u8>> {
             asn1::write(&mut body, tag::OCTET_STRING, &sec1);
         }
         SecretParts::Ed25519 { seed, public } => {
-            asn1::write(&mut body, tag::SEQUENCE, &asn1::tlv(tag::OID, oid::ED25519_GO));
+            asn1::write(
+                &mut body,
+                tag::SEQUENCE,
+                &asn1::tlv(tag::OID, oid::ED25519_GO),
+            );
             let mut blob = Zeroizing::new(Vec::with_capacity(96));
             blob.extend_from_slice(public);
             blob.extend_from_slice(seed);
@@ -195,7 +214,9 @@ pub(crate) fn parse_private_key_info(der: &[u8]) -> Result<PrivateKey, KeyFileEr
         oid::ED25519_GO => parse_go_ed25519(key),
         oid::ED25519 => {
             let seed = asn1::Reader::new(key).expect(tag::OCTET_STRING)?;
-            let seed: &[u8; 32] = seed.try_into().map_err(|_| DerError("Ed25519 seed must be 32 bytes"))?;
+            let seed: &[u8; 32] = seed
+                .try_into()
+                .map_err(|_| DerError("Ed25519 seed must be 32 bytes"))?;
             Ok(PrivateKey::from_ed25519_seed(seed)?)
         }
         _ => Err(KeyFileError::UnsupportedAlgorithm),
@@ -271,11 +292,17 @@ pub fn passphrase_env_var(alias: &str, flavor: PassphraseFlavor) -> &'static str
 
 /// Go's environment retriever: the variable's value for attempts 0 and 1, nothing from
 /// attempt 2 on (so a wrong passphrase fails after two tries).
-pub fn passphrase_from_env(alias: &str, flavor: PassphraseFlavor, attempt: u32) -> Option<Zeroizing<String>> {
+pub fn passphrase_from_env(
+    alias: &str,
+    flavor: PassphraseFlavor,
+    attempt: u32,
+) -> Option<Zeroizing<String>> {
     if attempt >= 2 {
         return None;
     }
-    std::env::var(passphrase_env_var(alias, flavor)).ok().map(Zeroizing::new)
+    std::env::var(passphrase_env_var(alias, flavor))
+        .ok()
+        .map(Zeroizing::new)
 }
 
 #[cfg(test)]
@@ -289,13 +316,21 @@ mod tests {
             let key = PrivateKey::generate(alg).unwrap();
             let gun = Gun::new("example.com/x").unwrap();
             let pem = KeyFile::encode(&key, "targets", Some(&gun), Some("passphrase-1")).unwrap();
-            assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\ngun: example.com/x\nrole: targets\n\n"));
+            assert!(pem.starts_with(
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\ngun: example.com/x\nrole: targets\n\n"
+            ));
             let back = KeyFile::decode(pem.as_bytes(), Some("passphrase-1")).unwrap();
             assert_eq!(back.key.public(), key.public());
             assert_eq!(back.role, "targets");
             assert_eq!(back.gun.as_ref(), Some(&gun));
-            assert_eq!(KeyFile::decode(pem.as_bytes(), Some("wrong")).unwrap_err(), KeyFileError::WrongPassphrase);
-            assert_eq!(KeyFile::decode(pem.as_bytes(), None).unwrap_err(), KeyFileError::PassphraseRequired);
+            assert_eq!(
+                KeyFile::decode(pem.as_bytes(), Some("wrong")).unwrap_err(),
+                KeyFileError::WrongPassphrase
+            );
+            assert_eq!(
+                KeyFile::decode(pem.as_bytes(), None).unwrap_err(),
+                KeyFileError::PassphraseRequired
+            );
             let plain = KeyFile::encode(&key, "root", None, None).unwrap();
             assert!(plain.starts_with("-----BEGIN PRIVATE KEY-----\nrole: root\n\n"));
             let back = KeyFile::decode(plain.as_bytes(), None).unwrap();
@@ -307,16 +342,34 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(KeyFile::decode(b"", None).is_err());
-        assert!(KeyFile::decode(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", None).is_err());
+        assert!(
+            KeyFile::decode(
+                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                None
+            )
+            .is_err()
+        );
         assert!(KeyFile::decode(b"-----BEGIN FOO-----\nAAAA\n-----END FOO-----\n", None).is_err());
         let legacy = b"-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END EC PRIVATE KEY-----\n";
-        assert_eq!(KeyFile::decode(legacy, None).unwrap_err(), KeyFileError::LegacyEncryption);
+        assert_eq!(
+            KeyFile::decode(legacy, None).unwrap_err(),
+            KeyFileError::LegacyEncryption
+        );
     }
 
     #[test]
     fn env_vars() {
-        assert_eq!(passphrase_env_var("targets/releases", PassphraseFlavor::Notary), "NOTARY_DELEGATION_PASSPHRASE");
-        assert_eq!(passphrase_env_var("", PassphraseFlavor::Notary), "NOTARY_DELEGATION_PASSPHRASE");
-        assert_eq!(passphrase_env_var("snapshot", PassphraseFlavor::Docker), "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE");
+        assert_eq!(
+            passphrase_env_var("targets/releases", PassphraseFlavor::Notary),
+            "NOTARY_DELEGATION_PASSPHRASE"
+        );
+        assert_eq!(
+            passphrase_env_var("", PassphraseFlavor::Notary),
+            "NOTARY_DELEGATION_PASSPHRASE"
+        );
+        assert_eq!(
+            passphrase_env_var("snapshot", PassphraseFlavor::Docker),
+            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE"
+        );
     }
 }

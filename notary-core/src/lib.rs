@@ -20,6 +20,8 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub(crate) mod asn1;
 pub mod cjson;
 pub mod crypto;

@@ -63,7 +63,9 @@ impl Serialize for Bytes {
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        B64.decode(s.as_bytes()).map(Bytes).map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}")))
+        B64.decode(s.as_bytes())
+            .map(Bytes)
+            .map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}")))
     }
 }
 
@@ -72,7 +74,11 @@ impl<'de> Deserialize<'de> for Bytes {
 pub struct FileMeta {
     /// Opaque JSON; omitted when absent, kept when `null` (Go keeps the raw `null`).
     /// Must be canonical to be signable (spec §3.7 a).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_value")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_value"
+    )]
     pub custom: Option<Value>,
     /// Algorithm name → digest.
     pub hashes: BTreeMap<String, Bytes>,
@@ -108,20 +114,35 @@ impl FileMeta {
     /// Meta of `bytes` with sha256 and sha512, as Go computes it.
     pub fn from_bytes(bytes: &[u8]) -> FileMeta {
         let mut hashes = BTreeMap::new();
-        hashes.insert("sha256".to_owned(), Bytes(crate::crypto::sha256(bytes).to_vec()));
-        hashes.insert("sha512".to_owned(), Bytes(crate::crypto::sha512(bytes).to_vec()));
-        FileMeta { custom: None, hashes, length: bytes.len() as u64 }
+        hashes.insert(
+            "sha256".to_owned(),
+            Bytes(crate::crypto::sha256(bytes).to_vec()),
+        );
+        hashes.insert(
+            "sha512".to_owned(),
+            Bytes(crate::crypto::sha512(bytes).to_vec()),
+        );
+        FileMeta {
+            custom: None,
+            hashes,
+            length: bytes.len() as u64,
+        }
     }
 
     /// The sha256 digest, if present and 32 bytes long.
     pub fn sha256(&self) -> Option<[u8; 32]> {
-        self.hashes.get("sha256").and_then(|h| h.0.as_slice().try_into().ok())
+        self.hashes
+            .get("sha256")
+            .and_then(|h| h.0.as_slice().try_into().ok())
     }
 
     /// Checks `bytes`: equal length, at least one known hash, every known hash equal.
     pub fn check(&self, bytes: &[u8]) -> Result<(), HashError> {
         if self.length != bytes.len() as u64 {
-            return Err(HashError::Length { expected: self.length, actual: bytes.len() as u64 });
+            return Err(HashError::Length {
+                expected: self.length,
+                actual: bytes.len() as u64,
+            });
         }
         self.check_hashes(bytes)
     }
@@ -189,7 +210,11 @@ pub struct DelegationRole {
     /// Full role name, a direct child of the delegating role.
     pub name: RoleName,
     /// Target-name prefixes this role may sign (`""` = all); omitted when empty.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_empty"
+    )]
     pub paths: Vec<String>,
     /// Signatures needed.
     pub threshold: u32,
@@ -289,7 +314,12 @@ impl Root {
 impl Targets {
     /// An empty targets object.
     pub fn new(expires: Expires) -> Self {
-        Targets { delegations: Delegations::default(), expires, targets: BTreeMap::new(), version: 0 }
+        Targets {
+            delegations: Delegations::default(),
+            expires,
+            targets: BTreeMap::new(),
+            version: 0,
+        }
     }
 
     /// A delegation entry by name.
@@ -335,18 +365,32 @@ impl<T: RoleMetadata> Signed<T> {
             #[serde(rename = "_type", borrow)]
             type_: Option<std::borrow::Cow<'a, str>>,
         }
-        let tag: TypeTag<'_> = serde_json::from_str(raw.get()).map_err(|e| ParseError::Schema { role_type: T::TYPE, reason: e.to_string() })?;
+        let tag: TypeTag<'_> = serde_json::from_str(raw.get()).map_err(|e| ParseError::Schema {
+            role_type: T::TYPE,
+            reason: e.to_string(),
+        })?;
         let found = tag.type_.unwrap_or_default();
         if found != T::TYPE {
-            return Err(ParseError::WrongType { expected: T::TYPE, found: found.into_owned() });
+            return Err(ParseError::WrongType {
+                expected: T::TYPE,
+                found: found.into_owned(),
+            });
         }
-        let signed = serde_json::from_str::<T>(raw.get())
-            .map_err(|e| ParseError::Schema { role_type: T::TYPE, reason: e.to_string() })?;
+        let signed = serde_json::from_str::<T>(raw.get()).map_err(|e| ParseError::Schema {
+            role_type: T::TYPE,
+            reason: e.to_string(),
+        })?;
         let verify_bytes = crate::cjson::canonicalize_text(raw.get()).map_err(|e| match e {
             crate::cjson::TextError::Json(m) => ParseError::Json(m),
             crate::cjson::TextError::Canonical(c) => ParseError::Canonical(c),
         })?;
-        Ok(Signed { signed, signatures, verify_bytes, file, dialect })
+        Ok(Signed {
+            signed,
+            signatures,
+            verify_bytes,
+            file,
+            dialect,
+        })
     }
 
     /// The canonical signing bytes S of a role object.
@@ -359,7 +403,13 @@ impl<T: RoleMetadata> Signed<T> {
         let dialect = Dialect::NotaryV1;
         let verify_bytes = Self::signing_bytes(&signed, dialect)?;
         let file = dialect.encode_envelope(&verify_bytes, &signatures)?;
-        Ok(Signed { signed, signatures, verify_bytes, file, dialect })
+        Ok(Signed {
+            signed,
+            signatures,
+            verify_bytes,
+            file,
+            dialect,
+        })
     }
 
     /// Signs `signed` with each `(metadata key ID, signer)` pair: the signature carries
@@ -369,7 +419,11 @@ impl<T: RoleMetadata> Signed<T> {
         let mut signatures = Vec::with_capacity(signers.len());
         for (keyid, signer) in signers {
             let (method, sig) = signer.sign(&s)?;
-            signatures.push(Signature { keyid: keyid.clone(), method, sig: Bytes(sig) });
+            signatures.push(Signature {
+                keyid: keyid.clone(),
+                method,
+                sig: Bytes(sig),
+            });
         }
         Ok(Self::from_parts(signed, signatures)?)
     }
@@ -432,11 +486,17 @@ mod tests {
     #[test]
     fn wrong_type_and_schema_errors() {
         let f = br#"{"signed":{"_type":"Targets","expires":"2030-01-01T00:00:00Z","version":1},"signatures":[]}"#;
-        assert!(matches!(Signed::<Root>::parse(f.to_vec()), Err(ParseError::WrongType { .. })));
+        assert!(matches!(
+            Signed::<Root>::parse(f.to_vec()),
+            Err(ParseError::WrongType { .. })
+        ));
         let t = Signed::<Targets>::parse(f.to_vec()).unwrap();
         assert_eq!(t.signed().version, 1);
         let bad = br#"{"signed":{"_type":"Targets","expires":"2030-01-01T00:00:00Z","version":-1},"signatures":[]}"#;
-        assert!(matches!(Signed::<Targets>::parse(bad.to_vec()), Err(ParseError::Schema { .. })));
+        assert!(matches!(
+            Signed::<Targets>::parse(bad.to_vec()),
+            Err(ParseError::Schema { .. })
+        ));
         let frac = br#"{"signed":{"_type":"Targets","expires":"2030-01-01T00:00:00Z","version":1.5},"signatures":[]}"#;
         assert!(Signed::<Targets>::parse(frac.to_vec()).is_err());
     }
@@ -445,9 +505,16 @@ mod tests {
     fn file_meta_checks() {
         let m = FileMeta::from_bytes(b"abc");
         m.check(b"abc").unwrap();
-        assert!(matches!(m.check(b"abd"), Err(HashError::Mismatch("sha256"))));
+        assert!(matches!(
+            m.check(b"abd"),
+            Err(HashError::Mismatch("sha256"))
+        ));
         assert!(matches!(m.check(b"abcd"), Err(HashError::Length { .. })));
-        let empty = FileMeta { custom: None, hashes: BTreeMap::new(), length: 3 };
+        let empty = FileMeta {
+            custom: None,
+            hashes: BTreeMap::new(),
+            length: 3,
+        };
         assert_eq!(empty.check(b"abc"), Err(HashError::NoKnownHash));
     }
 }

@@ -88,7 +88,10 @@ impl Gun {
 
     /// Validates `name` as a GUN.
     pub fn new(name: &str) -> Result<Self, NameError> {
-        let err = |reason| NameError::Gun { name: name.to_owned(), reason };
+        let err = |reason| NameError::Gun {
+            name: name.to_owned(),
+            reason,
+        };
         if name.is_empty() {
             return Err(err("empty"));
         }
@@ -101,7 +104,10 @@ impl Gun {
         if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(err("contains a control or whitespace character"));
         }
-        if name.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        if name
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
             return Err(err("has an empty, '.' or '..' path segment"));
         }
         Ok(Gun(name.to_owned()))
@@ -129,15 +135,23 @@ impl RoleName {
     /// Validates a delegation name: `targets/` prefix, `[-a-z0-9_/]`, < 256 bytes,
     /// a clean path.
     pub fn delegation(name: &str) -> Result<Self, NameError> {
-        let err = |reason| NameError::Role { name: name.to_owned(), reason };
+        let err = |reason| NameError::Role {
+            name: name.to_owned(),
+            reason,
+        };
         let Some(rest) = name.strip_prefix("targets/") else {
             return Err(err("not a base role and not under targets/"));
         };
         if name.len() >= Self::MAX_LEN {
             return Err(err("256 bytes or longer"));
         }
-        if !name.bytes().all(|b| matches!(b, b'-' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'/')) {
-            return Err(err("only lower-case letters, digits, '-', '_' and '/' are allowed"));
+        if !name
+            .bytes()
+            .all(|b| matches!(b, b'-' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'/'))
+        {
+            return Err(err(
+                "only lower-case letters, digits, '-', '_' and '/' are allowed",
+            ));
         }
         if rest.split('/').any(|seg| seg.is_empty()) {
             return Err(err("not a clean path (empty segment or trailing '/')"));
@@ -224,7 +238,9 @@ mod tests {
     fn guns() {
         assert!(Gun::new("docker.io/library/alpine").is_ok());
         assert!(Gun::new("example.com/test/app").is_ok());
-        for bad in ["", "a*b", "a b", "a\tb", "/a", "a/", "a//b", "a/../b", "./a", "a\u{7f}"] {
+        for bad in [
+            "", "a*b", "a b", "a\tb", "/a", "a/", "a//b", "a/../b", "./a", "a\u{7f}",
+        ] {
             assert!(Gun::new(bad).is_err(), "{bad:?}");
         }
         assert!(Gun::new(&"a".repeat(256)).is_err());
@@ -232,12 +248,27 @@ mod tests {
 
     #[test]
     fn roles() {
-        for ok in ["root", "targets", "snapshot", "timestamp", "targets/releases", "targets/a/b-c_d/0"] {
+        for ok in [
+            "root",
+            "targets",
+            "snapshot",
+            "timestamp",
+            "targets/releases",
+            "targets/a/b-c_d/0",
+        ] {
             assert!(RoleName::new(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "Root", "targets/", "targets//a", "targets/A", "targets/*", "targets/a/", "foo",
-            "targets/a b", "targets/./a", "targets/..",
+            "Root",
+            "targets/",
+            "targets//a",
+            "targets/A",
+            "targets/*",
+            "targets/a/",
+            "foo",
+            "targets/a b",
+            "targets/./a",
+            "targets/..",
         ] {
             assert!(RoleName::new(bad).is_err(), "{bad}");
         }
@@ -247,7 +278,11 @@ mod tests {
         assert_eq!(r.parent().unwrap().as_str(), "targets/a");
         assert_eq!(r.parent().unwrap().parent().unwrap(), RoleName::targets());
         assert!(r.is_under(&RoleName::targets()));
-        assert!(!RoleName::new("targets/ab").unwrap().is_under(&RoleName::new("targets/a").unwrap()));
+        assert!(
+            !RoleName::new("targets/ab")
+                .unwrap()
+                .is_under(&RoleName::new("targets/a").unwrap())
+        );
     }
 
     #[test]

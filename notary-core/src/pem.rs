@@ -23,7 +23,10 @@ pub struct Block {
 impl Block {
     /// A header value by name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -33,7 +36,11 @@ pub fn decode_all(input: &[u8]) -> Result<Vec<Block>, PemError> {
     let mut blocks = Vec::new();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
-        let Some(label) = line.trim_end().strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----")) else {
+        let Some(label) = line
+            .trim_end()
+            .strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+        else {
             continue;
         };
         let end_line = format!("-----END {label}-----");
@@ -62,8 +69,14 @@ pub fn decode_all(input: &[u8]) -> Result<Vec<Block>, PemError> {
         if !closed {
             return Err(PemError("missing END line"));
         }
-        let body = B64.decode(b64.as_bytes()).map_err(|_| PemError("body is not base64"))?;
-        blocks.push(Block { label: label.to_owned(), headers, body: Zeroizing::new(body) });
+        let body = B64
+            .decode(b64.as_bytes())
+            .map_err(|_| PemError("body is not base64"))?;
+        blocks.push(Block {
+            label: label.to_owned(),
+            headers,
+            body: Zeroizing::new(body),
+        });
     }
     Ok(blocks)
 }
@@ -112,8 +125,14 @@ mod tests {
     #[test]
     fn round_trip_with_headers() {
         let body: Vec<u8> = (0..100u8).collect();
-        let pem = encode("ENCRYPTED PRIVATE KEY", &[("role", "targets"), ("gun", "a/b")], &body);
-        assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\ngun: a/b\nrole: targets\n\n"));
+        let pem = encode(
+            "ENCRYPTED PRIVATE KEY",
+            &[("role", "targets"), ("gun", "a/b")],
+            &body,
+        );
+        assert!(
+            pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\ngun: a/b\nrole: targets\n\n")
+        );
         let b = decode_one(pem.as_bytes()).unwrap();
         assert_eq!(b.label, "ENCRYPTED PRIVATE KEY");
         assert_eq!(b.header("role"), Some("targets"));

@@ -7,7 +7,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::crypto::{KeyError, PrivateKey, PublicKey, SignError, Signer};
 use crate::expires::{Expires, TimeError};
-use crate::metadata::{DelegationRole, FileMeta, RoleKeys, Root, Signed, Snapshot, Targets, Timestamp};
+use crate::metadata::{
+    DelegationRole, FileMeta, RoleKeys, Root, Signed, Snapshot, Targets, Timestamp,
+};
 use crate::names::{Gun, KeyId, RoleName};
 use crate::update::Repository;
 
@@ -84,7 +86,9 @@ pub struct KeyRing<'a> {
 impl<'a> KeyRing<'a> {
     /// An empty ring.
     pub fn new() -> Self {
-        KeyRing { by_id: BTreeMap::new() }
+        KeyRing {
+            by_id: BTreeMap::new(),
+        }
     }
     /// Adds a signer.
     pub fn add(&mut self, signer: &'a dyn Signer) -> &mut Self {
@@ -109,7 +113,9 @@ impl<'a> KeyRing<'a> {
         let mut out = Vec::new();
         for id in keyids {
             let Some(k) = keys.get(id) else { continue };
-            let Ok(canonical) = k.canonical_id() else { continue };
+            let Ok(canonical) = k.canonical_id() else {
+                continue;
+            };
             if let Some(s) = self.by_id.get(&canonical) {
                 if !out.iter().any(|(i, _): &(KeyId, _)| i == id) {
                     out.push((id.clone(), *s));
@@ -156,19 +162,50 @@ impl RepoEditor {
         now: OffsetDateTime,
     ) -> Result<Self, EditError> {
         let expiries = Expiries::default();
-        let cert = crate::x509::root_certificate(root_key, &gun, now, now + crate::x509::ROOT_CERT_VALIDITY)?;
+        let cert = crate::x509::root_certificate(
+            root_key,
+            &gun,
+            now,
+            now + crate::x509::ROOT_CERT_VALIDITY,
+        )?;
         let mut keys = BTreeMap::new();
         let mut roles = BTreeMap::new();
-        for (name, key) in [("root", cert), ("targets", targets_key), ("snapshot", snapshot_key), ("timestamp", timestamp_key)] {
+        for (name, key) in [
+            ("root", cert),
+            ("targets", targets_key),
+            ("snapshot", snapshot_key),
+            ("timestamp", timestamp_key),
+        ] {
             let id = key.key_id();
             keys.insert(id.clone(), key);
-            roles.insert(name.to_owned(), RoleKeys { keyids: vec![id], threshold: 1 });
+            roles.insert(
+                name.to_owned(),
+                RoleKeys {
+                    keyids: vec![id],
+                    threshold: 1,
+                },
+            );
         }
-        let root = Root { consistent_snapshot: false, expires: Expires::after(now, expiries.root)?, keys, roles, version: 0 };
+        let root = Root {
+            consistent_snapshot: false,
+            expires: Expires::after(now, expiries.root)?,
+            keys,
+            roles,
+            version: 0,
+        };
         let mut targets = BTreeMap::new();
-        targets.insert(RoleName::targets(), Targets::new(Expires::after(now, expiries.targets)?));
-        let snapshot = Snapshot { expires: Expires::after(now, expiries.snapshot)?, meta: BTreeMap::new(), version: 0 };
-        let dirty = [RoleName::root(), RoleName::targets(), RoleName::snapshot()].into_iter().collect();
+        targets.insert(
+            RoleName::targets(),
+            Targets::new(Expires::after(now, expiries.targets)?),
+        );
+        let snapshot = Snapshot {
+            expires: Expires::after(now, expiries.snapshot)?,
+            meta: BTreeMap::new(),
+            version: 0,
+        };
+        let dirty = [RoleName::root(), RoleName::targets(), RoleName::snapshot()]
+            .into_iter()
+            .collect();
         Ok(RepoEditor {
             gun,
             root,
@@ -187,7 +224,10 @@ impl RepoEditor {
         let mut files = BTreeMap::new();
         files.insert(RoleName::root(), repo.root().file_bytes().to_vec());
         files.insert(RoleName::snapshot(), repo.snapshot().file_bytes().to_vec());
-        files.insert(RoleName::timestamp(), repo.timestamp().file_bytes().to_vec());
+        files.insert(
+            RoleName::timestamp(),
+            repo.timestamp().file_bytes().to_vec(),
+        );
         let mut targets = BTreeMap::new();
         for (name, loaded) in repo.roles() {
             files.insert(name.clone(), loaded.metadata.file_bytes().to_vec());
@@ -232,14 +272,21 @@ impl RepoEditor {
         if *role == RoleName::targets() {
             return Ok(vec![String::new()]);
         }
-        let parent = role.parent().ok_or_else(|| EditError::UnknownRole(role.to_string()))?;
+        let parent = role
+            .parent()
+            .ok_or_else(|| EditError::UnknownRole(role.to_string()))?;
         let parent_paths = self.effective_paths(&parent)?;
         let entry = self
             .targets
             .get(&parent)
             .and_then(|t| t.delegation(role))
             .ok_or_else(|| EditError::UnknownRole(role.to_string()))?;
-        Ok(entry.paths.iter().filter(|p| parent_paths.iter().any(|pp| p.starts_with(pp.as_str()))).cloned().collect())
+        Ok(entry
+            .paths
+            .iter()
+            .filter(|p| parent_paths.iter().any(|pp| p.starts_with(pp.as_str())))
+            .cloned()
+            .collect())
     }
 
     fn targets_mut(&mut self, role: &RoleName) -> Result<&mut Targets, EditError> {
@@ -250,11 +297,18 @@ impl RepoEditor {
             self.targets.insert(role.clone(), Targets::new(expires));
         }
         self.dirty.insert(role.clone());
-        self.targets.get_mut(role).ok_or_else(|| EditError::UnknownRole(role.to_string()))
+        self.targets
+            .get_mut(role)
+            .ok_or_else(|| EditError::UnknownRole(role.to_string()))
     }
 
     /// Adds or replaces a target in `role`.
-    pub fn add_target(&mut self, role: &RoleName, name: &str, meta: FileMeta) -> Result<(), EditError> {
+    pub fn add_target(
+        &mut self,
+        role: &RoleName,
+        name: &str,
+        meta: FileMeta,
+    ) -> Result<(), EditError> {
         if name.bytes().any(|b| b < 0x20) {
             return Err(EditError::InvalidTargetName(name.to_owned()));
         }
@@ -266,9 +320,14 @@ impl RepoEditor {
         }
         let paths = self.effective_paths(role)?;
         if !paths.iter().any(|p| name.starts_with(p.as_str())) {
-            return Err(EditError::PathNotAllowed { role: role.to_string(), target: name.to_owned() });
+            return Err(EditError::PathNotAllowed {
+                role: role.to_string(),
+                target: name.to_owned(),
+            });
         }
-        self.targets_mut(role)?.targets.insert(name.to_owned(), meta);
+        self.targets_mut(role)?
+            .targets
+            .insert(name.to_owned(), meta);
         Ok(())
     }
 
@@ -288,13 +347,19 @@ impl RepoEditor {
         paths: Vec<String>,
         threshold: u32,
     ) -> Result<(), EditError> {
-        let err = |reason: &str| EditError::Delegation { role: name.to_string(), reason: reason.to_owned() };
+        let err = |reason: &str| EditError::Delegation {
+            role: name.to_string(),
+            reason: reason.to_owned(),
+        };
         let parent = name.parent().ok_or_else(|| err("not a delegation name"))?;
         if threshold < 1 {
             return Err(err("threshold must be at least 1"));
         }
         let parent_paths = self.effective_paths(&parent)?;
-        if paths.iter().any(|p| !parent_paths.iter().any(|pp| p.starts_with(pp.as_str()))) {
+        if paths
+            .iter()
+            .any(|p| !parent_paths.iter().any(|pp| p.starts_with(pp.as_str())))
+        {
             return Err(err("paths must be within the parent's paths"));
         }
         let t = self.targets_mut(&parent)?;
@@ -320,7 +385,12 @@ impl RepoEditor {
                 if ids.is_empty() {
                     return Err(err("a new delegation needs at least one key"));
                 }
-                t.delegations.roles.push(DelegationRole { keyids: ids, name: name.clone(), paths, threshold });
+                t.delegations.roles.push(DelegationRole {
+                    keyids: ids,
+                    name: name.clone(),
+                    paths,
+                    threshold,
+                });
             }
         }
         prune_keys(t);
@@ -329,7 +399,9 @@ impl RepoEditor {
 
     /// Removes a delegation (and its subtree's metadata).
     pub fn remove_delegation(&mut self, name: &RoleName) -> Result<(), EditError> {
-        let parent = name.parent().ok_or_else(|| EditError::UnknownRole(name.to_string()))?;
+        let parent = name
+            .parent()
+            .ok_or_else(|| EditError::UnknownRole(name.to_string()))?;
         let t = self.targets_mut(&parent)?;
         let before = t.delegations.roles.len();
         t.delegations.roles.retain(|r| &r.name != name);
@@ -345,7 +417,11 @@ impl RepoEditor {
 
     /// Replaces all keys of a base role in root (key rotation, spec §10.5). Keys of other
     /// roles that are no longer used are removed; root keys stay in `keys`.
-    pub fn rotate_base_role(&mut self, role: &RoleName, keys: Vec<PublicKey>) -> Result<(), EditError> {
+    pub fn rotate_base_role(
+        &mut self,
+        role: &RoleName,
+        keys: Vec<PublicKey>,
+    ) -> Result<(), EditError> {
         if role.is_delegation() || keys.is_empty() {
             return Err(EditError::UnknownRole(role.to_string()));
         }
@@ -354,13 +430,28 @@ impl RepoEditor {
                 self.previous_root = Some((self.root.keys.clone(), r.clone()));
             }
         }
-        let old: Vec<KeyId> = self.root.roles.get(role.as_str()).map(|r| r.keyids.clone()).unwrap_or_default();
+        let old: Vec<KeyId> = self
+            .root
+            .roles
+            .get(role.as_str())
+            .map(|r| r.keyids.clone())
+            .unwrap_or_default();
         let ids: Vec<KeyId> = keys.iter().map(PublicKey::key_id).collect();
         for k in keys {
             self.root.keys.insert(k.key_id(), k);
         }
-        let threshold = self.root.roles.get(role.as_str()).map_or(1, |r| r.threshold);
-        self.root.roles.insert(role.to_string(), RoleKeys { keyids: ids, threshold });
+        let threshold = self
+            .root
+            .roles
+            .get(role.as_str())
+            .map_or(1, |r| r.threshold);
+        self.root.roles.insert(
+            role.to_string(),
+            RoleKeys {
+                keyids: ids,
+                threshold,
+            },
+        );
         if *role != RoleName::root() {
             let root_ids: BTreeSet<KeyId> = self.root_key_history();
             for id in old {
@@ -396,26 +487,44 @@ impl RepoEditor {
     /// Signs every changed role (version + 1, fresh expiry), then the snapshot and the
     /// timestamp if `keys` holds their keys. Roles whose key is missing fail with
     /// [`SignError::NoKey`], except snapshot and timestamp, which are left to the server.
-    pub fn sign(&mut self, keys: &KeyRing<'_>, now: OffsetDateTime) -> Result<SignedFiles, EditError> {
+    pub fn sign(
+        &mut self,
+        keys: &KeyRing<'_>,
+        now: OffsetDateTime,
+    ) -> Result<SignedFiles, EditError> {
         let mut out = SignedFiles::default();
         // Delegations and targets.
-        let dirty_targets: Vec<RoleName> = self.dirty.iter().filter(|r| r.is_targets_like()).cloned().collect();
+        let dirty_targets: Vec<RoleName> = self
+            .dirty
+            .iter()
+            .filter(|r| r.is_targets_like())
+            .cloned()
+            .collect();
         for role in dirty_targets {
             let (role_keys, auth) = self.authority(&role)?;
             let signers = keys.signers_for(&role_keys, &auth.keyids);
             if signers.is_empty() {
                 return Err(no_key(&role, &auth.keyids).into());
             }
-            let t = self.targets.get_mut(&role).ok_or_else(|| EditError::UnknownRole(role.to_string()))?;
+            let t = self
+                .targets
+                .get_mut(&role)
+                .ok_or_else(|| EditError::UnknownRole(role.to_string()))?;
             t.version += 1;
             t.expires = Expires::after(now, self.expiries.targets)?;
             let signed = Signed::sign(t.clone(), &signers)?;
-            self.files.insert(role.clone(), signed.file_bytes().to_vec());
+            self.files
+                .insert(role.clone(), signed.file_bytes().to_vec());
             out.files.insert(role, signed.into_file_bytes());
         }
         // Root, cross-signed by the previous root role when it changed.
         if self.dirty.contains(&RoleName::root()) {
-            let auth = self.root.roles.get("root").cloned().ok_or_else(|| EditError::UnknownRole("root".into()))?;
+            let auth = self
+                .root
+                .roles
+                .get("root")
+                .cloned()
+                .ok_or_else(|| EditError::UnknownRole("root".into()))?;
             let mut signers = keys.signers_for(&self.root.keys, &auth.keyids);
             if signers.is_empty() {
                 return Err(no_key(&RoleName::root(), &auth.keyids).into());
@@ -423,7 +532,10 @@ impl RepoEditor {
             if let Some((prev_keys, prev_auth)) = &self.previous_root {
                 for (id, s) in keys.signers_for(prev_keys, &prev_auth.keyids) {
                     if !signers.iter().any(|(i, _)| *i == id) {
-                        self.root.keys.entry(id.clone()).or_insert_with(|| prev_keys[&id].clone());
+                        self.root
+                            .keys
+                            .entry(id.clone())
+                            .or_insert_with(|| prev_keys[&id].clone());
                         signers.push((id, s));
                     }
                 }
@@ -431,14 +543,25 @@ impl RepoEditor {
             self.root.version += 1;
             self.root.expires = Expires::after(now, self.expiries.root)?;
             let signed = Signed::sign(self.root.clone(), &signers)?;
-            self.files.insert(RoleName::root(), signed.file_bytes().to_vec());
+            self.files
+                .insert(RoleName::root(), signed.file_bytes().to_vec());
             out.files.insert(RoleName::root(), signed.into_file_bytes());
             self.previous_root = None;
         }
         // Snapshot, when this client holds its key.
-        let sn_auth = self.root.roles.get("snapshot").cloned().unwrap_or(RoleKeys { keyids: vec![], threshold: 1 });
+        let sn_auth = self
+            .root
+            .roles
+            .get("snapshot")
+            .cloned()
+            .unwrap_or(RoleKeys {
+                keyids: vec![],
+                threshold: 1,
+            });
         let sn_signers = keys.signers_for(&self.root.keys, &sn_auth.keyids);
-        if !sn_signers.is_empty() && (!out.files.is_empty() || self.dirty.contains(&RoleName::snapshot())) {
+        if !sn_signers.is_empty()
+            && (!out.files.is_empty() || self.dirty.contains(&RoleName::snapshot()))
+        {
             let snapshot = self.snapshot.get_or_insert_with(|| Snapshot {
                 expires: self.root.expires,
                 meta: BTreeMap::new(),
@@ -453,47 +576,96 @@ impl RepoEditor {
             snapshot.version += 1;
             snapshot.expires = Expires::after(now, self.expiries.snapshot)?;
             let signed = Signed::sign(snapshot.clone(), &sn_signers)?;
-            self.files.insert(RoleName::snapshot(), signed.file_bytes().to_vec());
-            out.files.insert(RoleName::snapshot(), signed.into_file_bytes());
+            self.files
+                .insert(RoleName::snapshot(), signed.file_bytes().to_vec());
+            out.files
+                .insert(RoleName::snapshot(), signed.into_file_bytes());
         }
         // Timestamp, when this editor holds its key (server side, tests).
-        let ts_auth = self.root.roles.get("timestamp").cloned().unwrap_or(RoleKeys { keyids: vec![], threshold: 1 });
+        let ts_auth = self
+            .root
+            .roles
+            .get("timestamp")
+            .cloned()
+            .unwrap_or(RoleKeys {
+                keyids: vec![],
+                threshold: 1,
+            });
         let ts_signers = keys.signers_for(&self.root.keys, &ts_auth.keyids);
-        if let (false, Some(sn_bytes)) = (ts_signers.is_empty(), out.files.get(&RoleName::snapshot())) {
+        if let (false, Some(sn_bytes)) =
+            (ts_signers.is_empty(), out.files.get(&RoleName::snapshot()))
+        {
             let version = self.timestamp.as_ref().map_or(0, |t| t.version) + 1;
             let ts = Timestamp {
                 expires: Expires::after(now, self.expiries.timestamp)?,
-                meta: [("snapshot".to_owned(), FileMeta::from_bytes(sn_bytes))].into_iter().collect(),
+                meta: [("snapshot".to_owned(), FileMeta::from_bytes(sn_bytes))]
+                    .into_iter()
+                    .collect(),
                 version,
             };
             let signed = Signed::sign(ts.clone(), &ts_signers)?;
             self.timestamp = Some(ts);
-            self.files.insert(RoleName::timestamp(), signed.file_bytes().to_vec());
-            out.files.insert(RoleName::timestamp(), signed.into_file_bytes());
+            self.files
+                .insert(RoleName::timestamp(), signed.file_bytes().to_vec());
+            out.files
+                .insert(RoleName::timestamp(), signed.into_file_bytes());
         }
         self.dirty.clear();
         Ok(out)
     }
 
     /// Keys and threshold that authorise `role`.
-    fn authority(&self, role: &RoleName) -> Result<(BTreeMap<KeyId, PublicKey>, RoleKeys), EditError> {
+    fn authority(
+        &self,
+        role: &RoleName,
+    ) -> Result<(BTreeMap<KeyId, PublicKey>, RoleKeys), EditError> {
         if *role == RoleName::targets() {
-            let auth = self.root.roles.get("targets").cloned().ok_or_else(|| EditError::UnknownRole("targets".into()))?;
+            let auth = self
+                .root
+                .roles
+                .get("targets")
+                .cloned()
+                .ok_or_else(|| EditError::UnknownRole("targets".into()))?;
             return Ok((self.root.keys.clone(), auth));
         }
-        let parent = role.parent().ok_or_else(|| EditError::UnknownRole(role.to_string()))?;
-        let t = self.targets.get(&parent).ok_or_else(|| EditError::UnknownRole(parent.to_string()))?;
-        let d = t.delegation(role).ok_or_else(|| EditError::UnknownRole(role.to_string()))?;
-        Ok((t.delegations.keys.clone(), RoleKeys { keyids: d.keyids.clone(), threshold: d.threshold }))
+        let parent = role
+            .parent()
+            .ok_or_else(|| EditError::UnknownRole(role.to_string()))?;
+        let t = self
+            .targets
+            .get(&parent)
+            .ok_or_else(|| EditError::UnknownRole(parent.to_string()))?;
+        let d = t
+            .delegation(role)
+            .ok_or_else(|| EditError::UnknownRole(role.to_string()))?;
+        Ok((
+            t.delegations.keys.clone(),
+            RoleKeys {
+                keyids: d.keyids.clone(),
+                threshold: d.threshold,
+            },
+        ))
     }
 }
 
 fn no_key(role: &RoleName, ids: &[KeyId]) -> SignError {
-    SignError::NoKey { role: role.to_string(), keyids: ids.iter().map(KeyId::to_string).collect::<Vec<_>>().join(", ") }
+    SignError::NoKey {
+        role: role.to_string(),
+        keyids: ids
+            .iter()
+            .map(KeyId::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// Drops delegation keys no role references (Go prunes on every delegation edit).
 fn prune_keys(t: &mut Targets) {
-    let used: BTreeSet<KeyId> = t.delegations.roles.iter().flat_map(|r| r.keyids.iter().cloned()).collect();
+    let used: BTreeSet<KeyId> = t
+        .delegations
+        .roles
+        .iter()
+        .flat_map(|r| r.keyids.iter().cloned())
+        .collect();
     t.delegations.keys.retain(|id, _| used.contains(id));
 }

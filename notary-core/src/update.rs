@@ -7,10 +7,12 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
-use crate::metadata::{FileMeta, ParseError, RoleKeys, RoleMetadata, Root, Signed, Snapshot, Targets, Timestamp};
+use crate::crypto::PublicKey;
+use crate::metadata::{
+    FileMeta, ParseError, RoleKeys, RoleMetadata, Root, Signed, Snapshot, Targets, Timestamp,
+};
 use crate::names::{Gun, KeyId, RoleName};
 use crate::verify::{self, TrustPinning, Verified, VerifyError};
-use crate::crypto::PublicKey;
 
 /// Largest `timestamp.json` accepted (spec §9.5).
 pub const MAX_TIMESTAMP_SIZE: u64 = 1 << 20;
@@ -46,7 +48,10 @@ pub trait Remote {
     /// Transport error.
     type Error: std::error::Error + Send + Sync + 'static;
     /// Fetches one file; must not return more than `req.max_len` bytes.
-    fn fetch(&mut self, req: &FetchRequest) -> impl Future<Output = Result<Option<Vec<u8>>, Self::Error>> + Send;
+    fn fetch(
+        &mut self,
+        req: &FetchRequest,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, Self::Error>> + Send;
 }
 
 /// Why an update failed. Each variant names the file.
@@ -197,7 +202,9 @@ impl Repository {
         let mut out = Vec::new();
         let mut queue: VecDeque<RoleName> = VecDeque::from([RoleName::targets()]);
         while let Some(name) = queue.pop_front() {
-            let Some((k, role)) = self.roles.get_key_value(&name) else { continue };
+            let Some((k, role)) = self.roles.get_key_value(&name) else {
+                continue;
+            };
             out.push((k, role));
             for d in &role.metadata.delegations.roles {
                 queue.push_back(d.name.clone());
@@ -210,7 +217,11 @@ impl Repository {
     pub fn lookup(&self, name: &str) -> Option<TargetEntry<'_>> {
         self.walk().into_iter().find_map(|(role, loaded)| {
             let (k, meta) = loaded.metadata.targets.get_key_value(name)?;
-            loaded.admits(name).then_some(TargetEntry { name: k, meta, role })
+            loaded.admits(name).then_some(TargetEntry {
+                name: k,
+                meta,
+                role,
+            })
         })
     }
 
@@ -227,6 +238,10 @@ impl Repository {
         seen.into_values().collect()
     }
 }
+
+/// A targets role waiting to be loaded: name, keys and authorisation from its
+/// delegator, and its effective paths.
+type Pending = (RoleName, BTreeMap<KeyId, PublicKey>, RoleKeys, Vec<String>);
 
 /// Runs one update (spec §10.2) for a GUN.
 #[derive(Clone, Debug)]
@@ -245,7 +260,13 @@ fn file_of(req: &FetchRequest) -> String {
 impl Updater {
     /// An updater for `gun` at instant `now` with an empty cache and TOFU pinning.
     pub fn new(gun: Gun, now: OffsetDateTime) -> Self {
-        Updater { gun, now, pinning: TrustPinning::default(), cache: Cache::default(), force_root_download: false }
+        Updater {
+            gun,
+            now,
+            pinning: TrustPinning::default(),
+            cache: Cache::default(),
+            force_root_download: false,
+        }
     }
 
     /// Sets the trust pinning used when no root is cached.
@@ -266,26 +287,48 @@ impl Updater {
         self
     }
 
-    async fn get<R: Remote>(&self, remote: &mut R, req: FetchRequest) -> Result<Vec<u8>, UpdateError> {
+    async fn get<R: Remote>(
+        &self,
+        remote: &mut R,
+        req: FetchRequest,
+    ) -> Result<Vec<u8>, UpdateError> {
         match remote.fetch(&req).await {
-            Ok(Some(b)) if b.len() as u64 > req.max_len => {
-                Err(UpdateError::TooLarge { file: file_of(&req), limit: req.max_len })
-            }
+            Ok(Some(b)) if b.len() as u64 > req.max_len => Err(UpdateError::TooLarge {
+                file: file_of(&req),
+                limit: req.max_len,
+            }),
             Ok(Some(b)) => Ok(b),
-            Ok(None) if req.role == RoleName::root() && req.version.is_none() && req.checksum.is_none() => {
-                Err(UpdateError::NoTrustData { gun: self.gun.to_string() })
+            Ok(None)
+                if req.role == RoleName::root()
+                    && req.version.is_none()
+                    && req.checksum.is_none() =>
+            {
+                Err(UpdateError::NoTrustData {
+                    gun: self.gun.to_string(),
+                })
             }
-            Ok(None) => Err(UpdateError::Missing { file: file_of(&req) }),
-            Err(e) => Err(UpdateError::Fetch { file: file_of(&req), source: Box::new(e) }),
+            Ok(None) => Err(UpdateError::Missing {
+                file: file_of(&req),
+            }),
+            Err(e) => Err(UpdateError::Fetch {
+                file: file_of(&req),
+                source: Box::new(e),
+            }),
         }
     }
 
     fn parse<T: RoleMetadata>(file: &str, bytes: Vec<u8>) -> Result<Signed<T>, UpdateError> {
-        Signed::parse(bytes).map_err(|source| UpdateError::Parse { file: file.to_owned(), source })
+        Signed::parse(bytes).map_err(|source| UpdateError::Parse {
+            file: file.to_owned(),
+            source,
+        })
     }
 
     fn verr(file: &str) -> impl FnOnce(VerifyError) -> UpdateError + '_ {
-        move |source| UpdateError::Verify { file: file.to_owned(), source }
+        move |source| UpdateError::Verify {
+            file: file.to_owned(),
+            source,
+        }
     }
 
     /// Runs the update.
@@ -301,14 +344,23 @@ impl Updater {
         }
     }
 
-    async fn bootstrap_root<R: Remote>(&self, remote: &mut R) -> Result<Verified<Root>, UpdateError> {
-        let root_req = FetchRequest { role: RoleName::root(), version: None, checksum: None, max_len: MAX_UNKNOWN_SIZE };
+    async fn bootstrap_root<R: Remote>(
+        &self,
+        remote: &mut R,
+    ) -> Result<Verified<Root>, UpdateError> {
+        let root_req = FetchRequest {
+            role: RoleName::root(),
+            version: None,
+            checksum: None,
+            max_len: MAX_UNKNOWN_SIZE,
+        };
         let role = RoleName::root();
         if let Some(cached) = &self.cache.root {
             // The cached root pins trust: it must self-verify (expiry ignored).
             let parsed = Self::parse::<Root>("root.json (cached)", cached.clone())?;
-            let trusted = verify::verify_root(parsed, &self.gun, None, &TrustPinning::default(), self.now)
-                .map_err(Self::verr("root.json (cached)"))?;
+            let trusted =
+                verify::verify_root(parsed, &self.gun, None, &TrustPinning::default(), self.now)
+                    .map_err(Self::verr("root.json (cached)"))?;
             let expired = verify::check_expiry(&*trusted, &role, self.now).is_err();
             if !expired && !self.force_root_download {
                 return Ok(trusted);
@@ -317,7 +369,8 @@ impl Updater {
         }
         let bytes = self.get(remote, root_req).await?;
         let parsed = Self::parse::<Root>("root.json", bytes)?;
-        let root = verify::verify_root(parsed, &self.gun, None, &self.pinning, self.now).map_err(Self::verr("root.json"))?;
+        let root = verify::verify_root(parsed, &self.gun, None, &self.pinning, self.now)
+            .map_err(Self::verr("root.json"))?;
         verify::check_expiry(&*root, &role, self.now).map_err(Self::verr("root.json"))?;
         Ok(root)
     }
@@ -353,31 +406,51 @@ impl Updater {
         }
         let newest = Self::parse::<Root>(&file, bytes)?;
         let newest_version = newest.signed().version;
-        let verified = match verify::verify_root(newest.clone(), &self.gun, Some(trusted), &self.pinning, self.now) {
+        let verified = match verify::verify_root(
+            newest.clone(),
+            &self.gun,
+            Some(trusted),
+            &self.pinning,
+            self.now,
+        ) {
             Ok(v) => v,
             Err(VerifyError::RootRotation(_)) if newest_version > trusted.version + 1 => {
                 let mut current = trusted.clone();
                 for v in trusted.version + 1..newest_version {
-                    let req =
-                        FetchRequest { role: role.clone(), version: Some(v), checksum: None, max_len: MAX_UNKNOWN_SIZE };
+                    let req = FetchRequest {
+                        role: role.clone(),
+                        version: Some(v),
+                        checksum: None,
+                        max_len: MAX_UNKNOWN_SIZE,
+                    };
                     let f = req.file_name();
                     let b = self.get(remote, req).await?;
                     let parsed = Self::parse::<Root>(&f, b)?;
                     if parsed.signed().version != v {
                         return Err(UpdateError::Verify {
                             file: f,
-                            source: VerifyError::Structure { role: "root".into(), reason: format!("expected version {v}") },
+                            source: VerifyError::Structure {
+                                role: "root".into(),
+                                reason: format!("expected version {v}"),
+                            },
                         });
                     }
-                    current = verify::verify_root(parsed, &self.gun, Some(&current), &self.pinning, self.now)
-                        .map_err(Self::verr(&f))?;
+                    current = verify::verify_root(
+                        parsed,
+                        &self.gun,
+                        Some(&current),
+                        &self.pinning,
+                        self.now,
+                    )
+                    .map_err(Self::verr(&f))?;
                 }
                 verify::verify_root(newest, &self.gun, Some(&current), &self.pinning, self.now)
                     .map_err(Self::verr(&file))?
             }
             Err(e) => return Err(UpdateError::Verify { file, source: e }),
         };
-        verify::check_rollback(&role, trusted.version, verified.version).map_err(Self::verr(&file))?;
+        verify::check_rollback(&role, trusted.version, verified.version)
+            .map_err(Self::verr(&file))?;
         verify::check_expiry(&*verified, &role, self.now).map_err(Self::verr(&file))?;
         Ok(verified)
     }
@@ -417,63 +490,98 @@ impl Updater {
 
         // Step 2: timestamp, always downloaded; cached copy on transport errors or 404.
         let ts_auth = auth(&ts_role).map_err(Self::verr("timestamp.json"))?;
-        let cached_ts: Option<Verified<Timestamp>> =
-            Self::cached_version(self.cache.timestamp.as_ref(), &ts_role, &root.keys, &ts_auth);
-        let ts_req = FetchRequest { role: ts_role.clone(), version: None, checksum: None, max_len: MAX_TIMESTAMP_SIZE };
+        let cached_ts: Option<Verified<Timestamp>> = Self::cached_version(
+            self.cache.timestamp.as_ref(),
+            &ts_role,
+            &root.keys,
+            &ts_auth,
+        );
+        let ts_req = FetchRequest {
+            role: ts_role.clone(),
+            version: None,
+            checksum: None,
+            max_len: MAX_TIMESTAMP_SIZE,
+        };
         let ts_bytes = match self.get(remote, ts_req).await {
             Ok(b) => b,
-            Err(e @ (UpdateError::Fetch { .. } | UpdateError::Missing { .. })) => match &cached_ts {
-                Some(c) => {
-                    warnings.push(format!("using cached timestamp: {e}"));
-                    c.file_bytes().to_vec()
+            Err(e @ (UpdateError::Fetch { .. } | UpdateError::Missing { .. })) => {
+                match &cached_ts {
+                    Some(c) => {
+                        warnings.push(format!("using cached timestamp: {e}"));
+                        c.file_bytes().to_vec()
+                    }
+                    None => return Err(e),
                 }
-                None => return Err(e),
-            },
+            }
             Err(e) => return Err(e),
         };
         let ts = Self::parse::<Timestamp>("timestamp.json", ts_bytes)?;
-        let ts = verify::verify_role(ts, &ts_role, &root.keys, &ts_auth).map_err(Self::verr("timestamp.json"))?;
+        let ts = verify::verify_role(ts, &ts_role, &root.keys, &ts_auth)
+            .map_err(Self::verr("timestamp.json"))?;
         if let Some(c) = &cached_ts {
-            verify::check_rollback(&ts_role, c.version, ts.version).map_err(Self::verr("timestamp.json"))?;
+            verify::check_rollback(&ts_role, c.version, ts.version)
+                .map_err(Self::verr("timestamp.json"))?;
         }
         verify::check_expiry(&*ts, &ts_role, self.now).map_err(Self::verr("timestamp.json"))?;
 
         // Step 3: snapshot by checksum, limited to the timestamp's length.
-        let sn_meta = ts.meta.get("snapshot").cloned().ok_or_else(|| UpdateError::Verify {
-            file: "timestamp.json".into(),
-            source: VerifyError::Structure { role: "timestamp".into(), reason: "no snapshot meta".into() },
-        })?;
+        let sn_meta = ts
+            .meta
+            .get("snapshot")
+            .cloned()
+            .ok_or_else(|| UpdateError::Verify {
+                file: "timestamp.json".into(),
+                source: VerifyError::Structure {
+                    role: "timestamp".into(),
+                    reason: "no snapshot meta".into(),
+                },
+            })?;
         let sn_auth = auth(&sn_role).map_err(Self::verr("snapshot.json"))?;
         let cached_sn: Option<Verified<Snapshot>> =
             Self::cached_version(self.cache.snapshot.as_ref(), &sn_role, &root.keys, &sn_auth);
-        let (sn_bytes, sn_file) = self.fetch_by_meta(remote, &sn_role, &sn_meta, self.cache.snapshot.as_ref()).await?;
-        verify::check_meta(&ts.meta, &ts_role, "snapshot", &sn_bytes).map_err(Self::verr(&sn_file))?;
+        let (sn_bytes, sn_file) = self
+            .fetch_by_meta(remote, &sn_role, &sn_meta, self.cache.snapshot.as_ref())
+            .await?;
+        verify::check_meta(&ts.meta, &ts_role, "snapshot", &sn_bytes)
+            .map_err(Self::verr(&sn_file))?;
         let sn = Self::parse::<Snapshot>(&sn_file, sn_bytes)?;
-        let sn = verify::verify_role(sn, &sn_role, &root.keys, &sn_auth).map_err(Self::verr(&sn_file))?;
+        let sn = verify::verify_role(sn, &sn_role, &root.keys, &sn_auth)
+            .map_err(Self::verr(&sn_file))?;
         if let Some(c) = &cached_sn {
-            verify::check_rollback(&sn_role, c.version, sn.version).map_err(Self::verr(&sn_file))?;
+            verify::check_rollback(&sn_role, c.version, sn.version)
+                .map_err(Self::verr(&sn_file))?;
         }
         verify::check_expiry(&*sn, &sn_role, self.now).map_err(Self::verr(&sn_file))?;
         *hint = sn.meta.get("root").and_then(FileMeta::sha256);
-        verify::check_meta(&sn.meta, &sn_role, "root", root.file_bytes()).map_err(Self::verr("root.json"))?;
+        verify::check_meta(&sn.meta, &sn_role, "root", root.file_bytes())
+            .map_err(Self::verr("root.json"))?;
 
         // Step 4: targets tree, pre-order in listed order.
         let mut roles = BTreeMap::new();
         let tg_auth = auth(&RoleName::targets()).map_err(Self::verr("targets.json"))?;
-        let mut stack: Vec<(RoleName, BTreeMap<KeyId, PublicKey>, RoleKeys, Vec<String>)> =
-            vec![(RoleName::targets(), root.keys.clone(), tg_auth, vec![String::new()])];
+        let mut stack: Vec<Pending> = vec![(
+            RoleName::targets(),
+            root.keys.clone(),
+            tg_auth,
+            vec![String::new()],
+        )];
         while let Some((name, keys, role_auth, paths)) = stack.pop() {
             let top = name == RoleName::targets();
             let Some(meta) = sn.meta.get(name.as_str()).cloned() else {
                 if top {
                     return Err(UpdateError::Verify {
                         file: "snapshot.json".into(),
-                        source: VerifyError::Structure { role: "snapshot".into(), reason: "no meta for targets".into() },
+                        source: VerifyError::Structure {
+                            role: "snapshot".into(),
+                            reason: "no meta for targets".into(),
+                        },
                     });
                 }
                 continue;
             };
-            let loaded = self.load_targets(remote, &name, &meta, &sn, &keys, &role_auth).await;
+            let loaded = self
+                .load_targets(remote, &name, &meta, &sn, &keys, &role_auth)
+                .await;
             let verified = match loaded {
                 Ok(v) => v,
                 Err(e) if !top && matches!(e, UpdateError::Verify { .. }) => {
@@ -490,12 +598,33 @@ impl Updater {
                     .filter(|p| paths.iter().any(|pp| p.starts_with(pp.as_str())))
                     .cloned()
                     .collect();
-                let child_auth = RoleKeys { keyids: d.keyids.clone(), threshold: d.threshold };
-                stack.push((d.name.clone(), verified.delegations.keys.clone(), child_auth, child_paths));
+                let child_auth = RoleKeys {
+                    keyids: d.keyids.clone(),
+                    threshold: d.threshold,
+                };
+                stack.push((
+                    d.name.clone(),
+                    verified.delegations.keys.clone(),
+                    child_auth,
+                    child_paths,
+                ));
             }
-            roles.insert(name, LoadedRole { metadata: verified, paths });
+            roles.insert(
+                name,
+                LoadedRole {
+                    metadata: verified,
+                    paths,
+                },
+            );
         }
-        Ok(Repository { gun: self.gun.clone(), root, timestamp: ts, snapshot: sn, roles, warnings })
+        Ok(Repository {
+            gun: self.gun.clone(),
+            root,
+            timestamp: ts,
+            snapshot: sn,
+            roles,
+            warnings,
+        })
     }
 
     async fn load_targets<R: Remote>(
@@ -507,8 +636,11 @@ impl Updater {
         keys: &BTreeMap<KeyId, PublicKey>,
         auth: &RoleKeys,
     ) -> Result<Verified<Targets>, UpdateError> {
-        let (bytes, file) = self.fetch_by_meta(remote, name, meta, self.cache.targets.get(name)).await?;
-        verify::check_meta(&sn.meta, &RoleName::snapshot(), name.as_str(), &bytes).map_err(Self::verr(&file))?;
+        let (bytes, file) = self
+            .fetch_by_meta(remote, name, meta, self.cache.targets.get(name))
+            .await?;
+        verify::check_meta(&sn.meta, &RoleName::snapshot(), name.as_str(), &bytes)
+            .map_err(Self::verr(&file))?;
         let parsed = Self::parse::<Targets>(&file, bytes)?;
         let v = verify::verify_role(parsed, name, keys, auth).map_err(Self::verr(&file))?;
         verify::check_expiry(&*v, name, self.now).map_err(Self::verr(&file))?;
@@ -528,7 +660,12 @@ impl Updater {
                 return Ok((c.clone(), format!("{role}.json (cached)")));
             }
         }
-        let req = FetchRequest { role: role.clone(), version: None, checksum: meta.sha256().map(hex::encode), max_len: meta.length };
+        let req = FetchRequest {
+            role: role.clone(),
+            version: None,
+            checksum: meta.sha256().map(hex::encode),
+            max_len: meta.length,
+        };
         let file = req.file_name();
         Ok((self.get(remote, req).await?, file))
     }

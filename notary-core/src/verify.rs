@@ -9,7 +9,9 @@ use std::ops::Deref;
 use time::OffsetDateTime;
 
 use crate::crypto::PublicKey;
-use crate::metadata::{HashError, ParseError, RoleKeys, RoleMetadata, Root, Signed, Snapshot, Targets, Timestamp};
+use crate::metadata::{
+    HashError, ParseError, RoleKeys, RoleMetadata, Root, Signed, Snapshot, Targets, Timestamp,
+};
 use crate::names::{Gun, KeyId, RoleName};
 use crate::x509;
 
@@ -107,10 +109,14 @@ pub enum VerifyError {
         reason: String,
     },
     /// No root key is a valid leaf certificate for the GUN.
-    #[error("could not validate the path to a trusted root: unable to retrieve valid leaf certificates ({0})")]
+    #[error(
+        "could not validate the path to a trusted root: unable to retrieve valid leaf certificates ({0})"
+    )]
     NoValidRootCerts(String),
     /// The new root is not signed by the previously trusted root's threshold.
-    #[error("root rotation failed: failed to validate data with current trusted certificates ({0})")]
+    #[error(
+        "root rotation failed: failed to validate data with current trusted certificates ({0})"
+    )]
     RootRotation(String),
     /// The root is not admitted by the trust pinning configuration.
     #[error("could not validate the path to a trusted root: {0}")]
@@ -132,22 +138,33 @@ pub enum VerifyError {
 /// signature key ID must be listed for the role, present in `keys`, equal to the key's
 /// computed ID, and verify over V. Keys count once even when listed under two IDs (a
 /// certificate and its plain form), compared by their canonical ID.
-pub fn count_valid<T: RoleMetadata>(signed: &Signed<T>, keys: &BTreeMap<KeyId, PublicKey>, keyids: &[KeyId]) -> usize {
+pub fn count_valid<T: RoleMetadata>(
+    signed: &Signed<T>,
+    keys: &BTreeMap<KeyId, PublicKey>,
+    keyids: &[KeyId],
+) -> usize {
     let allowed: BTreeSet<&KeyId> = keyids.iter().collect();
     let mut seen = BTreeSet::new();
     for sig in signed.signatures() {
         if !allowed.contains(&sig.keyid) {
             continue;
         }
-        let Some(key) = keys.get(&sig.keyid) else { continue };
+        let Some(key) = keys.get(&sig.keyid) else {
+            continue;
+        };
         if key.key_id() != sig.keyid {
             continue;
         }
-        let Ok(identity) = key.canonical_id() else { continue };
+        let Ok(identity) = key.canonical_id() else {
+            continue;
+        };
         if seen.contains(&identity) {
             continue;
         }
-        if key.verify(&sig.method, signed.verify_bytes(), &sig.sig.0).is_ok() {
+        if key
+            .verify(&sig.method, signed.verify_bytes(), &sig.sig.0)
+            .is_ok()
+        {
             seen.insert(identity);
         }
     }
@@ -161,10 +178,15 @@ fn check_threshold<T: RoleMetadata>(
     auth: &RoleKeys,
 ) -> Result<(), VerifyError> {
     if auth.threshold < 1 {
-        return Err(VerifyError::Structure { role: role.to_owned(), reason: "threshold below 1".into() });
+        return Err(VerifyError::Structure {
+            role: role.to_owned(),
+            reason: "threshold below 1".into(),
+        });
     }
     if signed.signatures().is_empty() {
-        return Err(VerifyError::NoSignatures { role: role.to_owned() });
+        return Err(VerifyError::NoSignatures {
+            role: role.to_owned(),
+        });
     }
     let valid = count_valid(signed, keys, &auth.keyids);
     if valid < auth.threshold as usize {
@@ -187,7 +209,10 @@ pub trait Structure {
 impl Structure for Root {
     fn check_structure(&self, _role: &RoleName) -> Result<(), String> {
         for base in ["root", "targets", "snapshot", "timestamp"] {
-            let r = self.roles.get(base).ok_or_else(|| format!("missing role {base}"))?;
+            let r = self
+                .roles
+                .get(base)
+                .ok_or_else(|| format!("missing role {base}"))?;
             if r.threshold < 1 {
                 return Err(format!("role {base} has threshold below 1"));
             }
@@ -206,12 +231,19 @@ impl Structure for Targets {
         }
         for d in &self.delegations.roles {
             if d.name.parent().as_ref() != Some(role) {
-                return Err(format!("delegation {} is not a direct child of {role}", d.name));
+                return Err(format!(
+                    "delegation {} is not a direct child of {role}",
+                    d.name
+                ));
             }
             if d.threshold < 1 {
                 return Err(format!("delegation {} has threshold below 1", d.name));
             }
-            if let Some(k) = d.keyids.iter().find(|k| !self.delegations.keys.contains_key(*k)) {
+            if let Some(k) = d
+                .keyids
+                .iter()
+                .find(|k| !self.delegations.keys.contains_key(*k))
+            {
                 return Err(format!("delegation {} lists unknown key {k}", d.name));
             }
         }
@@ -257,24 +289,39 @@ pub fn verify_role<T: RoleMetadata + Structure>(
     Ok(Verified { inner: signed })
 }
 
-fn check_structure<T: RoleMetadata + Structure>(signed: &Signed<T>, role: &RoleName) -> Result<(), VerifyError> {
+fn check_structure<T: RoleMetadata + Structure>(
+    signed: &Signed<T>,
+    role: &RoleName,
+) -> Result<(), VerifyError> {
     if signed.signed().version() < 1 {
-        return Err(VerifyError::Structure { role: role.to_string(), reason: "version below 1".into() });
+        return Err(VerifyError::Structure {
+            role: role.to_string(),
+            reason: "version below 1".into(),
+        });
     }
     signed
         .signed()
         .check_structure(role)
-        .map_err(|reason| VerifyError::Structure { role: role.to_string(), reason })
+        .map_err(|reason| VerifyError::Structure {
+            role: role.to_string(),
+            reason,
+        })
 }
 
 /// Fails if `meta` has expired at `now` (`expires < now`).
-pub fn check_expiry<T: RoleMetadata>(meta: &T, role: &RoleName, now: OffsetDateTime) -> Result<(), VerifyError> {
+pub fn check_expiry<T: RoleMetadata>(
+    meta: &T,
+    role: &RoleName,
+    now: OffsetDateTime,
+) -> Result<(), VerifyError> {
     if meta.expires().is_expired(now) {
         return Err(VerifyError::Expired {
             role: role.to_string(),
             version: meta.version(),
             expires: meta.expires().to_string(),
-            now: crate::expires::Expires::new(now).map(|e| e.to_string()).unwrap_or_default(),
+            now: crate::expires::Expires::new(now)
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
         });
     }
     Ok(())
@@ -283,7 +330,11 @@ pub fn check_expiry<T: RoleMetadata>(meta: &T, role: &RoleName, now: OffsetDateT
 /// Fails if `new` is older than `trusted`.
 pub fn check_rollback(role: &RoleName, trusted: u64, new: u64) -> Result<(), VerifyError> {
     if new < trusted {
-        return Err(VerifyError::Rollback { role: role.to_string(), trusted, new });
+        return Err(VerifyError::Rollback {
+            role: role.to_string(),
+            trusted,
+            new,
+        });
     }
     Ok(())
 }
@@ -300,7 +351,11 @@ pub fn check_meta(
         parent: parent.to_string(),
         source: HashError::NoKnownHash,
     })?;
-    m.check(bytes).map_err(|source| VerifyError::Meta { role: role.to_owned(), parent: parent.to_string(), source })
+    m.check(bytes).map_err(|source| VerifyError::Meta {
+        role: role.to_owned(),
+        parent: parent.to_string(),
+        source,
+    })
 }
 
 /// Trust pinning configuration (spec §9.6). CA bundles are passed as PEM bytes: this
@@ -333,21 +388,34 @@ impl TrustPinning {
                 .map(|(_, v)| v)
         });
         let kept: Vec<KeyId> = if let Some(ids) = pinned_ids {
-            candidates.into_iter().filter(|id| ids.contains(id)).collect()
-        } else if let Some((_, ca)) =
-            self.ca.iter().filter(|(prefix, _)| g.starts_with(prefix.as_str())).max_by_key(|(k, _)| k.len())
+            candidates
+                .into_iter()
+                .filter(|id| ids.contains(id))
+                .collect()
+        } else if let Some((_, ca)) = self
+            .ca
+            .iter()
+            .filter(|(prefix, _)| g.starts_with(prefix.as_str()))
+            .max_by_key(|(k, _)| k.len())
         {
             candidates
                 .into_iter()
-                .filter(|id| keys.get(id).is_some_and(|k| x509::chains_to_ca(k, ca, now).is_ok()))
+                .filter(|id| {
+                    keys.get(id)
+                        .is_some_and(|k| x509::chains_to_ca(k, ca, now).is_ok())
+                })
                 .collect()
         } else if self.disable_tofu {
-            return Err(VerifyError::TrustPinning("invalid trust pinning specified".into()));
+            return Err(VerifyError::TrustPinning(
+                "invalid trust pinning specified".into(),
+            ));
         } else {
             candidates
         };
         if kept.is_empty() {
-            return Err(VerifyError::TrustPinning("unable to match any certificates to trust_pinning config".into()));
+            return Err(VerifyError::TrustPinning(
+                "unable to match any certificates to trust_pinning config".into(),
+            ));
         }
         Ok(kept)
     }
@@ -371,7 +439,10 @@ pub fn verify_root(
     let role = RoleName::root();
     check_structure(&new, &role)?;
     let n = new.signed();
-    let n_auth = n.role("root").ok_or_else(|| VerifyError::Structure { role: "root".into(), reason: "no root role".into() })?;
+    let n_auth = n.role("root").ok_or_else(|| VerifyError::Structure {
+        role: "root".into(),
+        reason: "no root role".into(),
+    })?;
     // Step 2: valid leaf certificates among the new root role's keys.
     let mut reasons = Vec::new();
     let mut valid: Vec<KeyId> = Vec::new();
@@ -388,21 +459,25 @@ pub fn verify_root(
     }
     if let Some(prev) = trusted {
         // Step 3: signed by the previous root's threshold (certificate expiry not checked).
-        let p_auth = prev
-            .role("root")
-            .ok_or_else(|| VerifyError::Structure { role: "root".into(), reason: "trusted root has no root role".into() })?;
+        let p_auth = prev.role("root").ok_or_else(|| VerifyError::Structure {
+            role: "root".into(),
+            reason: "trusted root has no root role".into(),
+        })?;
         let prev_ids: Vec<KeyId> = p_auth
             .keyids
             .iter()
-            .filter(|id| prev.keys.get(*id).is_some_and(|k| x509::check_root_leaf(k, gun, None).is_ok()))
+            .filter(|id| {
+                prev.keys
+                    .get(*id)
+                    .is_some_and(|k| x509::check_root_leaf(k, gun, None).is_ok())
+            })
             .cloned()
             .collect();
         let got = count_valid(&new, &prev.keys, &prev_ids);
         if got < p_auth.threshold as usize {
             return Err(VerifyError::RootRotation(format!(
                 "{got} of {} signatures from the trusted root v{} keys",
-                p_auth.threshold,
-                prev.version
+                p_auth.threshold, prev.version
             )));
         }
     } else {
@@ -412,12 +487,21 @@ pub fn verify_root(
     // Step 5: the new root's own threshold with the remaining certificates.
     let got = count_valid(&new, &n.keys, &valid);
     if got < n_auth.threshold as usize {
-        return Err(VerifyError::Threshold { role: "root".into(), version: n.version, valid: got, threshold: n_auth.threshold });
+        return Err(VerifyError::Threshold {
+            role: "root".into(),
+            version: n.version,
+            valid: got,
+            threshold: n_auth.threshold,
+        });
     }
     Ok(Verified { inner: new })
 }
 
 /// Keys and authorisation of a role as the trusted root states them.
-pub fn root_role_auth<'a>(root: &'a Verified<Root>, role: &RoleName) -> Result<&'a RoleKeys, VerifyError> {
-    root.role(role.as_str()).ok_or_else(|| VerifyError::UnknownRole(role.to_string()))
+pub fn root_role_auth<'a>(
+    root: &'a Verified<Root>,
+    role: &RoleName,
+) -> Result<&'a RoleKeys, VerifyError> {
+    root.role(role.as_str())
+        .ok_or_else(|| VerifyError::UnknownRole(role.to_string()))
 }

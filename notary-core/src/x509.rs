@@ -61,7 +61,10 @@ pub fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<Vec<u8>>, KeyError> {
             if b.label == "CERTIFICATE" {
                 Ok(b.body.to_vec())
             } else {
-                Err(KeyError::Certificate(format!("unexpected PEM block {:?}", b.label)))
+                Err(KeyError::Certificate(format!(
+                    "unexpected PEM block {:?}",
+                    b.label
+                )))
             }
         })
         .collect()
@@ -69,11 +72,15 @@ pub fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<Vec<u8>>, KeyError> {
 
 /// PEM text of DER certificates, as Go writes it.
 pub fn to_pem(ders: &[Vec<u8>]) -> String {
-    ders.iter().map(|d| crate::pem::encode("CERTIFICATE", &[], d).to_string()).collect()
+    ders.iter()
+        .map(|d| crate::pem::encode("CERTIFICATE", &[], d).to_string())
+        .collect()
 }
 
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>, KeyError> {
-    X509Certificate::from_der(der).map(|(_, c)| c).map_err(|e| KeyError::Certificate(e.to_string()))
+    X509Certificate::from_der(der)
+        .map(|(_, c)| c)
+        .map_err(|e| KeyError::Certificate(e.to_string()))
 }
 
 /// The DER SubjectPublicKeyInfo of a DER certificate.
@@ -105,7 +112,9 @@ impl rcgen::PublicKeyData for RcgenKey<'_> {
 
 impl rcgen::SigningKey for RcgenKey<'_> {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.key.sign_x509(msg).map_err(|_| rcgen::Error::RingUnspecified)
+        self.key
+            .sign_x509(msg)
+            .map_err(|_| rcgen::Error::RingUnspecified)
     }
 }
 
@@ -114,8 +123,9 @@ fn raw_public(key: &PrivateKey) -> Result<Vec<u8>, KeyError> {
     match key.public().key_type() {
         KeyType::Ed25519 => Ok(key.public().public_bytes().to_vec()),
         _ => {
-            let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(key.public().public_bytes())
-                .map_err(|e| KeyError::Certificate(e.to_string()))?;
+            let (_, spki) =
+                x509_parser::x509::SubjectPublicKeyInfo::from_der(key.public().public_bytes())
+                    .map_err(|e| KeyError::Certificate(e.to_string()))?;
             Ok(spki.subject_public_key.data.to_vec())
         }
     }
@@ -134,7 +144,11 @@ pub fn root_certificate(
     let key_type = match key.public().key_type() {
         KeyType::Ecdsa => KeyType::EcdsaX509,
         KeyType::Rsa => KeyType::RsaX509,
-        other => return Err(KeyError::UnsupportedType(format!("{other} root certificate"))),
+        other => {
+            return Err(KeyError::UnsupportedType(format!(
+                "{other} root certificate"
+            )));
+        }
     };
     let mut params = rcgen::CertificateParams::default();
     let mut dn = rcgen::DistinguishedName::new();
@@ -147,15 +161,30 @@ pub fn root_certificate(
         .map_err(|e| KeyError::Certificate(e.to_string()))?;
     serial[0] &= 0x7F;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
     params.is_ca = rcgen::IsCa::ExplicitNoCa;
-    let signer = RcgenKey { key, raw_public: raw_public(key)? };
-    let cert = params.self_signed(&signer).map_err(|e| KeyError::Certificate(e.to_string()))?;
-    Ok(PublicKey::new(key_type, to_pem(&[cert.der().to_vec()]).into_bytes()))
+    let signer = RcgenKey {
+        key,
+        raw_public: raw_public(key)?,
+    };
+    let cert = params
+        .self_signed(&signer)
+        .map_err(|e| KeyError::Certificate(e.to_string()))?;
+    Ok(PublicKey::new(
+        key_type,
+        to_pem(&[cert.der().to_vec()]).into_bytes(),
+    ))
 }
 
-const SHA1_SIG_OIDS: [&str; 3] = ["1.2.840.113549.1.1.5", "1.2.840.10045.4.1", "1.2.840.10040.4.3"];
+const SHA1_SIG_OIDS: [&str; 3] = [
+    "1.2.840.113549.1.1.5",
+    "1.2.840.10045.4.1",
+    "1.2.840.10040.4.3",
+];
 
 /// Whether a certificate CN admits `gun`: equal, or `prefix*` matching.
 pub fn cn_matches(cn: &str, gun: &str) -> bool {
@@ -168,20 +197,36 @@ pub fn cn_matches(cn: &str, gun: &str) -> bool {
 /// Checks a root-role key as spec §5.3 step 2 does: a certificate bundle led by exactly
 /// one non-CA leaf whose CN matches `gun`, not SHA-1, RSA ≥ 2048 bits, and (when `now`
 /// is given) valid at `now` with one day of NotBefore leeway.
-pub fn check_root_leaf(key: &PublicKey, gun: &Gun, now: Option<OffsetDateTime>) -> Result<(), CertError> {
+pub fn check_root_leaf(
+    key: &PublicKey,
+    gun: &Gun,
+    now: Option<OffsetDateTime>,
+) -> Result<(), CertError> {
     if !key.key_type().is_x509() {
         return Err(CertError::NotCertificate(key.key_type().to_string()));
     }
-    let ders = parse_pem_bundle(key.public_bytes()).map_err(|e| CertError::Malformed(e.to_string()))?;
-    let certs: Vec<X509Certificate<'_>> =
-        ders.iter().map(|d| parse(d)).collect::<Result<_, _>>().map_err(|e| CertError::Malformed(e.to_string()))?;
+    let ders =
+        parse_pem_bundle(key.public_bytes()).map_err(|e| CertError::Malformed(e.to_string()))?;
+    let certs: Vec<X509Certificate<'_>> = ders
+        .iter()
+        .map(|d| parse(d))
+        .collect::<Result<_, _>>()
+        .map_err(|e| CertError::Malformed(e.to_string()))?;
     let leaf = &certs[0];
     if leaf.is_ca() || certs[1..].iter().any(|c| !c.is_ca()) {
         return Err(CertError::Leaf);
     }
-    let cn = leaf.subject().iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default();
+    let cn = leaf
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok())
+        .unwrap_or_default();
     if !cn_matches(cn, gun.as_str()) {
-        return Err(CertError::CommonName { cn: cn.to_owned(), gun: gun.to_string() });
+        return Err(CertError::CommonName {
+            cn: cn.to_owned(),
+            gun: gun.to_string(),
+        });
     }
     if SHA1_SIG_OIDS.contains(&leaf.signature_algorithm.algorithm.to_id_string().as_str()) {
         return Err(CertError::Weak("SHA-1 signature"));
@@ -195,7 +240,11 @@ pub fn check_root_leaf(key: &PublicKey, gun: &Gun, now: Option<OffsetDateTime>) 
         let not_before = to_time(&leaf.validity().not_before);
         let not_after = to_time(&leaf.validity().not_after);
         if not_before > now + Duration::days(1) || now > not_after {
-            return Err(CertError::Validity { now, not_before, not_after });
+            return Err(CertError::Validity {
+                now,
+                not_before,
+                not_after,
+            });
         }
     }
     Ok(())
@@ -205,15 +254,22 @@ pub fn check_root_leaf(key: &PublicKey, gun: &Gun, now: Option<OffsetDateTime>) 
 /// `ca_pem` (invalid or expired CAs are ignored), using the bundle's other certificates
 /// as intermediates (spec §9.6 `ca`).
 pub fn chains_to_ca(key: &PublicKey, ca_pem: &[u8], now: OffsetDateTime) -> Result<(), CertError> {
-    let ders = parse_pem_bundle(key.public_bytes()).map_err(|e| CertError::Malformed(e.to_string()))?;
-    let certs: Vec<X509Certificate<'_>> =
-        ders.iter().map(|d| parse(d)).collect::<Result<_, _>>().map_err(|e| CertError::Malformed(e.to_string()))?;
+    let ders =
+        parse_pem_bundle(key.public_bytes()).map_err(|e| CertError::Malformed(e.to_string()))?;
+    let certs: Vec<X509Certificate<'_>> = ders
+        .iter()
+        .map(|d| parse(d))
+        .collect::<Result<_, _>>()
+        .map_err(|e| CertError::Malformed(e.to_string()))?;
     let ca_ders = parse_pem_bundle(ca_pem).unwrap_or_default();
     let valid_at = |c: &X509Certificate<'_>| {
         to_time(&c.validity().not_before) <= now && now <= to_time(&c.validity().not_after)
     };
-    let cas: Vec<X509Certificate<'_>> =
-        ca_ders.iter().filter_map(|d| parse(d).ok()).filter(|c| c.is_ca() && valid_at(c)).collect();
+    let cas: Vec<X509Certificate<'_>> = ca_ders
+        .iter()
+        .filter_map(|d| parse(d).ok())
+        .filter(|c| c.is_ca() && valid_at(c))
+        .collect();
     let mut current = &certs[0];
     if !valid_at(current) {
         return Err(CertError::Untrusted);
@@ -247,11 +303,18 @@ mod tests {
         let now = datetime!(2026-11-23 00:00 UTC);
         let pk = root_certificate(&key, &gun, now, now + ROOT_CERT_VALIDITY).unwrap();
         assert_eq!(pk.key_type(), &KeyType::EcdsaX509);
-        assert!(std::str::from_utf8(pk.public_bytes()).unwrap().starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(
+            std::str::from_utf8(pk.public_bytes())
+                .unwrap()
+                .starts_with("-----BEGIN CERTIFICATE-----\n")
+        );
         check_root_leaf(&pk, &gun, Some(now)).unwrap();
         assert_eq!(pk.canonical_id().unwrap(), key.public().key_id());
         let other = Gun::new("example.com/other").unwrap();
-        assert!(matches!(check_root_leaf(&pk, &other, Some(now)), Err(CertError::CommonName { .. })));
+        assert!(matches!(
+            check_root_leaf(&pk, &other, Some(now)),
+            Err(CertError::CommonName { .. })
+        ));
         assert!(matches!(
             check_root_leaf(&pk, &gun, Some(now + Duration::days(3651))),
             Err(CertError::Validity { .. })
@@ -261,7 +324,10 @@ mod tests {
 
     #[test]
     fn wildcard_cn() {
-        assert!(cn_matches("docker.io/library/*", "docker.io/library/alpine"));
+        assert!(cn_matches(
+            "docker.io/library/*",
+            "docker.io/library/alpine"
+        ));
         assert!(!cn_matches("docker.io/library/*", "docker.io/other/alpine"));
         assert!(cn_matches("a/b", "a/b"));
     }

@@ -4,7 +4,9 @@
 mod common;
 
 use common::{NOW, TestRepo, sign_with};
-use notary_core::metadata::{Bytes, FileMeta, HashError, RoleKeys, RoleMetadata, Root, Signature, Signed, Targets};
+use notary_core::metadata::{
+    Bytes, FileMeta, HashError, RoleKeys, RoleMetadata, Root, Signature, Signed, Targets,
+};
 use notary_core::repo::{EditError, Expiries};
 use notary_core::update::{Cache, UpdateError};
 use notary_core::verify::{self, TrustPinning, VerifyError};
@@ -22,7 +24,9 @@ fn verify_err(r: Result<notary_core::Repository, UpdateError>) -> (String, Verif
 #[test]
 fn sanity_built_repository_verifies() {
     let mut repo = TestRepo::new();
-    repo.editor.add_target(&RoleName::targets(), "v1", FileMeta::from_bytes(b"payload")).unwrap();
+    repo.editor
+        .add_target(&RoleName::targets(), "v1", FileMeta::from_bytes(b"payload"))
+        .unwrap();
     repo.publish(&[]);
     let verified = repo.update().unwrap();
     assert_eq!(verified.lookup("v1").unwrap().meta.length, 7);
@@ -37,22 +41,39 @@ fn tampered_signature() {
     let t = Signed::<Targets>::parse(repo.file("targets")).unwrap();
     let mut sigs = t.signatures().to_vec();
     sigs[0].sig.0[10] ^= 0x01;
-    let tampered = Signed::from_parts(t.signed().clone(), sigs).unwrap().into_file_bytes();
+    let tampered = Signed::from_parts(t.signed().clone(), sigs)
+        .unwrap()
+        .into_file_bytes();
     repo.replace_and_rechain("targets", tampered);
     let (file, err) = verify_err(repo.update());
     assert!(file.starts_with("targets."), "{file}");
-    assert!(matches!(err, VerifyError::Threshold { valid: 0, threshold: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VerifyError::Threshold {
+                valid: 0,
+                threshold: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn signature_by_key_not_in_role() {
     let mut repo = TestRepo::new();
-    let t = Signed::<Targets>::parse(repo.file("targets")).unwrap().into_signed();
+    let t = Signed::<Targets>::parse(repo.file("targets"))
+        .unwrap()
+        .into_signed();
     // Validly signed, but by the snapshot key, which root does not authorise for targets.
     let bytes = sign_with(t, &[&repo.snapshot]);
     repo.replace_and_rechain("targets", bytes);
     let (_, err) = verify_err(repo.update());
-    assert!(matches!(err, VerifyError::Threshold { valid: 0, .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::Threshold { valid: 0, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -60,8 +81,10 @@ fn threshold_not_met() {
     let mut repo = TestRepo::new();
     let extra = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
     // Root now asks for two targets signatures; only the original key signs.
-    let mut ring_keys = vec![repo.targets.public().clone(), extra.public().clone()];
-    repo.editor.rotate_base_role(&RoleName::targets(), ring_keys.drain(..).collect()).unwrap();
+    let ring_keys = vec![repo.targets.public().clone(), extra.public().clone()];
+    repo.editor
+        .rotate_base_role(&RoleName::targets(), ring_keys)
+        .unwrap();
     repo.publish(&[]);
     let root = Signed::<Root>::parse(repo.file("root")).unwrap();
     let mut r = root.signed().clone();
@@ -70,11 +93,23 @@ fn threshold_not_met() {
     let e = *r.expires();
     r.set_version_expires(v, e);
     let cert_id = r.roles["root"].keyids[0].clone();
-    let root_bytes = Signed::sign(r, &[(cert_id, &repo.root as &dyn Signer)]).unwrap().into_file_bytes();
+    let root_bytes = Signed::sign(r, &[(cert_id, &repo.root as &dyn Signer)])
+        .unwrap()
+        .into_file_bytes();
     repo.replace_and_rechain("root", root_bytes);
     let (file, err) = verify_err(repo.update());
     assert!(file.starts_with("targets"), "{file}");
-    assert!(matches!(err, VerifyError::Threshold { valid: 1, threshold: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VerifyError::Threshold {
+                valid: 1,
+                threshold: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -88,44 +123,87 @@ fn duplicate_key_threshold_bypass() {
     let plain = repo.root.public().clone();
     let mut r = root.signed().clone();
     r.keys.insert(plain.key_id(), plain.clone());
-    r.roles.insert("root".into(), RoleKeys { keyids: vec![cert_id.clone(), plain.key_id()], threshold: 2 });
-    let signed = Signed::sign(r.clone(), &[(cert_id.clone(), &repo.root as &dyn Signer), (plain.key_id(), &repo.root)]).unwrap();
+    r.roles.insert(
+        "root".into(),
+        RoleKeys {
+            keyids: vec![cert_id.clone(), plain.key_id()],
+            threshold: 2,
+        },
+    );
+    let signed = Signed::sign(
+        r.clone(),
+        &[
+            (cert_id.clone(), &repo.root as &dyn Signer),
+            (plain.key_id(), &repo.root),
+        ],
+    )
+    .unwrap();
     assert_eq!(cert_key.canonical_id().unwrap(), plain.key_id());
     let gun = Gun::new(common::GUN).unwrap();
     let err = verify::verify_root(signed, &gun, None, &TrustPinning::default(), NOW).unwrap_err();
-    assert!(matches!(err, VerifyError::Threshold { valid: 1, threshold: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VerifyError::Threshold {
+                valid: 1,
+                threshold: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     let t = Signed::<Targets>::parse(repo.file("targets")).unwrap();
     let mut sigs = t.signatures().to_vec();
     sigs.push(sigs[0].clone());
     let doubled = Signed::from_parts(t.signed().clone(), sigs).unwrap();
-    let auth = RoleKeys { keyids: vec![repo.targets.public().key_id()], threshold: 2 };
+    let auth = RoleKeys {
+        keyids: vec![repo.targets.public().key_id()],
+        threshold: 2,
+    };
     let mut keys = std::collections::BTreeMap::new();
-    keys.insert(repo.targets.public().key_id(), repo.targets.public().clone());
+    keys.insert(
+        repo.targets.public().key_id(),
+        repo.targets.public().clone(),
+    );
     assert_eq!(verify::count_valid(&doubled, &keys, &auth.keyids), 1);
     let err = verify::verify_role(doubled, &RoleName::targets(), &keys, &auth).unwrap_err();
-    assert!(matches!(err, VerifyError::Threshold { valid: 1, .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::Threshold { valid: 1, .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn expired_role() {
-    let expiries = Expiries { timestamp: Duration::seconds(-1), ..Expiries::default() };
+    let expiries = Expiries {
+        timestamp: Duration::seconds(-1),
+        ..Expiries::default()
+    };
     let mut repo = TestRepo::with_expiries(expiries);
     let (file, err) = verify_err(repo.update());
     assert_eq!(file, "timestamp.json");
     assert!(matches!(err, VerifyError::Expired { .. }), "{err}");
 
-    let expiries = Expiries { targets: Duration::days(-1), ..Expiries::default() };
+    let expiries = Expiries {
+        targets: Duration::days(-1),
+        ..Expiries::default()
+    };
     let mut repo = TestRepo::with_expiries(expiries);
     let (_, err) = verify_err(repo.update());
-    assert!(matches!(&err, VerifyError::Expired { role, .. } if role == "targets"), "{err}");
+    assert!(
+        matches!(&err, VerifyError::Expired { role, .. } if role == "targets"),
+        "{err}"
+    );
 }
 
 #[test]
 fn rolled_back_version() {
     let mut repo = TestRepo::new();
     let old_remote = repo.remote.clone();
-    repo.editor.add_target(&RoleName::targets(), "v2", FileMeta::from_bytes(b"two")).unwrap();
+    repo.editor
+        .add_target(&RoleName::targets(), "v2", FileMeta::from_bytes(b"two"))
+        .unwrap();
     repo.publish(&[]);
     let newer = repo.update().unwrap();
     // The client has seen the newer timestamp and snapshot; the server now serves older ones.
@@ -139,7 +217,17 @@ fn rolled_back_version() {
     let updater = notary_core::Updater::new(Gun::new(common::GUN).unwrap(), NOW).cache(cache);
     let (file, err) = verify_err(repo.update_with(updater));
     assert_eq!(file, "timestamp.json");
-    assert!(matches!(err, VerifyError::Rollback { trusted: 2, new: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VerifyError::Rollback {
+                trusted: 2,
+                new: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -152,7 +240,16 @@ fn snapshot_hash_and_length_mismatch() {
     tampered[pos] = if tampered[pos] == b'A' { b'B' } else { b'A' };
     repo.remote.files.insert("snapshot.json".into(), tampered);
     let (_, err) = verify_err(repo.update());
-    assert!(matches!(err, VerifyError::Meta { source: HashError::Mismatch("sha256"), .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VerifyError::Meta {
+                source: HashError::Mismatch("sha256"),
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Longer than the timestamp says: refused before parsing.
     let mut longer = good;
     longer.push(b' ');
@@ -168,19 +265,36 @@ fn delegation_path_escape() {
     let mut repo = TestRepo::new();
     let releases = RoleName::new("targets/releases").unwrap();
     let dkey = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
-    repo.editor.add_delegation(&releases, vec![dkey.public().clone()], vec!["releases/".into()], 1).unwrap();
-    repo.editor.add_target(&releases, "releases/v1", FileMeta::from_bytes(b"ok")).unwrap();
+    repo.editor
+        .add_delegation(
+            &releases,
+            vec![dkey.public().clone()],
+            vec!["releases/".into()],
+            1,
+        )
+        .unwrap();
+    repo.editor
+        .add_target(&releases, "releases/v1", FileMeta::from_bytes(b"ok"))
+        .unwrap();
     // The editor refuses a target outside the delegated paths...
-    let err = repo.editor.add_target(&releases, "other/evil", FileMeta::from_bytes(b"x")).unwrap_err();
+    let err = repo
+        .editor
+        .add_target(&releases, "other/evil", FileMeta::from_bytes(b"x"))
+        .unwrap_err();
     assert!(matches!(err, EditError::PathNotAllowed { .. }), "{err}");
     // ...and a child cannot widen its parent's paths.
     let sub = RoleName::new("targets/releases/sub").unwrap();
-    assert!(repo.editor.add_delegation(&sub, vec![dkey.public().clone()], vec!["other/".into()], 1).is_err());
+    assert!(
+        repo.editor
+            .add_delegation(&sub, vec![dkey.public().clone()], vec!["other/".into()], 1)
+            .is_err()
+    );
     repo.publish(&[&dkey]);
     // A delegation that signs a name outside its paths anyway: the name stays invisible.
     let d = Signed::<Targets>::parse(repo.file("targets/releases")).unwrap();
     let mut t = d.signed().clone();
-    t.targets.insert("other/evil".into(), FileMeta::from_bytes(b"evil"));
+    t.targets
+        .insert("other/evil".into(), FileMeta::from_bytes(b"evil"));
     t.version += 1;
     repo.replace_and_rechain("targets/releases", sign_with(t, &[&dkey]));
     let verified = repo.update().unwrap();
@@ -195,24 +309,51 @@ fn root_rotation_without_old_signatures() {
     let v1 = repo.update().unwrap();
     let gun = Gun::new(common::GUN).unwrap();
     let new_root = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
-    let cert = notary_core::x509::root_certificate(&new_root, &gun, NOW, NOW + Duration::days(3650)).unwrap();
+    let cert =
+        notary_core::x509::root_certificate(&new_root, &gun, NOW, NOW + Duration::days(3650))
+            .unwrap();
     let mut r: Root = (**v1.root()).clone();
     r.keys.insert(cert.key_id(), cert.clone());
-    r.roles.insert("root".into(), RoleKeys { keyids: vec![cert.key_id()], threshold: 1 });
+    r.roles.insert(
+        "root".into(),
+        RoleKeys {
+            keyids: vec![cert.key_id()],
+            threshold: 1,
+        },
+    );
     r.version = 2;
     // Signed by the new key only.
     let v2 = Signed::sign(r.clone(), &[(cert.key_id(), &new_root as &dyn Signer)]).unwrap();
-    let err = verify::verify_root(v2.clone(), &gun, Some(v1.root()), &TrustPinning::default(), NOW).unwrap_err();
+    let err = verify::verify_root(
+        v2.clone(),
+        &gun,
+        Some(v1.root()),
+        &TrustPinning::default(),
+        NOW,
+    )
+    .unwrap_err();
     assert!(matches!(err, VerifyError::RootRotation(_)), "{err}");
     // The engine refuses it too when the client trusts v1.
     repo.replace_and_rechain("root", v2.into_file_bytes());
-    let cache = Cache { root: Some(v1.root().file_bytes().to_vec()), ..Cache::default() };
-    let updater = notary_core::Updater::new(gun.clone(), NOW).cache(cache).force_root_download(true);
+    let cache = Cache {
+        root: Some(v1.root().file_bytes().to_vec()),
+        ..Cache::default()
+    };
+    let updater = notary_core::Updater::new(gun.clone(), NOW)
+        .cache(cache)
+        .force_root_download(true);
     let (_, err) = verify_err(repo.update_with(updater));
     assert!(matches!(err, VerifyError::RootRotation(_)), "{err}");
     // Cross-signed by old and new keys, it is accepted.
     let old_id = v1.root().roles["root"].keyids[0].clone();
-    let both = Signed::sign(r, &[(cert.key_id(), &new_root as &dyn Signer), (old_id, &repo.root)]).unwrap();
+    let both = Signed::sign(
+        r,
+        &[
+            (cert.key_id(), &new_root as &dyn Signer),
+            (old_id, &repo.root),
+        ],
+    )
+    .unwrap();
     verify::verify_root(both, &gun, Some(v1.root()), &TrustPinning::default(), NOW).unwrap();
 }
 
@@ -220,12 +361,16 @@ fn root_rotation_without_old_signatures() {
 fn custom_data_not_canonical() {
     // Signing raw, unsorted custom JSON (what Go does with --custom) makes S differ from V.
     let repo = TestRepo::new();
-    let mut t = Signed::<Targets>::parse(repo.file("targets")).unwrap().into_signed();
+    let mut t = Signed::<Targets>::parse(repo.file("targets"))
+        .unwrap()
+        .into_signed();
     let mut meta = FileMeta::from_bytes(b"p");
     meta.custom = Some(serde_json::json!({"a": "plain", "z": 1}));
     t.targets.insert("t".into(), meta);
     let s = Signed::<Targets>::signing_bytes(&t, notary_core::Dialect::NotaryV1).unwrap();
-    let raw = String::from_utf8(s).unwrap().replace(r#"{"a":"plain","z":1}"#, r#"{"z":1,"a":"plain"}"#);
+    let raw = String::from_utf8(s)
+        .unwrap()
+        .replace(r#"{"a":"plain","z":1}"#, r#"{"z":1,"a":"plain"}"#);
     let (method, sig) = repo.targets.sign(raw.as_bytes()).unwrap();
     let id = repo.targets.public().key_id();
     let file = format!(
@@ -237,13 +382,29 @@ fn custom_data_not_canonical() {
     assert!(!parsed.is_canonical());
     let mut keys = std::collections::BTreeMap::new();
     keys.insert(id.clone(), repo.targets.public().clone());
-    let err = verify::verify_role(parsed, &RoleName::targets(), &keys, &RoleKeys { keyids: vec![id], threshold: 1 }).unwrap_err();
-    assert!(matches!(err, VerifyError::Threshold { valid: 0, .. }), "{err}");
+    let err = verify::verify_role(
+        parsed,
+        &RoleName::targets(),
+        &keys,
+        &RoleKeys {
+            keyids: vec![id],
+            threshold: 1,
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Threshold { valid: 0, .. }),
+        "{err}"
+    );
     // Custom data with fractions has no canonical form: the editor refuses it.
     let mut repo = TestRepo::new();
     let mut meta = FileMeta::from_bytes(b"p");
     meta.custom = Some(serde_json::json!({"ratio": 1.5}));
-    assert!(repo.editor.add_target(&RoleName::targets(), "t", meta).is_err());
+    assert!(
+        repo.editor
+            .add_target(&RoleName::targets(), "t", meta)
+            .is_err()
+    );
 }
 
 #[test]
@@ -264,11 +425,24 @@ fn unknown_signature_keys_and_methods_are_skipped_not_fatal() {
     let repo = TestRepo::new();
     let t = Signed::<Targets>::parse(repo.file("targets")).unwrap();
     let mut sigs = t.signatures().to_vec();
-    sigs.insert(0, Signature { keyid: KeyId::new(&"0".repeat(64)).unwrap(), method: notary_core::SigMethod::parse("ECDSA"), sig: Bytes(vec![1; 64]) });
+    sigs.insert(
+        0,
+        Signature {
+            keyid: KeyId::new(&"0".repeat(64)).unwrap(),
+            method: notary_core::SigMethod::parse("ECDSA"),
+            sig: Bytes(vec![1; 64]),
+        },
+    );
     let f = Signed::from_parts(t.signed().clone(), sigs).unwrap();
     let mut keys = std::collections::BTreeMap::new();
-    keys.insert(repo.targets.public().key_id(), repo.targets.public().clone());
-    let auth = RoleKeys { keyids: vec![repo.targets.public().key_id()], threshold: 1 };
+    keys.insert(
+        repo.targets.public().key_id(),
+        repo.targets.public().clone(),
+    );
+    let auth = RoleKeys {
+        keyids: vec![repo.targets.public().key_id()],
+        threshold: 1,
+    };
     verify::verify_role(f, &RoleName::targets(), &keys, &auth).unwrap();
 }
 
@@ -279,13 +453,23 @@ fn trust_pinning_certs_and_tofu() {
     let cert_id = root.signed().roles["root"].keyids[0].clone();
     let gun = Gun::new(common::GUN).unwrap();
     let mut pin = TrustPinning::default();
-    pin.certs.insert("example.com/neg/*".into(), vec![cert_id.clone()]);
+    pin.certs
+        .insert("example.com/neg/*".into(), vec![cert_id.clone()]);
     verify::verify_root(root.clone(), &gun, None, &pin, NOW).unwrap();
-    pin.certs.insert(common::GUN.into(), vec![KeyId::new(&"1".repeat(64)).unwrap()]);
+    pin.certs.insert(
+        common::GUN.into(),
+        vec![KeyId::new(&"1".repeat(64)).unwrap()],
+    );
     let err = verify::verify_root(root.clone(), &gun, None, &pin, NOW).unwrap_err();
     assert!(matches!(err, VerifyError::TrustPinning(_)), "{err}");
-    let strict = TrustPinning { disable_tofu: true, ..TrustPinning::default() };
-    assert!(matches!(verify::verify_root(root, &gun, None, &strict, NOW), Err(VerifyError::TrustPinning(_))));
+    let strict = TrustPinning {
+        disable_tofu: true,
+        ..TrustPinning::default()
+    };
+    assert!(matches!(
+        verify::verify_root(root, &gun, None, &strict, NOW),
+        Err(VerifyError::TrustPinning(_))
+    ));
     let updater = notary_core::Updater::new(gun, NOW).pinning(strict);
     assert!(repo.update_with(updater).is_err());
 }

@@ -14,7 +14,7 @@ fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        (-(1i64 << 53)..=(1i64 << 53)).prop_map(|i| Value::from(i)),
+        (-(1i64 << 53)..=(1i64 << 53)).prop_map(Value::from),
         "[^\\x00-\\x1f]{0,12}".prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {

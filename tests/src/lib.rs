@@ -10,13 +10,24 @@ use std::time::{Duration, Instant};
 
 /// Fails with a clear message when a reference program is missing.
 pub fn require(bin: &str) {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {bin}")).output().is_ok_and(|o| o.status.success());
-    assert!(found, "`{bin}` is not installed: run ./scripts/test.sh (it installs Debian's notary package)");
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`{bin}` is not installed: run ./scripts/test.sh (it installs Debian's notary package)"
+    );
 }
 
 /// A port the OS considers free right now (bound to 0, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Waits until something accepts connections on `port`.
@@ -27,11 +38,17 @@ pub fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("process exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "process exited with {status}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("nothing listened on port {port}: {}", std::fs::read_to_string(log).unwrap_or_default());
+    panic!(
+        "nothing listened on port {port}: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 /// A running Go `notary-server` (memory storage, `local` trust service, plain HTTP).
@@ -61,11 +78,17 @@ impl GoNotaryServer {
             .arg("-config")
             .arg(&cfg)
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(std::fs::File::create(dir.path().join("server.err")).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("server.err")).unwrap(),
+            ))
             .spawn()
             .unwrap();
         wait_for_port(port, &mut child, &dir.path().join("server.err"));
-        GoNotaryServer { child, url: format!("http://127.0.0.1:{port}"), _dir: dir }
+        GoNotaryServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
     }
 }
 
@@ -85,7 +108,11 @@ pub fn http_get(url: &str) -> (u16, Vec<u8>) {
         .args(["-w", "%{http_code}", url])
         .output()
         .unwrap();
-    assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let code = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     (code, std::fs::read(body.path()).unwrap())
 }
@@ -99,7 +126,10 @@ pub fn http_post_files(url: &str, files: &[(String, Vec<u8>)]) -> (u16, String) 
     for (i, (role, bytes)) in files.iter().enumerate() {
         let p = dir.path().join(format!("part{i}"));
         std::fs::write(&p, bytes).unwrap();
-        cmd.arg("-F").arg(format!("files=@{};filename={role};type=application/octet-stream", p.display()));
+        cmd.arg("-F").arg(format!(
+            "files=@{};filename={role};type=application/octet-stream",
+            p.display()
+        ));
     }
     let out = cmd.arg(url).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -111,7 +141,12 @@ pub fn http_post_files(url: &str, files: &[(String, Vec<u8>)]) -> (u16, String) 
 pub fn go_notary(trust_dir: &Path, server: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     require("notary");
     let mut cmd = Command::new("notary");
-    cmd.arg("-d").arg(trust_dir).arg("-s").arg(server).args(args).stdin(Stdio::null());
+    cmd.arg("-d")
+        .arg(trust_dir)
+        .arg("-s")
+        .arg(server)
+        .args(args)
+        .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -24,7 +24,11 @@ fn write_key(trust: &Path, key: &PrivateKey, role: &str, gun: Option<&Gun>, pass
     let dir = trust.join("private");
     std::fs::create_dir_all(&dir).unwrap();
     let pem = KeyFile::encode(key, role, gun, Some(pass)).unwrap();
-    std::fs::write(dir.join(format!("{}.key", key.public().key_id())), pem.as_bytes()).unwrap();
+    std::fs::write(
+        dir.join(format!("{}.key", key.public().key_id())),
+        pem.as_bytes(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -37,10 +41,20 @@ fn go_notary_key_list_reads_keys_we_write() {
     write_key(trust.path(), &root, "root", None, ENV[0].1);
     write_key(trust.path(), &targets, "targets", Some(&gun), ENV[1].1);
     write_key(trust.path(), &deleg, "targets/releases", None, ENV[3].1);
-    let out = ok(go_notary(trust.path(), "http://127.0.0.1:9", &["key", "list"], &ENV), "notary key list");
-    for (key, role) in [(&root, "root"), (&targets, "targets"), (&deleg, "targets/releases")] {
+    let out = ok(
+        go_notary(trust.path(), "http://127.0.0.1:9", &["key", "list"], &ENV),
+        "notary key list",
+    );
+    for (key, role) in [
+        (&root, "root"),
+        (&targets, "targets"),
+        (&deleg, "targets/releases"),
+    ] {
         let id = key.public().key_id().to_string();
-        let line = out.lines().find(|l| l.contains(&id)).unwrap_or_else(|| panic!("{id} not listed:\n{out}"));
+        let line = out
+            .lines()
+            .find(|l| l.contains(&id))
+            .unwrap_or_else(|| panic!("{id} not listed:\n{out}"));
         assert!(line.split_whitespace().next() == Some(role), "{line}");
     }
     assert!(out.lines().any(|l| l.contains(&targets.public().key_id().to_string()) && l.contains(gun.as_str())));
@@ -106,17 +120,33 @@ fn go_server_and_client_accept_repository_we_create() {
     )
     .unwrap();
     let payload = b"hello from notary-rs\n";
-    editor.add_target(&RoleName::targets(), "v1.0", FileMeta::from_bytes(payload)).unwrap();
-    editor.add_target(&RoleName::targets(), "html<&>name/ünï", FileMeta::from_bytes(b"x")).unwrap();
+    editor
+        .add_target(&RoleName::targets(), "v1.0", FileMeta::from_bytes(payload))
+        .unwrap();
+    editor
+        .add_target(
+            &RoleName::targets(),
+            "html<&>name/ünï",
+            FileMeta::from_bytes(b"x"),
+        )
+        .unwrap();
     let keys = [root, targets, snapshot];
     let signed = editor.sign(&KeyRing::from_keys(&keys), now).unwrap();
-    let parts: Vec<(String, Vec<u8>)> = signed.files.iter().map(|(r, b)| (r.to_string(), b.clone())).collect();
+    let parts: Vec<(String, Vec<u8>)> = signed
+        .files
+        .iter()
+        .map(|(r, b)| (r.to_string(), b.clone()))
+        .collect();
     assert_eq!(parts.len(), 3, "root, targets, snapshot");
     let (code, body) = http_post_files(&base, &parts);
     assert_eq!(code, 200, "Go notary-server refused our upload: {body}");
     // The server serves our bytes unchanged and has generated a timestamp over them.
     for (role, bytes) in &parts {
-        assert_eq!(&http_get(&format!("{base}{role}.json")).1, bytes, "{role}.json");
+        assert_eq!(
+            &http_get(&format!("{base}{role}.json")).1,
+            bytes,
+            "{role}.json"
+        );
     }
 
     // The Go client lists the repository with trust on first use, using our key files.
@@ -125,19 +155,35 @@ fn go_server_and_client_accept_repository_we_create() {
     write_key(trust.path(), &root, "root", None, ENV[0].1);
     write_key(trust.path(), &targets, "targets", Some(&gun), ENV[1].1);
     write_key(trust.path(), &snapshot, "snapshot", Some(&gun), ENV[2].1);
-    let listing = ok(go_notary(trust.path(), &server.url, &["list", gun.as_str()], &ENV), "notary list");
-    assert!(listing.contains("v1.0") && listing.contains("html<&>name/ünï"), "{listing}");
+    let listing = ok(
+        go_notary(trust.path(), &server.url, &["list", gun.as_str()], &ENV),
+        "notary list",
+    );
+    assert!(
+        listing.contains("v1.0") && listing.contains("html<&>name/ünï"),
+        "{listing}"
+    );
 
     // The Go client signs with our key files and publishes; we verify the result.
     let file = trust.path().join("payload2");
     std::fs::write(&file, b"second payload").unwrap();
     ok(
-        go_notary(trust.path(), &server.url, &["add", "-p", gun.as_str(), "v2.0", file.to_str().unwrap()], &ENV),
+        go_notary(
+            trust.path(),
+            &server.url,
+            &["add", "-p", gun.as_str(), "v2.0", file.to_str().unwrap()],
+            &ENV,
+        ),
         "notary add -p",
     );
     let mut remote = CurlRemote { base };
-    let repo = block_on(Updater::new(gun, time::OffsetDateTime::now_utc()).update(&mut remote)).unwrap();
-    let names: BTreeMap<&str, u64> = repo.list().iter().map(|e| (e.name, e.meta.length)).collect();
+    let repo =
+        block_on(Updater::new(gun, time::OffsetDateTime::now_utc()).update(&mut remote)).unwrap();
+    let names: BTreeMap<&str, u64> = repo
+        .list()
+        .iter()
+        .map(|e| (e.name, e.meta.length))
+        .collect();
     assert_eq!(names.get("v2.0"), Some(&14));
     assert_eq!(names.get("v1.0"), Some(&(payload.len() as u64)));
     assert_eq!(repo.role(&RoleName::targets()).unwrap().metadata.version, 2);
@@ -146,19 +192,35 @@ fn go_server_and_client_accept_repository_we_create() {
 #[test]
 fn go_client_trusts_our_root_cert_and_reads_fixture_keys_we_reencrypt() {
     // A fixture key decrypted and re-encrypted by us with a new passphrase is still read by Go.
-    let pem = std::fs::read(notary_tests::fixtures().join("client-trust/private/b99a12aea23aa4bfb4f3266f73644420f0e9385c42ee9713e2491b520247d5e8.key")).unwrap();
+    let pem = std::fs::read(notary_tests::fixtures().join(
+        "client-trust/private/b99a12aea23aa4bfb4f3266f73644420f0e9385c42ee9713e2491b520247d5e8.key",
+    ))
+    .unwrap();
     let kf = KeyFile::decode(&pem, Some("root-passphrase-1")).unwrap();
     let trust = tempfile::tempdir().unwrap();
     write_key(trust.path(), &kf.key, &kf.role, None, ENV[0].1);
-    let out = ok(go_notary(trust.path(), "http://127.0.0.1:9", &["key", "list"], &ENV), "notary key list");
-    assert!(out.contains("b99a12aea23aa4bfb4f3266f73644420f0e9385c42ee9713e2491b520247d5e8"), "{out}");
+    let out = ok(
+        go_notary(trust.path(), "http://127.0.0.1:9", &["key", "list"], &ENV),
+        "notary key list",
+    );
+    assert!(
+        out.contains("b99a12aea23aa4bfb4f3266f73644420f0e9385c42ee9713e2491b520247d5e8"),
+        "{out}"
+    );
     // Go can export it again with the new passphrase (proves it decrypts our PBES2 file).
     let export = trust.path().join("exported.pem");
     ok(
         go_notary(
             trust.path(),
             "http://127.0.0.1:9",
-            &["key", "export", "--key", "b99a12aea23aa4bfb4f3266f73644420f0e9385c42ee9713e2491b520247d5e8", "-o", export.to_str().unwrap()],
+            &[
+                "key",
+                "export",
+                "--key",
+                "b99a12aea23aa4bfb4f3266f73644420f0e9385c42ee9713e2491b520247d5e8",
+                "-o",
+                export.to_str().unwrap(),
+            ],
             &ENV,
         ),
         "notary key export",

@@ -1,5 +1,11 @@
 //! Helpers shared by notary-core's integration tests.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs
+)]
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -54,10 +60,17 @@ impl MapRemote {
     pub fn from_dir(dir: &Path) -> Self {
         let mut files = BTreeMap::new();
         for entry in walk(dir) {
-            let rel = entry.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let rel = entry
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             files.insert(rel, std::fs::read(&entry).unwrap());
         }
-        MapRemote { files, requests: Vec::new() }
+        MapRemote {
+            files,
+            requests: Vec::new(),
+        }
     }
 }
 
@@ -86,7 +99,7 @@ impl Remote for MapRemote {
     }
 }
 
-use notary_core::metadata::{Signed, Snapshot, Timestamp, FileMeta, RoleMetadata};
+use notary_core::metadata::{FileMeta, RoleMetadata, Signed, Snapshot, Timestamp};
 use notary_core::repo::{Expiries, KeyRing, RepoEditor, SignedFiles};
 use notary_core::{Algorithm, Gun, KeyId, PrivateKey, RoleName, Signer};
 
@@ -124,7 +137,14 @@ impl TestRepo {
         )
         .unwrap()
         .with_expiries(expiries);
-        let mut repo = TestRepo { root, targets, snapshot, timestamp, editor, remote: MapRemote::default() };
+        let mut repo = TestRepo {
+            root,
+            targets,
+            snapshot,
+            timestamp,
+            editor,
+            remote: MapRemote::default(),
+        };
         repo.publish(&[]);
         repo
     }
@@ -132,7 +152,10 @@ impl TestRepo {
     /// Signs staged changes with every base key plus `extra`, storing the files.
     pub fn publish(&mut self, extra: &[&PrivateKey]) -> SignedFiles {
         let mut ring = KeyRing::new();
-        ring.add(&self.root).add(&self.targets).add(&self.snapshot).add(&self.timestamp);
+        ring.add(&self.root)
+            .add(&self.targets)
+            .add(&self.snapshot)
+            .add(&self.timestamp);
         for k in extra {
             ring.add(*k);
         }
@@ -150,7 +173,9 @@ impl TestRepo {
     /// Replaces a role's file and re-signs snapshot and timestamp over it, so only the
     /// replaced file is wrong.
     pub fn replace_and_rechain(&mut self, role: &str, bytes: Vec<u8>) {
-        self.remote.files.insert(format!("{role}.json"), bytes.clone());
+        self.remote
+            .files
+            .insert(format!("{role}.json"), bytes.clone());
         let sn = Signed::<Snapshot>::parse(self.file("snapshot")).unwrap();
         let mut s = sn.signed().clone();
         s.meta.insert(role.to_owned(), FileMeta::from_bytes(&bytes));
@@ -173,13 +198,19 @@ impl TestRepo {
         block_on(notary_core::Updater::new(Gun::new(GUN).unwrap(), NOW).update(&mut self.remote))
     }
 
-    pub fn update_with(&mut self, u: notary_core::Updater) -> Result<notary_core::Repository, notary_core::update::UpdateError> {
+    pub fn update_with(
+        &mut self,
+        u: notary_core::Updater,
+    ) -> Result<notary_core::Repository, notary_core::update::UpdateError> {
         block_on(u.update(&mut self.remote))
     }
 }
 
 /// Signs `role` with plain keys (key ID = the key's own ID).
 pub fn sign_with<T: RoleMetadata>(role: T, keys: &[&PrivateKey]) -> Vec<u8> {
-    let signers: Vec<(KeyId, &dyn Signer)> = keys.iter().map(|k| (k.public().key_id(), *k as &dyn Signer)).collect();
+    let signers: Vec<(KeyId, &dyn Signer)> = keys
+        .iter()
+        .map(|k| (k.public().key_id(), *k as &dyn Signer))
+        .collect();
     Signed::sign(role, &signers).unwrap().into_file_bytes()
 }
