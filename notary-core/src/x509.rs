@@ -186,6 +186,17 @@ const SHA1_SIG_OIDS: [&str; 3] = [
     "1.2.840.10040.4.3",
 ];
 
+fn bundle_ders(key: &PublicKey) -> Result<Vec<Vec<u8>>, CertError> {
+    parse_pem_bundle(key.public_bytes()).map_err(|e| CertError::Malformed(e.to_string()))
+}
+
+fn parse_all(ders: &[Vec<u8>]) -> Result<Vec<X509Certificate<'_>>, CertError> {
+    ders.iter()
+        .map(|d| parse(d))
+        .collect::<Result<_, _>>()
+        .map_err(|e| CertError::Malformed(e.to_string()))
+}
+
 /// Whether a certificate CN admits `gun`: equal, or `prefix*` matching.
 pub fn cn_matches(cn: &str, gun: &str) -> bool {
     match cn.strip_suffix('*') {
@@ -205,13 +216,8 @@ pub fn check_root_leaf(
     if !key.key_type().is_x509() {
         return Err(CertError::NotCertificate(key.key_type().to_string()));
     }
-    let ders =
-        parse_pem_bundle(key.public_bytes()).map_err(|e| CertError::Malformed(e.to_string()))?;
-    let certs: Vec<X509Certificate<'_>> = ders
-        .iter()
-        .map(|d| parse(d))
-        .collect::<Result<_, _>>()
-        .map_err(|e| CertError::Malformed(e.to_string()))?;
+    let ders = bundle_ders(key)?;
+    let certs = parse_all(&ders)?;
     let leaf = &certs[0];
     if leaf.is_ca() || certs[1..].iter().any(|c| !c.is_ca()) {
         return Err(CertError::Leaf);
@@ -254,13 +260,8 @@ pub fn check_root_leaf(
 /// `ca_pem` (invalid or expired CAs are ignored), using the bundle's other certificates
 /// as intermediates (spec §9.6 `ca`).
 pub fn chains_to_ca(key: &PublicKey, ca_pem: &[u8], now: OffsetDateTime) -> Result<(), CertError> {
-    let ders =
-        parse_pem_bundle(key.public_bytes()).map_err(|e| CertError::Malformed(e.to_string()))?;
-    let certs: Vec<X509Certificate<'_>> = ders
-        .iter()
-        .map(|d| parse(d))
-        .collect::<Result<_, _>>()
-        .map_err(|e| CertError::Malformed(e.to_string()))?;
+    let ders = bundle_ders(key)?;
+    let certs = parse_all(&ders)?;
     let ca_ders = parse_pem_bundle(ca_pem).unwrap_or_default();
     let valid_at = |c: &X509Certificate<'_>| {
         to_time(&c.validity().not_before) <= now && now <= to_time(&c.validity().not_after)
