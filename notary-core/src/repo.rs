@@ -161,13 +161,29 @@ impl RepoEditor {
         timestamp_key: PublicKey,
         now: OffsetDateTime,
     ) -> Result<Self, EditError> {
-        let expiries = Expiries::default();
         let cert = crate::x509::root_certificate(
             root_key,
             &gun,
             now,
             now + crate::x509::ROOT_CERT_VALIDITY,
         )?;
+        Self::create_with_root_cert(gun, cert, targets_key, snapshot_key, timestamp_key, now)
+    }
+
+    /// Like [`Self::create`], with a root certificate (bundle) issued elsewhere, e.g. by
+    /// a CA that clients pin (`notary init --rootcert`). The certificate must pass the
+    /// root checks for `gun` at `now`.
+    pub fn create_with_root_cert(
+        gun: Gun,
+        cert: PublicKey,
+        targets_key: PublicKey,
+        snapshot_key: PublicKey,
+        timestamp_key: PublicKey,
+        now: OffsetDateTime,
+    ) -> Result<Self, EditError> {
+        crate::x509::check_root_leaf(&cert, &gun, Some(now))
+            .map_err(|e| EditError::Key(KeyError::Certificate(e.to_string())))?;
+        let expiries = Expiries::default();
         let mut keys = BTreeMap::new();
         let mut roles = BTreeMap::new();
         for (name, key) in [

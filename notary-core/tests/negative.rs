@@ -10,7 +10,7 @@ use notary_core::metadata::{
 use notary_core::repo::{EditError, Expiries};
 use notary_core::update::{Cache, UpdateError};
 use notary_core::verify::{self, TrustPinning, VerifyError};
-use notary_core::{Algorithm, Gun, KeyId, PrivateKey, RoleName, Signer};
+use notary_core::{Algorithm, Gun, KeyId, PrivateKey, PublicKey, RoleName, Signer};
 use time::Duration;
 
 fn verify_err(r: Result<notary_core::Repository, UpdateError>) -> (String, VerifyError) {
@@ -477,4 +477,80 @@ fn trust_pinning_certs_and_tofu() {
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// A root certificate issued by a CA, for `ca` trust pinning.
+fn ca_issued_root(gun: &str, root: &PrivateKey) -> (PublicKey, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "notary-rs test CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let pem = notary_core::keyfile::KeyFile::encode(root, "root", None, None).unwrap();
+    let subject = rcgen::KeyPair::from_pem(&pem).unwrap();
+    let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name.push(rcgen::DnType::CommonName, gun);
+    leaf.is_ca = rcgen::IsCa::ExplicitNoCa;
+    let leaf = leaf.signed_by(&subject, &issuer).unwrap();
+    let cert = PublicKey::new(
+        notary_core::KeyType::EcdsaX509,
+        leaf.pem().replace("\r\n", "\n").into_bytes(),
+    );
+    (cert, ca_cert.pem())
+}
+
+#[test]
+fn trust_pinning_ca() {
+    use notary_core::repo::{KeyRing, RepoEditor};
+    let gun = Gun::new(common::GUN).unwrap();
+    let generate = || PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+    let keys = [generate(), generate(), generate(), generate()];
+    let (cert, ca_pem) = ca_issued_root(common::GUN, &keys[0]);
+    let mut editor = RepoEditor::create_with_root_cert(
+        gun.clone(),
+        cert,
+        keys[1].public().clone(),
+        keys[2].public().clone(),
+        keys[3].public().clone(),
+        NOW,
+    )
+    .unwrap();
+    let files = editor.sign(&KeyRing::from_keys(&keys), NOW).unwrap();
+    let mut remote = common::MapRemote::default();
+    for (role, bytes) in files.files {
+        remote.files.insert(common::file_name(&role), bytes);
+    }
+    let pinned = |pem: &str| {
+        let mut p = TrustPinning {
+            disable_tofu: true,
+            ..TrustPinning::default()
+        };
+        p.ca.insert("example.com/".into(), pem.as_bytes().to_vec());
+        p
+    };
+    common::block_on(
+        notary_core::Updater::new(gun.clone(), NOW)
+            .pinning(pinned(&ca_pem))
+            .update(&mut remote.clone()),
+    )
+    .unwrap();
+    let (_, other_ca) = ca_issued_root(common::GUN, &keys[0]);
+    let err = common::block_on(
+        notary_core::Updater::new(gun, NOW)
+            .pinning(pinned(&other_ca))
+            .update(&mut remote),
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        matches!(err.verify_error(), Some(VerifyError::TrustPinning(_))),
+        "{err}"
+    );
 }
