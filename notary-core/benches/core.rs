@@ -80,6 +80,29 @@ fn key_ids(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
-    targets = targets_10k, signatures, key_ids
+    targets = targets_10k, signatures, key_ids, alternatives
 }
 criterion_main!(benches);
+
+/// The pure-Rust alternatives the issue names, measured beside ring on the same input,
+/// to justify the backend choice.
+fn alternatives(c: &mut Criterion) {
+    use ed25519_dalek::{Signer as _, Verifier as _};
+    let msg = vec![0x5au8; 1024];
+    let p = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let psig: p256::ecdsa::Signature = p.sign(&msg);
+    let pv = *p.verifying_key();
+    c.bench_function("alt_p256_crate/sign", |b| {
+        b.iter(|| -> p256::ecdsa::Signature { p.sign(&msg) })
+    });
+    c.bench_function("alt_p256_crate/verify", |b| {
+        b.iter(|| pv.verify(&msg, &psig).unwrap())
+    });
+    let e = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let esig = e.sign(&msg);
+    let ev = e.verifying_key();
+    c.bench_function("alt_ed25519_dalek/sign", |b| b.iter(|| e.sign(&msg)));
+    c.bench_function("alt_ed25519_dalek/verify", |b| {
+        b.iter(|| ev.verify(&msg, &esig).unwrap())
+    });
+}
