@@ -203,6 +203,45 @@ pub enum TextError {
     /// No canonical form.
     #[error(transparent)]
     Canonical(#[from] CanonicalError),
+    /// The document is not a JSON object.
+    #[error("not a JSON object")]
+    NotObject,
+    /// The requested member is absent.
+    #[error("no {0:?} member")]
+    MissingMember(&'static str),
+    /// The requested member is not an object.
+    #[error("{0:?} is not an object")]
+    MemberNotObject(&'static str),
+}
+
+/// V of one object member of a JSON document (the `signed` member of an envelope),
+/// parsing the document once, plus that member's `_type` string if it has one.
+pub fn canonicalize_member(
+    text: &str,
+    member: &'static str,
+) -> Result<(Vec<u8>, Option<String>), TextError> {
+    let node: Node<'_> = serde_json::from_str(text).map_err(|e| TextError::Json(e.to_string()))?;
+    let Node::Obj(entries) = node else {
+        return Err(TextError::NotObject);
+    };
+    // Last duplicate wins, as in Go.
+    let Some((_, inner)) = entries.into_iter().rev().find(|(k, _)| k == member) else {
+        return Err(TextError::MissingMember(member));
+    };
+    let Node::Obj(fields) = &inner else {
+        return Err(TextError::MemberNotObject(member));
+    };
+    let type_name = fields
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "_type")
+        .and_then(|(_, v)| match v {
+            Node::Str(s) => Some(s.to_string()),
+            _ => None,
+        });
+    let mut out = Vec::with_capacity(text.len());
+    write_node(&mut out, inner)?;
+    Ok((out, type_name))
 }
 
 /// V for received JSON text (spec §3.4): parse, then canonicalise the generic tree.

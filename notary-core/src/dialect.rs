@@ -3,8 +3,8 @@
 //! added without touching the model or verification.
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::cjson::{self, CanonicalError};
 use crate::metadata::{ParseError, Signature};
@@ -19,36 +19,49 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// Splits file bytes into the raw `signed` text and the signatures.
-    pub(crate) fn decode_envelope(
+    /// Decodes file bytes: V of the `signed` member, its `_type`, the typed role object
+    /// and the signatures. The text is scanned twice: once into a borrowed tree for V,
+    /// once into the typed structs.
+    pub(crate) fn decode_envelope<T: DeserializeOwned>(
         self,
         file: &[u8],
-    ) -> Result<(Box<RawValue>, Vec<Signature>), ParseError> {
+        expected_type: &'static str,
+    ) -> Result<(T, Vec<Signature>, Vec<u8>), ParseError> {
         match self {
             Dialect::NotaryV1 => {
+                let text = std::str::from_utf8(file)
+                    .map_err(|e| ParseError::Json(format!("not UTF-8: {e}")))?;
+                let (verify_bytes, found) =
+                    cjson::canonicalize_member(text, "signed").map_err(|e| match e {
+                        cjson::TextError::Json(m) => ParseError::Json(m),
+                        cjson::TextError::Canonical(c) => ParseError::Canonical(c),
+                        cjson::TextError::NotObject => ParseError::Envelope("not a JSON object"),
+                        cjson::TextError::MissingMember(_) => {
+                            ParseError::Envelope("no \"signed\" member")
+                        }
+                        cjson::TextError::MemberNotObject(_) => {
+                            ParseError::Envelope("\"signed\" is not an object")
+                        }
+                    })?;
+                let found = found.unwrap_or_default();
+                if found != expected_type {
+                    return Err(ParseError::WrongType {
+                        expected: expected_type,
+                        found,
+                    });
+                }
                 #[derive(serde::Deserialize)]
-                struct Envelope {
-                    signed: Option<Box<RawValue>>,
+                struct Envelope<T> {
+                    signed: T,
                     #[serde(default)]
                     signatures: Option<Vec<Signature>>,
                 }
-                let env: Envelope = serde_json::from_slice(file).map_err(|e| {
-                    if e.is_data() {
-                        ParseError::Schema {
-                            role_type: "envelope",
-                            reason: e.to_string(),
-                        }
-                    } else {
-                        ParseError::Json(e.to_string())
-                    }
-                })?;
-                let signed = env
-                    .signed
-                    .ok_or(ParseError::Envelope("no \"signed\" member"))?;
-                if !signed.get().starts_with('{') {
-                    return Err(ParseError::Envelope("\"signed\" is not an object"));
-                }
-                Ok((signed, env.signatures.unwrap_or_default()))
+                let env: Envelope<T> =
+                    serde_json::from_str(text).map_err(|e| ParseError::Schema {
+                        role_type: expected_type,
+                        reason: e.to_string(),
+                    })?;
+                Ok((env.signed, env.signatures.unwrap_or_default(), verify_bytes))
             }
         }
     }

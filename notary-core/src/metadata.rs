@@ -359,31 +359,7 @@ impl<T: RoleMetadata> Signed<T> {
 
     /// Parses file bytes of the given dialect.
     pub fn parse_dialect(file: Vec<u8>, dialect: Dialect) -> Result<Self, ParseError> {
-        let (raw, signatures) = dialect.decode_envelope(&file)?;
-        #[derive(Deserialize)]
-        struct TypeTag<'a> {
-            #[serde(rename = "_type", borrow)]
-            type_: Option<std::borrow::Cow<'a, str>>,
-        }
-        let tag: TypeTag<'_> = serde_json::from_str(raw.get()).map_err(|e| ParseError::Schema {
-            role_type: T::TYPE,
-            reason: e.to_string(),
-        })?;
-        let found = tag.type_.unwrap_or_default();
-        if found != T::TYPE {
-            return Err(ParseError::WrongType {
-                expected: T::TYPE,
-                found: found.into_owned(),
-            });
-        }
-        let signed = serde_json::from_str::<T>(raw.get()).map_err(|e| ParseError::Schema {
-            role_type: T::TYPE,
-            reason: e.to_string(),
-        })?;
-        let verify_bytes = crate::cjson::canonicalize_text(raw.get()).map_err(|e| match e {
-            crate::cjson::TextError::Json(m) => ParseError::Json(m),
-            crate::cjson::TextError::Canonical(c) => ParseError::Canonical(c),
-        })?;
+        let (signed, signatures, verify_bytes) = dialect.decode_envelope::<T>(&file, T::TYPE)?;
         Ok(Signed {
             signed,
             signatures,
