@@ -1,5 +1,5 @@
 //! Metadata parsing and verification on arbitrary bytes: never panics.
-//! Run with `cargo +nightly fuzz run parse_verify` from `fuzz/` (nightly only; not in CI).
+//! Run from `fuzz/` with `RUSTC_BOOTSTRAP=1 cargo fuzz run parse_verify` (not in CI).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
