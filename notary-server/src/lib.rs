@@ -1,0 +1,244 @@
+//! notary-server: the Notary v1 metadata server (spec §4-7) as a library: an axum
+//! [`Router`] over a [`service::Service`], so the registry can mount it. The binary is a
+//! thin `main` over [`run`].
+//!
+//! Storage is SQLite (a file in WAL mode, or in memory); the trust service signing
+//! timestamps and server-managed snapshots is a trait ([`trust::TrustService`]) with an
+//! in-process implementation whose keys are sealed in the database.
+
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod service;
+pub mod storage;
+pub mod trust;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use notary_core::{Algorithm, Gun};
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+use crate::service::Service;
+use crate::storage::Store;
+use crate::trust::{LocalTrust, TrustService};
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The metadata service.
+    pub service: Arc<Service>,
+    /// Configuration.
+    pub config: Arc<Config>,
+    metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    /// State over a service and configuration.
+    pub fn new(
+        service: Arc<Service>,
+        config: Arc<Config>,
+        metrics: Option<PrometheusHandle>,
+    ) -> Self {
+        AppState {
+            service,
+            config,
+            metrics,
+        }
+    }
+
+    /// Whether the GUN passes `repositories.gun_prefixes`.
+    pub fn prefix_allowed(&self, gun: &Gun) -> bool {
+        let prefixes = &self.config.repositories.gun_prefixes;
+        prefixes.is_empty()
+            || prefixes
+                .iter()
+                .any(|p| gun.as_str().starts_with(p.as_str()))
+    }
+}
+
+async fn metrics_page(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(h) => h.render().into_response(),
+        None => String::new().into_response(),
+    }
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let size = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let op = resp
+        .extensions()
+        .get::<routes::Operation>()
+        .map_or("Other", |o| o.0);
+    let code = resp.status().as_u16().to_string();
+    let labels = [
+        ("code", code),
+        ("method", method),
+        ("operation", op.to_owned()),
+    ];
+    metrics::counter!("notary_server_http_requests_total", &labels).increment(1);
+    metrics::histogram!("notary_server_http_request_duration_microseconds", &labels)
+        .record(start.elapsed().as_micros() as f64);
+    metrics::histogram!("notary_server_http_request_size_bytes", &labels).record(size);
+    resp
+}
+
+/// The server's router.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config.max_update_bytes;
+    Router::new()
+        .route("/_notary_server/health", get(routes::health))
+        .route("/metrics", get(metrics_page))
+        .route("/v2", any(routes::dispatch))
+        .route("/v2/", any(routes::dispatch))
+        .route("/v2/{*rest}", any(routes::dispatch))
+        .fallback(routes::dispatch)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Installs the global Prometheus recorder once per process.
+pub fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+/// Builds the state from configuration: storage, trust service, metrics.
+pub async fn build_state(
+    config: Config,
+    key_passphrase: Zeroizing<String>,
+) -> anyhow::Result<AppState> {
+    let store = match config.storage.backend.as_str() {
+        "memory" => Store::memory().await?,
+        _ => Store::open_sqlite(&config.storage.db_url).await?,
+    };
+    let algorithm = match config.trust_service.key_algorithm.as_str() {
+        "ed25519" => Algorithm::Ed25519,
+        _ => Algorithm::EcdsaP256,
+    };
+    let trust: Arc<dyn TrustService> =
+        Arc::new(LocalTrust::new(store.clone(), algorithm, key_passphrase));
+    let service = Arc::new(Service::new(store, trust));
+    Ok(AppState::new(service, Arc::new(config), prometheus()))
+}
+
+/// Writes a self-signed certificate for `localhost`/127.0.0.1 into `dir` unless present.
+pub fn ensure_self_signed(cert: &Path, key: &Path) -> anyhow::Result<()> {
+    if cert.exists() && key.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = cert.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+        "notary-server".to_owned(),
+    ];
+    let certified = rcgen::generate_simple_self_signed(names)?;
+    std::fs::write(cert, certified.cert.pem())?;
+    write_private(key, certified.signing_key.serialize_pem().as_bytes())?;
+    Ok(())
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
+/// The passphrase sealing server keys: `NOTARY_SERVER_KEY_PASSPHRASE`, else a random one
+/// kept (0600) in `data_dir/key-passphrase`.
+pub fn key_passphrase(data_dir: &Path) -> anyhow::Result<Zeroizing<String>> {
+    if let Ok(p) = std::env::var("NOTARY_SERVER_KEY_PASSPHRASE") {
+        if !p.is_empty() {
+            return Ok(Zeroizing::new(p));
+        }
+    }
+    let file = data_dir.join("key-passphrase");
+    if let Ok(p) = std::fs::read_to_string(&file) {
+        return Ok(Zeroizing::new(p.trim().to_owned()));
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let mut raw = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let p = Zeroizing::new(hex::encode(raw));
+    write_private(&file, p.as_bytes())?;
+    Ok(p)
+}
+
+/// A running server's address and scheme.
+#[derive(Clone, Debug)]
+pub struct Listening {
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// Whether TLS is on.
+    pub tls: bool,
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves; in-flight requests finish.
+pub async fn serve(
+    state: AppState,
+    listener: std::net::TcpListener,
+    tls: Option<(PathBuf, PathBuf)>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = app(state).into_make_service();
+    let handle = axum_server::Handle::new();
+    let h2 = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h2.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    });
+    listener.set_nonblocking(true)?;
+    match tls {
+        Some((cert, key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let cfg = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+            axum_server::from_tcp_rustls(listener, cfg)
+                .handle(handle)
+                .serve(app)
+                .await?;
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .handle(handle)
+                .serve(app)
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! `notary-server`: thin binary over the library. Accepts Go's flags (`-config FILE`).
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use notary_server::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "notary-server",
+    version,
+    about = "Notary v1 metadata server (Go Notary 0.7 compatible)"
+)]
+struct Args {
+    /// Go notary-server JSON configuration. Without it the server runs on embedded
+    /// defaults: SQLite and keys under --data-dir, TLS with a generated certificate.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory for embedded defaults.
+    #[arg(
+        long,
+        env = "NOTARY_SERVER_DATA_DIR",
+        default_value = "notary-server-data"
+    )]
+    data_dir: PathBuf,
+    /// Listen address (overrides the configuration), e.g. 127.0.0.1:0.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, default_value = "text")]
+    logf: String,
+}
+
+/// Go's flag package takes `-config`; clap wants `--config`.
+fn go_style_args() -> Vec<String> {
+    std::env::args()
+        .map(|a| match a.as_str() {
+            "-config" | "-logf" | "-listen" | "-data-dir" => format!("-{a}"),
+            _ => a,
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse_from(go_style_args());
+    let config = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::embedded(&args.data_dir),
+    };
+    let level = if config.logging.level.is_empty() {
+        "info".to_owned()
+    } else {
+        config.logging.level.clone()
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("notary_server={level},tower_http=warn"))
+    });
+    if args.logf == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(filter)
+            .init();
+    }
+    let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
+        (Some(c), Some(k)) => {
+            if args.config.is_none() {
+                notary_server::ensure_self_signed(c, k)?;
+                eprintln!(
+                    "notary-server: TLS certificate (trust it as the CA): {}",
+                    c.display()
+                );
+            }
+            Some((c.clone(), k.clone()))
+        }
+        _ => None,
+    };
+    let passphrase = notary_server::key_passphrase(&args.data_dir)?;
+    let addr = args.listen.clone().unwrap_or_else(|| config.listen_addr());
+    let state = notary_server::build_state(config, passphrase).await?;
+    let listener =
+        std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Tests and scripts read this line to learn the port.
+    println!("notary-server listening on {scheme}://{local}");
+    tracing::info!(%local, scheme, "listening");
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    };
+    notary_server::serve(state, listener, tls, shutdown).await
+}

@@ -1,0 +1,471 @@
+//! HTTP routing (spec §4.1). GUNs contain slashes, so routes under `/v2/` are parsed by
+//! hand after percent-decoding, in Go's table order.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use notary_core::{Gun, RoleName};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::AppState;
+use crate::error::{ApiError, Code};
+use crate::service::{ReadError, UpdateError};
+use crate::storage::StoredFile;
+
+/// The operation label of a request, for metrics (Go's names).
+#[derive(Clone, Copy, Debug)]
+pub struct Operation(pub &'static str);
+
+fn with_op(mut resp: Response, op: &'static str) -> Response {
+    resp.extensions_mut().insert(Operation(op));
+    resp
+}
+
+/// What a `/v2/...` path addresses.
+enum Target {
+    Ping,
+    ChangefeedAll,
+    Changefeed(String),
+    Update(String),
+    File(String, String),
+    NotFound,
+}
+
+fn percent_decode(path: &str) -> Option<String> {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn classify(path: &str) -> Target {
+    if path == "/v2/" {
+        return Target::Ping;
+    }
+    if path == "/v2/_trust/changefeed" {
+        return Target::ChangefeedAll;
+    }
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return Target::NotFound;
+    };
+    if let Some(gun) = rest.strip_suffix("/_trust/changefeed") {
+        return Target::Changefeed(gun.to_owned());
+    }
+    if let Some(gun) = rest.strip_suffix("/_trust/tuf/") {
+        return Target::Update(gun.to_owned());
+    }
+    match rest.rfind("/_trust/tuf/") {
+        Some(i) if !rest[..i].is_empty() => Target::File(
+            rest[..i].to_owned(),
+            rest[i + "/_trust/tuf/".len()..].to_owned(),
+        ),
+        _ => Target::NotFound,
+    }
+}
+
+/// The catch-all 404 (no detail) for GET/POST/PUT/HEAD/DELETE, 405 for other methods.
+fn fallback(method: &Method) -> Response {
+    if matches!(
+        *method,
+        Method::GET | Method::POST | Method::PUT | Method::HEAD | Method::DELETE
+    ) {
+        with_op(
+            ApiError::new(Code::MetadataNotFound, None).into_response(),
+            "NotFound",
+        )
+    } else {
+        with_op(StatusCode::METHOD_NOT_ALLOWED.into_response(), "NotFound")
+    }
+}
+
+/// Entry point for everything under `/v2/`.
+pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
+    let method = req.method().clone();
+    let Some(path) = percent_decode(req.uri().path()) else {
+        return fallback(&method);
+    };
+    match (classify(&path), &method) {
+        (Target::Ping, &Method::GET) => with_op(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+                "{}",
+            )
+                .into_response(),
+            "Ping",
+        ),
+        (Target::ChangefeedAll, &Method::GET) => with_op(
+            changefeed(&state, None, req.uri().query()).await,
+            "Changefeed",
+        ),
+        (Target::Changefeed(gun), &Method::GET) => {
+            let resp = match gun_for(&state, &gun) {
+                Ok(g) => changefeed(&state, Some(g), req.uri().query()).await,
+                Err(e) => e.into_response(),
+            };
+            with_op(resp, "Changefeed")
+        }
+        (Target::Update(gun), &Method::POST) => {
+            with_op(update(&state, &gun, req).await, "UpdateTUF")
+        }
+        (Target::Update(gun), &Method::DELETE) => {
+            let resp = match gun_for(&state, &gun) {
+                Ok(g) => match state.service.delete(&g).await {
+                    Ok(()) => StatusCode::OK.into_response(),
+                    Err(e) => ApiError::internal(e).into_response(),
+                },
+                Err(e) => e.into_response(),
+            };
+            with_op(resp, "DeleteTUF")
+        }
+        (Target::File(gun, file), m) if *m == Method::GET || *m == Method::POST => {
+            file_route(&state, &gun, &file, m).await
+        }
+        _ => fallback(&method),
+    }
+}
+
+/// Validates a GUN from the URL against our rules and the configured prefixes; GUN
+/// routes other than POST answer 404 for refused GUNs (spec §4.11).
+fn gun_for(state: &AppState, raw: &str) -> Result<Gun, ApiError> {
+    let gun = Gun::new(raw).map_err(|_| ApiError::new(Code::MetadataNotFound, None))?;
+    if !state.prefix_allowed(&gun) {
+        return Err(ApiError::new(Code::MetadataNotFound, None));
+    }
+    Ok(gun)
+}
+
+async fn file_route(state: &AppState, gun: &str, file: &str, method: &Method) -> Response {
+    let Ok(gun) = gun_for(state, gun) else {
+        return fallback(method);
+    };
+    if let Some(role) = file.strip_suffix(".key") {
+        if !matches!(role, "snapshot" | "timestamp") {
+            return fallback(method);
+        }
+        let Ok(role) = RoleName::new(role) else {
+            return fallback(method);
+        };
+        let (res, op) = if *method == Method::GET {
+            (state.service.get_or_create_key(&gun, &role).await, "GetKey")
+        } else {
+            (state.service.rotate_key(&gun, &role).await, "RotateKey")
+        };
+        let resp = match res {
+            // Go's key body: encoding/json order, `public` before `private`.
+            Ok(k) => {
+                let body = format!(
+                    "{{\"keytype\":{},\"keyval\":{{\"public\":\"{}\",\"private\":null}}}}",
+                    serde_json::Value::from(k.key_type().as_str()),
+                    base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        k.public_bytes()
+                    )
+                );
+                text_response(body.into_bytes(), None, None)
+            }
+            Err(e) => update_error(e),
+        };
+        return with_op(resp, op);
+    }
+    if *method != Method::GET {
+        return fallback(method);
+    }
+    let Some(body) = file.strip_suffix(".json") else {
+        return fallback(method);
+    };
+    // Rows 3, 4, 5 in order: {role}.{checksum}, {version}.{role}, {role}.
+    if let Some((role, sum)) = body.rsplit_once('.') {
+        if matches!(sum.len(), 64 | 96 | 128) && sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let Ok(role) = RoleName::new(role) else {
+                return fallback(method);
+            };
+            let res = state.service.get_by_checksum(&gun, &role, sum).await;
+            return with_op(file_response(state, res, false), "GetRoleByHash");
+        }
+    }
+    if let Some((version, role)) = body.split_once('.') {
+        if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) {
+            let Ok(role) = RoleName::new(role) else {
+                return fallback(method);
+            };
+            let v = version.parse::<i64>().unwrap_or(0);
+            let res = state.service.get_by_version(&gun, &role, v).await;
+            return with_op(file_response(state, res, false), "GetRoleByVersion");
+        }
+    }
+    let Ok(role) = RoleName::new(body) else {
+        return fallback(method);
+    };
+    let res = state.service.get_current(&gun, &role).await;
+    with_op(file_response(state, res, true), "GetRole")
+}
+
+fn http_date(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday().number_days_from_monday() as usize],
+        t.day(),
+        MONTHS[u8::from(t.month()) as usize - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn text_response(
+    body: Vec<u8>,
+    cache: Option<String>,
+    modified: Option<OffsetDateTime>,
+) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(c) = cache.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::CACHE_CONTROL, c);
+        if c_is_no_cache(h) {
+            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        }
+    }
+    if let Some(m) = modified.and_then(|m| HeaderValue::from_str(&http_date(m)).ok()) {
+        h.insert(header::LAST_MODIFIED, m);
+    }
+    resp
+}
+
+fn c_is_no_cache(h: &axum::http::HeaderMap) -> bool {
+    h.get(header::CACHE_CONTROL)
+        .is_some_and(|v| v.as_bytes().starts_with(b"max-age=0"))
+}
+
+fn file_response(state: &AppState, res: Result<StoredFile, ReadError>, current: bool) -> Response {
+    match res {
+        Ok(f) => {
+            let age = if current {
+                state.config.caching.max_age.current_metadata
+            } else {
+                state.config.caching.max_age.consistent_metadata
+            };
+            let cache = if age == 0 {
+                "max-age=0, no-cache, no-store".to_owned()
+            } else if current {
+                format!("public, max-age={age}, s-maxage={age}, must-revalidate")
+            } else {
+                format!("public, max-age={age}, s-maxage={age}")
+            };
+            text_response(f.data, Some(cache), Some(f.created_at))
+        }
+        Err(ReadError::NotFound) => ApiError::not_found().into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+fn update_error(e: UpdateError) -> Response {
+    match e {
+        UpdateError::Invalid {
+            name: "MALFORMED",
+            msg,
+            ..
+        } => ApiError::new(Code::MalformedJson, Some(json!(msg))).into_response(),
+        UpdateError::Invalid { name, msg, missing } => {
+            let mut err = json!({"Msg": msg});
+            if let Some(m) = missing {
+                err["Missing"] = json!(m);
+            }
+            ApiError::new(
+                Code::InvalidUpdate,
+                Some(json!({"Name": name, "Error": err})),
+            )
+            .into_response()
+        }
+        UpdateError::Version => ApiError::new(Code::Version, Some(json!({}))).into_response(),
+        UpdateError::Store(e) => {
+            tracing::error!(error = %e, "storage failure during update");
+            ApiError::new(Code::Updating, None).into_response()
+        }
+        UpdateError::Trust(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+async fn update(state: &AppState, gun: &str, req: Request) -> Response {
+    let gun = match Gun::new(gun) {
+        Ok(g) if state.prefix_allowed(&g) => g,
+        _ => {
+            let detail = format!(
+                "Require GUNs with prefix: [{}]",
+                state.config.repositories.gun_prefixes.join(" ")
+            );
+            return ApiError::new(Code::InvalidGun, Some(json!(detail))).into_response();
+        }
+    };
+    let mut multipart = match axum::extract::Multipart::from_request(req, &()).await {
+        Ok(m) => m,
+        Err(_) => return ApiError::new(Code::MalformedUpload, None).into_response(),
+    };
+    let mut uploads: BTreeMap<RoleName, Vec<u8>> = BTreeMap::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return ApiError::new(Code::TooLarge, None).into_response();
+            }
+            Err(_) => return ApiError::new(Code::MalformedUpload, None).into_response(),
+        };
+        let Some(name) = field.file_name().map(str::to_owned) else {
+            return ApiError::new(Code::NoFilename, None).into_response();
+        };
+        let role_name = name.strip_suffix(".json").unwrap_or(&name);
+        let Ok(role) = RoleName::new(role_name) else {
+            return ApiError::new(Code::InvalidRole, Some(json!(role_name))).into_response();
+        };
+        let bytes = match field.bytes().await {
+            Ok(b) => b,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return ApiError::new(Code::TooLarge, None).into_response();
+            }
+            Err(_) => return ApiError::new(Code::MalformedUpload, None).into_response(),
+        };
+        uploads.insert(role, bytes.to_vec());
+    }
+    if uploads.is_empty() {
+        return ApiError::new(Code::MalformedUpload, None).into_response();
+    }
+    match state.service.update(&gun, uploads).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => update_error(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct FeedParams {
+    change_id: Option<String>,
+    records: Option<String>,
+}
+
+async fn changefeed(state: &AppState, gun: Option<Gun>, query: Option<&str>) -> Response {
+    let params: FeedParams = match Query::try_from_uri(
+        &format!("/?{}", query.unwrap_or_default())
+            .parse()
+            .unwrap_or_default(),
+    ) {
+        Ok(Query(p)) => p,
+        Err(_) => return ApiError::new(Code::InvalidParameters, Some(json!({}))).into_response(),
+    };
+    let bad = |what: &str, v: &str| {
+        ApiError::new(
+            Code::InvalidParameters,
+            Some(json!(format!(
+                "invalid {what} parameter: strconv.ParseInt: parsing {v:?}: invalid syntax"
+            ))),
+        )
+        .into_response()
+    };
+    let records_raw = params.records.unwrap_or_default();
+    let Ok(records) = records_raw.parse::<i32>() else {
+        return bad("records", &records_raw);
+    };
+    let change_raw = params.change_id.unwrap_or_default();
+    let change_id = if change_raw.is_empty() {
+        0
+    } else {
+        match change_raw.parse::<i32>() {
+            Ok(v) => v,
+            Err(_) => {
+                return ApiError::new(Code::InvalidParameters, Some(json!({}))).into_response();
+            }
+        }
+    };
+    match state
+        .service
+        .store()
+        .changefeed(
+            gun.as_ref().map(Gun::as_str),
+            i64::from(change_id),
+            i64::from(records),
+        )
+        .await
+    {
+        Ok(rows) => {
+            let body = json!({"count": rows.len(), "records": rows}).to_string();
+            text_response(body.into_bytes(), None, None)
+        }
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// `GET /_notary_server/health`: `{}` or 503 with the failing checks.
+pub async fn health(State(state): State<AppState>) -> Response {
+    let mut failing = serde_json::Map::new();
+    if let Err(e) = state.service.store().health().await {
+        failing.insert("DB operational".into(), json!(e.to_string()));
+    }
+    if let Err(e) = state.service.trust().health().await {
+        failing.insert("Trust operational".into(), json!(e.to_string()));
+    }
+    let status = if failing.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        serde_json::Value::Object(failing).to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_paths() {
+        assert!(matches!(classify("/v2/"), Target::Ping));
+        assert!(matches!(
+            classify("/v2/_trust/changefeed"),
+            Target::ChangefeedAll
+        ));
+        assert!(
+            matches!(classify("/v2/a/b/_trust/changefeed"), Target::Changefeed(g) if g == "a/b")
+        );
+        assert!(matches!(classify("/v2/a/b/_trust/tuf/"), Target::Update(g) if g == "a/b"));
+        assert!(
+            matches!(classify("/v2/a/b/_trust/tuf/targets/x.json"), Target::File(g, f) if g == "a/b" && f == "targets/x.json")
+        );
+        assert!(matches!(classify("/v2/a/_trust/tuf"), Target::NotFound));
+        assert!(matches!(classify("/v2"), Target::NotFound));
+        assert_eq!(percent_decode("/v2/a%2Fb").as_deref(), Some("/v2/a/b"));
+        assert_eq!(percent_decode("/v2/%zz"), None);
+    }
+
+    #[test]
+    fn http_dates() {
+        let t = time::macros::datetime!(2026-11-22 10:04:26 UTC);
+        assert_eq!(http_date(t), "Sun, 22 Nov 2026 10:04:26 GMT");
+    }
+}

@@ -1,0 +1,763 @@
+//! The metadata service: current-state resolution through timestamp → snapshot → role
+//! (spec §5.7) with an in-process cache, update validation and storage (§5.2), and
+//! server signing of snapshot and timestamp (§5.4-5.6).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex as StdMutex};
+
+use notary_core::metadata::{
+    FileMeta, RoleMetadata, Root, Signature, Signed, Snapshot, Targets, Timestamp,
+};
+use notary_core::repo::Expiries;
+use notary_core::verify::{self, TrustPinning, Verified, VerifyError};
+use notary_core::{Expires, Gun, PublicKey, RoleName};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, RwLock};
+
+use crate::storage::{NewFile, Store, StoreError, StoredFile, sha256_hex};
+use crate::trust::{TrustError, TrustService};
+
+/// Why an update was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// Spec §4.9 `INVALID_UPDATE`: `name` is Go's error type name.
+    #[error("{name}: {msg}")]
+    Invalid {
+        /// `ErrValidation`, `ErrBadRoot`, `ErrBadTargets`, `ErrBadSnapshot`, `ErrBadHierarchy`.
+        name: &'static str,
+        /// Message.
+        msg: String,
+        /// For `ErrBadHierarchy`, the missing role.
+        missing: Option<&'static str>,
+    },
+    /// Spec §4.9 `VERSION`.
+    #[error("a newer version is already stored")]
+    Version,
+    /// Storage failure.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Trust service failure.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+}
+
+impl From<StoreError> for UpdateError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Version { .. } => UpdateError::Version,
+            other => UpdateError::Store(other),
+        }
+    }
+}
+
+fn invalid(name: &'static str, msg: impl std::fmt::Display) -> UpdateError {
+    UpdateError::Invalid {
+        name,
+        msg: msg.to_string(),
+        missing: None,
+    }
+}
+
+/// Errors reading current metadata.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Nothing stored.
+    #[error("not found")]
+    NotFound,
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored data no longer usable (e.g. expired root on regeneration).
+    #[error("{0}")]
+    Broken(String),
+    /// Trust service failure while regenerating.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+}
+
+/// The current chain of a GUN, cached until the next update or expiry.
+#[derive(Debug)]
+struct Current {
+    timestamp: StoredFile,
+    timestamp_expires: OffsetDateTime,
+    snapshot: StoredFile,
+    snapshot_expires: OffsetDateTime,
+    /// role → sha256 hex of its current file, from the snapshot.
+    meta: BTreeMap<String, String>,
+    files: StdMutex<HashMap<String, StoredFile>>,
+}
+
+impl Current {
+    fn fresh(&self, now: OffsetDateTime) -> bool {
+        self.timestamp_expires >= now && self.snapshot_expires >= now
+    }
+}
+
+/// Shared state of the service.
+pub struct Service {
+    store: Store,
+    trust: Arc<dyn TrustService>,
+    expiries: Expiries,
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    cache: RwLock<HashMap<String, Arc<Current>>>,
+}
+
+/// A role file and the time it was stored (for `Last-Modified`).
+pub type Served = StoredFile;
+
+impl Service {
+    /// A service over `store` signing with `trust`.
+    pub fn new(store: Store, trust: Arc<dyn TrustService>) -> Self {
+        Service {
+            store,
+            trust,
+            expiries: Expiries::default(),
+            locks: Mutex::new(HashMap::new()),
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The trust service.
+    pub fn trust(&self) -> &Arc<dyn TrustService> {
+        &self.trust
+    }
+
+    async fn gun_lock(&self, gun: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().await;
+        if locks.len() > 10_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(gun.to_owned()).or_default().clone()
+    }
+
+    async fn invalidate(&self, gun: &str) {
+        self.cache.write().await.remove(gun);
+    }
+
+    /// The current chain, regenerating the timestamp (and an expired server-managed
+    /// snapshot) when needed (spec §5.6).
+    async fn current(&self, gun: &Gun) -> Result<Arc<Current>, ReadError> {
+        let now = OffsetDateTime::now_utc();
+        if let Some(c) = self.cache.read().await.get(gun.as_str()) {
+            if c.fresh(now) {
+                return Ok(c.clone());
+            }
+        }
+        let lock = self.gun_lock(gun.as_str()).await;
+        let _guard = lock.lock().await;
+        self.current_locked(gun, now).await
+    }
+
+    /// [`Self::current`] for callers already holding the GUN's lock.
+    async fn current_locked(
+        &self,
+        gun: &Gun,
+        now: OffsetDateTime,
+    ) -> Result<Arc<Current>, ReadError> {
+        if let Some(c) = self.cache.read().await.get(gun.as_str()) {
+            if c.fresh(now) {
+                return Ok(c.clone());
+            }
+        }
+        let current = Arc::new(self.load_current(gun, now).await?);
+        self.cache
+            .write()
+            .await
+            .insert(gun.to_string(), current.clone());
+        Ok(current)
+    }
+
+    async fn load_current(&self, gun: &Gun, now: OffsetDateTime) -> Result<Current, ReadError> {
+        let g = gun.as_str();
+        let ts_file = self
+            .store
+            .latest(g, "timestamp")
+            .await?
+            .ok_or(ReadError::NotFound)?;
+        let ts = Signed::<Timestamp>::parse(ts_file.data.clone())
+            .map_err(|e| ReadError::Broken(e.to_string()))?;
+        let sn_meta = ts
+            .signed()
+            .meta
+            .get("snapshot")
+            .cloned()
+            .ok_or_else(|| ReadError::Broken("timestamp without snapshot".into()))?;
+        let sn_sha = sn_meta
+            .sha256()
+            .map(hex::encode)
+            .ok_or_else(|| ReadError::Broken("no sha256".into()))?;
+        let mut sn_file = self
+            .store
+            .by_checksum(g, "snapshot", &sn_sha)
+            .await?
+            .ok_or(ReadError::NotFound)?;
+        let mut sn = Signed::<Snapshot>::parse(sn_file.data.clone())
+            .map_err(|e| ReadError::Broken(e.to_string()))?;
+        let mut ts_file = ts_file;
+        let mut ts = ts;
+        let ts_stale =
+            ts.signed().expires().is_expired(now) || sn_meta.check(&sn_file.data).is_err();
+        let sn_expired = sn.signed().expires().is_expired(now);
+        if ts_stale || sn_expired {
+            // Regenerate under the current root.
+            let root = self.current_root_from(g, sn.signed()).await?;
+            let mut new_files = Vec::new();
+            if sn_expired {
+                let mut s = sn.signed().clone();
+                s.set_version_expires(
+                    s.version + 1,
+                    Expires::after(now, self.expiries.snapshot)
+                        .map_err(|e| ReadError::Broken(e.to_string()))?,
+                );
+                let signed = self
+                    .sign_role(&root, &RoleName::snapshot(), s)
+                    .await
+                    .map_err(|e| ReadError::Broken(e.to_string()))?;
+                new_files.push(NewFile {
+                    role: "snapshot".into(),
+                    version: signed.signed().version as i64,
+                    data: signed.file_bytes().to_vec(),
+                });
+                sn = signed;
+            }
+            let new_ts = Timestamp {
+                expires: Expires::after(now, self.expiries.timestamp)
+                    .map_err(|e| ReadError::Broken(e.to_string()))?,
+                meta: [("snapshot".to_owned(), FileMeta::from_bytes(sn.file_bytes()))]
+                    .into_iter()
+                    .collect(),
+                version: ts.signed().version + 1,
+            };
+            let signed_ts = self
+                .sign_role(&root, &RoleName::timestamp(), new_ts)
+                .await
+                .map_err(|e| ReadError::Broken(e.to_string()))?;
+            new_files.push(NewFile {
+                role: "timestamp".into(),
+                version: signed_ts.signed().version as i64,
+                data: signed_ts.file_bytes().to_vec(),
+            });
+            self.store.commit(g, &new_files).await?;
+            ts_file = self
+                .store
+                .latest(g, "timestamp")
+                .await?
+                .ok_or(ReadError::NotFound)?;
+            sn_file = self
+                .store
+                .by_checksum(g, "snapshot", &sha256_hex(sn.file_bytes()))
+                .await?
+                .ok_or(ReadError::NotFound)?;
+            ts = signed_ts;
+        }
+        let meta = sn
+            .signed()
+            .meta
+            .iter()
+            .filter_map(|(role, m)| m.sha256().map(|h| (role.clone(), hex::encode(h))))
+            .collect();
+        Ok(Current {
+            timestamp_expires: ts.signed().expires().datetime(),
+            snapshot_expires: sn.signed().expires().datetime(),
+            timestamp: ts_file,
+            snapshot: sn_file,
+            meta,
+            files: StdMutex::new(HashMap::new()),
+        })
+    }
+
+    async fn current_root_from(&self, gun: &str, sn: &Snapshot) -> Result<Root, ReadError> {
+        let sha = sn
+            .meta
+            .get("root")
+            .and_then(FileMeta::sha256)
+            .map(hex::encode)
+            .ok_or(ReadError::NotFound)?;
+        let file = self
+            .store
+            .by_checksum(gun, "root", &sha)
+            .await?
+            .ok_or(ReadError::NotFound)?;
+        Ok(Signed::<Root>::parse(file.data)
+            .map_err(|e| ReadError::Broken(e.to_string()))?
+            .into_signed())
+    }
+
+    /// `GET {role}.json`: the current file of a role.
+    pub async fn get_current(&self, gun: &Gun, role: &RoleName) -> Result<Served, ReadError> {
+        let cur = self.current(gun).await?;
+        self.file_in(&cur, gun, role).await
+    }
+
+    async fn file_in(
+        &self,
+        cur: &Current,
+        gun: &Gun,
+        role: &RoleName,
+    ) -> Result<Served, ReadError> {
+        match role.as_str() {
+            "timestamp" => return Ok(cur.timestamp.clone()),
+            "snapshot" => return Ok(cur.snapshot.clone()),
+            _ => {}
+        }
+        if let Ok(files) = cur.files.lock() {
+            if let Some(f) = files.get(role.as_str()) {
+                return Ok(f.clone());
+            }
+        }
+        let sha = cur.meta.get(role.as_str()).ok_or(ReadError::NotFound)?;
+        let file = self
+            .store
+            .by_checksum(gun.as_str(), role.as_str(), sha)
+            .await?
+            .ok_or(ReadError::NotFound)?;
+        if let Ok(mut files) = cur.files.lock() {
+            files.insert(role.to_string(), file.clone());
+        }
+        Ok(file)
+    }
+
+    /// `GET {role}.{sha256}.json`.
+    pub async fn get_by_checksum(
+        &self,
+        gun: &Gun,
+        role: &RoleName,
+        sha: &str,
+    ) -> Result<Served, ReadError> {
+        self.store
+            .by_checksum(gun.as_str(), role.as_str(), sha)
+            .await?
+            .ok_or(ReadError::NotFound)
+    }
+
+    /// `GET {version}.{role}.json`.
+    pub async fn get_by_version(
+        &self,
+        gun: &Gun,
+        role: &RoleName,
+        version: i64,
+    ) -> Result<Served, ReadError> {
+        if version < 1 {
+            return Err(ReadError::NotFound);
+        }
+        self.store
+            .by_version(gun.as_str(), role.as_str(), version)
+            .await?
+            .ok_or(ReadError::NotFound)
+    }
+
+    /// `GET {role}.key`: the key listed in the current root that this server holds, else
+    /// a created (or reused unused) one.
+    pub async fn get_or_create_key(
+        &self,
+        gun: &Gun,
+        role: &RoleName,
+    ) -> Result<PublicKey, UpdateError> {
+        if let Ok(cur) = self.current(gun).await {
+            if let Some(sha) = cur.meta.get("root") {
+                if let Some(file) = self.store.by_checksum(gun.as_str(), "root", sha).await? {
+                    if let Ok(root) = Signed::<Root>::parse(file.data) {
+                        for id in root
+                            .signed()
+                            .role(role.as_str())
+                            .map(|r| r.keyids.clone())
+                            .unwrap_or_default()
+                        {
+                            let Some(k) = root.signed().keys.get(&id) else {
+                                continue;
+                            };
+                            let Ok(canonical) = k.canonical_id() else {
+                                continue;
+                            };
+                            if let Some(pk) = self.trust.public_key(&canonical).await? {
+                                return Ok(pk);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(self.trust.create_key(gun, role).await?)
+    }
+
+    /// `POST {role}.key`: a new key for rotation.
+    pub async fn rotate_key(&self, gun: &Gun, role: &RoleName) -> Result<PublicKey, UpdateError> {
+        Ok(self.trust.create_key(gun, role).await?)
+    }
+
+    /// `DELETE`: removes everything stored for the GUN.
+    pub async fn delete(&self, gun: &Gun) -> Result<(), StoreError> {
+        let lock = self.gun_lock(gun.as_str()).await;
+        let _guard = lock.lock().await;
+        self.store.delete_gun(gun.as_str()).await?;
+        self.invalidate(gun.as_str()).await;
+        Ok(())
+    }
+
+    /// Signs a role object with every key of `role` in `root` that the trust service holds.
+    async fn sign_role<T: RoleMetadata>(
+        &self,
+        root: &Root,
+        role: &RoleName,
+        obj: T,
+    ) -> Result<Signed<T>, UpdateError> {
+        let auth = root
+            .role(role.as_str())
+            .ok_or_else(|| invalid("ErrValidation", format!("root has no {role} role")))?;
+        let s = Signed::<T>::signing_bytes(&obj, notary_core::Dialect::NotaryV1)
+            .map_err(|e| invalid("ErrValidation", e))?;
+        let mut sigs = Vec::new();
+        for id in &auth.keyids {
+            let Some(key) = root.keys.get(id) else {
+                continue;
+            };
+            let Ok(canonical) = key.canonical_id() else {
+                continue;
+            };
+            if self.trust.public_key(&canonical).await?.is_none() {
+                continue;
+            }
+            let (method, sig) = self.trust.sign(&canonical, &s).await?;
+            sigs.push(Signature {
+                keyid: id.clone(),
+                method,
+                sig: notary_core::metadata::Bytes(sig),
+            });
+        }
+        if sigs.is_empty() {
+            return Err(match role.as_str() {
+                "snapshot" => UpdateError::Invalid {
+                    name: "ErrBadHierarchy",
+                    msg: "no snapshot was included in update and server does not hold current snapshot key for repository".into(),
+                    missing: Some("snapshot"),
+                },
+                _ => invalid("ErrBadRoot", format!("no  {role} keys exist on the server")),
+            });
+        }
+        Signed::from_parts(obj, sigs).map_err(|e| invalid("ErrValidation", e))
+    }
+
+    /// Validates and stores an atomic update (spec §5.2). `uploads` maps role → bytes.
+    pub async fn update(
+        &self,
+        gun: &Gun,
+        uploads: BTreeMap<RoleName, Vec<u8>>,
+    ) -> Result<(), UpdateError> {
+        let lock = self.gun_lock(gun.as_str()).await;
+        let _guard = lock.lock().await;
+        let now = OffsetDateTime::now_utc();
+        let g = gun.as_str();
+
+        // 1. Trusted state: the current chain (may be absent).
+        let current = match self.load_chain(gun, now).await {
+            Ok(c) => Some(c),
+            Err(ReadError::NotFound) => None,
+            Err(ReadError::Store(e)) => return Err(e.into()),
+            Err(other) => return Err(invalid("ErrValidation", other)),
+        };
+        for (role, bytes) in &uploads {
+            if role.as_str() != "timestamp" {
+                check_canonical(role, bytes)?;
+            }
+        }
+
+        // 2. Root.
+        let stored_root = match &current {
+            Some(c) => Some(
+                Signed::<Root>::parse(c.root.data.clone())
+                    .map_err(|e| invalid("ErrValidation", e))?,
+            ),
+            None => None,
+        };
+        let stored_root_verified: Option<Verified<Root>> = match &stored_root {
+            Some(r) => Some(
+                verify::verify_root(r.clone(), gun, None, &TrustPinning::default(), now).map_err(
+                    |e| invalid("ErrValidation", format!("stored root no longer valid: {e}")),
+                )?,
+            ),
+            None => None,
+        };
+        let mut to_store: Vec<NewFile> = Vec::new();
+        let root: Root = match uploads.get(&RoleName::root()) {
+            Some(bytes) => {
+                let parsed =
+                    Signed::<Root>::parse(bytes.clone()).map_err(|e| invalid("ErrBadRoot", e))?;
+                let cur = stored_root.as_ref().map_or(1, |r| r.signed().version);
+                let new = parsed.signed().version;
+                if new != cur && new != cur + 1 {
+                    return Err(invalid(
+                        "ErrBadRoot",
+                        format!(
+                            "Root modifications must increment the version. Current {cur}, new {new}"
+                        ),
+                    ));
+                }
+                let v = verify::verify_root(
+                    parsed,
+                    gun,
+                    stored_root_verified.as_ref(),
+                    &TrustPinning::default(),
+                    now,
+                )
+                .map_err(|e| invalid("ErrBadRoot", e))?;
+                verify::check_expiry(&*v, &RoleName::root(), now)
+                    .map_err(|e| invalid("ErrBadRoot", e))?;
+                to_store.push(NewFile {
+                    role: "root".into(),
+                    version: v.version as i64,
+                    data: bytes.clone(),
+                });
+                (*v).clone()
+            }
+            None => match &stored_root {
+                Some(r) => r.signed().clone(),
+                None => {
+                    return Err(invalid(
+                        "ErrValidation",
+                        "no pre-existing root and no root provided in update.",
+                    ));
+                }
+            },
+        };
+        let root_bytes: Vec<u8> = match uploads.get(&RoleName::root()) {
+            Some(b) => b.clone(),
+            None => current
+                .as_ref()
+                .map(|c| c.root.data.clone())
+                .unwrap_or_default(),
+        };
+
+        // 3. Targets and delegations, parents first.
+        let mut uploaded_targets: Vec<&RoleName> =
+            uploads.keys().filter(|r| r.is_targets_like()).collect();
+        uploaded_targets.sort_by_key(|r| (r.as_str().matches('/').count(), r.as_str().to_owned()));
+        let mut loaded: BTreeMap<RoleName, (Targets, Vec<u8>)> = BTreeMap::new();
+        for role in uploaded_targets {
+            let bytes = &uploads[role];
+            let (keys, auth) = match role.parent() {
+                None => {
+                    let auth = root
+                        .role("targets")
+                        .cloned()
+                        .ok_or_else(|| invalid("ErrBadTargets", "root has no targets role"))?;
+                    (root.keys.clone(), auth)
+                }
+                Some(parent) => {
+                    if !loaded.contains_key(&parent) {
+                        let file = self
+                            .load_role_for_update(gun, &parent, current.as_ref())
+                            .await?;
+                        let parsed = Signed::<Targets>::parse(file.clone())
+                            .map_err(|e| invalid("ErrBadTargets", e))?;
+                        loaded.insert(parent.clone(), (parsed.into_signed(), file));
+                    }
+                    let (pt, _) = &loaded[&parent];
+                    let d = pt.delegation(role).ok_or_else(|| {
+                        invalid(
+                            "ErrBadTargets",
+                            format!("{role} is not delegated by {parent}"),
+                        )
+                    })?;
+                    (
+                        pt.delegations.keys.clone(),
+                        notary_core::metadata::RoleKeys {
+                            keyids: d.keyids.clone(),
+                            threshold: d.threshold,
+                        },
+                    )
+                }
+            };
+            let parsed =
+                Signed::<Targets>::parse(bytes.clone()).map_err(|e| invalid("ErrBadTargets", e))?;
+            let v = verify::verify_role(parsed, role, &keys, &auth)
+                .map_err(|e| bad_targets(role, e))?;
+            verify::check_expiry(&*v, role, now).map_err(|e| bad_targets(role, e))?;
+            to_store.push(NewFile {
+                role: role.to_string(),
+                version: v.version as i64,
+                data: bytes.clone(),
+            });
+            loaded.insert(role.clone(), ((*v).clone(), bytes.clone()));
+        }
+
+        // 4. Snapshot: uploaded and checked, or generated.
+        let snapshot_bytes: Vec<u8> = match uploads.get(&RoleName::snapshot()) {
+            Some(bytes) => {
+                let parsed = Signed::<Snapshot>::parse(bytes.clone())
+                    .map_err(|e| invalid("ErrBadSnapshot", e))?;
+                let auth = root
+                    .role("snapshot")
+                    .cloned()
+                    .ok_or_else(|| invalid("ErrBadSnapshot", "root has no snapshot role"))?;
+                let v = verify::verify_role(parsed, &RoleName::snapshot(), &root.keys, &auth)
+                    .map_err(|e| invalid("ErrBadSnapshot", e))?;
+                verify::check_expiry(&*v, &RoleName::snapshot(), now)
+                    .map_err(|e| invalid("ErrBadSnapshot", e))?;
+                verify::check_meta(&v.meta, &RoleName::snapshot(), "root", &root_bytes)
+                    .map_err(|e| invalid("ErrBadSnapshot", e))?;
+                for (role, (_, b)) in &loaded {
+                    verify::check_meta(&v.meta, &RoleName::snapshot(), role.as_str(), b)
+                        .map_err(|e| invalid("ErrBadSnapshot", e))?;
+                }
+                to_store.push(NewFile {
+                    role: "snapshot".into(),
+                    version: v.version as i64,
+                    data: bytes.clone(),
+                });
+                bytes.clone()
+            }
+            None => {
+                let (mut meta, version) = match &current {
+                    Some(c) => {
+                        let prev = Signed::<Snapshot>::parse(c.snapshot.data.clone())
+                            .map_err(|e| invalid("ErrValidation", e))?;
+                        (prev.signed().meta.clone(), prev.signed().version)
+                    }
+                    None => {
+                        if !loaded.contains_key(&RoleName::targets()) {
+                            return Err(invalid(
+                                "ErrBadHierarchy",
+                                "no targets metadata in the initial update",
+                            ));
+                        }
+                        (BTreeMap::new(), 0)
+                    }
+                };
+                // Meta of the exact stored bytes (Go re-serialises; see spec §3.7 b).
+                meta.insert("root".into(), FileMeta::from_bytes(&root_bytes));
+                for (role, (_, b)) in &loaded {
+                    meta.insert(role.to_string(), FileMeta::from_bytes(b));
+                }
+                let sn = Snapshot {
+                    expires: expires(now, self.expiries.snapshot)?,
+                    meta,
+                    version: version + 1,
+                };
+                let signed = self.sign_role(&root, &RoleName::snapshot(), sn).await?;
+                to_store.push(NewFile {
+                    role: "snapshot".into(),
+                    version: signed.signed().version as i64,
+                    data: signed.file_bytes().to_vec(),
+                });
+                signed.into_file_bytes()
+            }
+        };
+
+        // 5. Timestamp, always generated.
+        let prev_ts_version = match self.store.latest(g, "timestamp").await? {
+            Some(f) => f.version as u64,
+            None => 0,
+        };
+        let ts = Timestamp {
+            expires: expires(now, self.expiries.timestamp)?,
+            meta: [("snapshot".to_owned(), FileMeta::from_bytes(&snapshot_bytes))]
+                .into_iter()
+                .collect(),
+            version: prev_ts_version + 1,
+        };
+        let signed_ts = self.sign_role(&root, &RoleName::timestamp(), ts).await?;
+        to_store.push(NewFile {
+            role: "timestamp".into(),
+            version: signed_ts.signed().version as i64,
+            data: signed_ts.into_file_bytes(),
+        });
+
+        // 6. Store atomically.
+        let result = self.store.commit(g, &to_store).await;
+        self.invalidate(g).await;
+        result?;
+        tracing::info!(gun = %gun, roles = to_store.len(), "update stored");
+        Ok(())
+    }
+
+    /// The stored current files needed for an update.
+    async fn load_chain(&self, gun: &Gun, now: OffsetDateTime) -> Result<Chain, ReadError> {
+        let cur = self.current_locked(gun, now).await?;
+        let root = self.file_in(&cur, gun, &RoleName::root()).await?;
+        Ok(Chain {
+            root,
+            snapshot: cur.snapshot.clone(),
+            current: cur,
+        })
+    }
+
+    async fn load_role_for_update(
+        &self,
+        gun: &Gun,
+        role: &RoleName,
+        chain: Option<&Chain>,
+    ) -> Result<Vec<u8>, UpdateError> {
+        let Some(chain) = chain else {
+            return Err(invalid(
+                "ErrBadTargets",
+                format!("parent role {role} is neither uploaded nor stored"),
+            ));
+        };
+        let sha = chain.current.meta.get(role.as_str()).ok_or_else(|| {
+            invalid(
+                "ErrBadTargets",
+                format!("parent role {role} is neither uploaded nor stored"),
+            )
+        })?;
+        let file = self
+            .store
+            .by_checksum(gun.as_str(), role.as_str(), sha)
+            .await?
+            .ok_or_else(|| {
+                invalid(
+                    "ErrBadTargets",
+                    format!("parent role {role} is neither uploaded nor stored"),
+                )
+            })?;
+        Ok(file.data)
+    }
+}
+
+struct Chain {
+    root: StoredFile,
+    snapshot: StoredFile,
+    current: Arc<Current>,
+}
+
+fn expires(now: OffsetDateTime, ttl: time::Duration) -> Result<Expires, UpdateError> {
+    Expires::after(now, ttl).map_err(|e| invalid("ErrValidation", e))
+}
+
+fn bad_targets(role: &RoleName, e: VerifyError) -> UpdateError {
+    match e {
+        VerifyError::Threshold { .. } | VerifyError::NoSignatures { .. } => invalid(
+            "ErrBadTargets",
+            format!("valid signatures did not meet threshold for {role}"),
+        ),
+        other => invalid("ErrBadTargets", other),
+    }
+}
+
+/// Refuses uploads whose bytes are not Go's re-serialisation of their content: Go would
+/// accept them and then publish a snapshot describing bytes nobody stored (spec §3.7 b).
+fn check_canonical(role: &RoleName, bytes: &[u8]) -> Result<(), UpdateError> {
+    let ok = match role.as_str() {
+        "root" => Signed::<Root>::parse(bytes.to_vec()).map(|s| s.is_canonical()),
+        "snapshot" => Signed::<Snapshot>::parse(bytes.to_vec()).map(|s| s.is_canonical()),
+        _ => Signed::<Targets>::parse(bytes.to_vec()).map(|s| s.is_canonical()),
+    };
+    match ok {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(invalid(
+            "ErrValidation",
+            format!(
+                "{role} is not in canonical form (whitespace, member order, time format or unknown fields differ from what Notary writes); refusing it because clients could not verify the repository"
+            ),
+        )),
+        Err(e) => Err(UpdateError::Invalid {
+            name: "MALFORMED",
+            msg: format!("{role}: {e}"),
+            missing: None,
+        }),
+    }
+}

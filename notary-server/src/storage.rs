@@ -1,0 +1,422 @@
+//! Metadata storage through sqlx: SQLite (a file in WAL mode, or in memory). Every
+//! update is one transaction that refuses any (gun, role) version not above the stored
+//! one, so racing publishers get exactly one winner.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A stored version of some role is already at or above the new one.
+    #[error("a newer version of {role} is already stored")]
+    Version {
+        /// Role.
+        role: String,
+    },
+    /// Database failure.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Migration failure.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// One stored metadata file.
+#[derive(Clone, Debug)]
+pub struct StoredFile {
+    /// Role name.
+    pub role: String,
+    /// Version.
+    pub version: i64,
+    /// Exact bytes.
+    pub data: Vec<u8>,
+    /// Lower-case hex SHA-256 of `data`.
+    pub sha256: String,
+    /// When stored.
+    pub created_at: OffsetDateTime,
+}
+
+/// A file to store.
+#[derive(Clone, Debug)]
+pub struct NewFile {
+    /// Role name.
+    pub role: String,
+    /// Version.
+    pub version: i64,
+    /// Exact bytes.
+    pub data: Vec<u8>,
+}
+
+/// One changefeed row (spec §4.7).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Change {
+    /// Row id, as a string like Go.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Creation time (RFC 3339).
+    #[serde(rename = "CreatedAt")]
+    pub created_at: String,
+    /// GUN.
+    #[serde(rename = "GUN")]
+    pub gun: String,
+    /// Timestamp version (0 for deletions).
+    #[serde(rename = "Version")]
+    pub version: i64,
+    /// Timestamp SHA-256 (empty for deletions).
+    #[serde(rename = "SHA256")]
+    pub sha256: String,
+    /// `update` or `deletion`.
+    #[serde(rename = "Category")]
+    pub category: String,
+}
+
+/// A server-held key row (local trust service).
+#[derive(Clone, Debug)]
+pub struct KeyRow {
+    /// Key ID.
+    pub key_id: String,
+    /// GUN.
+    pub gun: String,
+    /// Role.
+    pub role: String,
+    /// `ecdsa` or `ed25519`.
+    pub algorithm: String,
+    /// Public key JSON bytes (keytype + public).
+    pub public: Vec<u8>,
+    /// Encrypted PKCS#8 PEM.
+    pub sealed: String,
+    /// Whether the key has signed anything.
+    pub used: bool,
+}
+
+/// The metadata store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn now_text() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+fn parse_time(s: &str) -> OffsetDateTime {
+    OffsetDateTime::parse(s, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(notary_core::crypto::sha256(data))
+}
+
+impl Store {
+    /// Opens (creating if needed) a SQLite database file, in WAL mode, and migrates it.
+    pub async fn open_sqlite(path_or_url: &str) -> Result<Self, StoreError> {
+        let url = if path_or_url.starts_with("sqlite:") {
+            path_or_url.to_owned()
+        } else {
+            format!("sqlite://{path_or_url}")
+        };
+        let opts = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        Self::migrated(pool).await
+    }
+
+    /// A private in-memory database (the `memory` backend).
+    pub async fn memory() -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
+        // One connection: every in-memory connection would be its own database.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await?;
+        Self::migrated(pool).await
+    }
+
+    async fn migrated(pool: SqlitePool) -> Result<Self, StoreError> {
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    fn file_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredFile, sqlx::Error> {
+        Ok(StoredFile {
+            role: row.try_get("role")?,
+            version: row.try_get("version")?,
+            data: row.try_get("data")?,
+            sha256: row.try_get("sha256")?,
+            created_at: parse_time(&row.try_get::<String, _>("created_at")?),
+        })
+    }
+
+    /// The highest stored version of a role.
+    pub async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError> {
+        let row = sqlx::query(
+            "SELECT role, version, data, sha256, created_at FROM tuf_files WHERE gun = ? AND role = ? ORDER BY version DESC LIMIT 1",
+        )
+        .bind(gun)
+        .bind(role)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Self::file_from_row(&r)).transpose()?)
+    }
+
+    /// A role's file by SHA-256 (lower-case hex).
+    pub async fn by_checksum(
+        &self,
+        gun: &str,
+        role: &str,
+        sha256: &str,
+    ) -> Result<Option<StoredFile>, StoreError> {
+        let row = sqlx::query(
+            "SELECT role, version, data, sha256, created_at FROM tuf_files WHERE gun = ? AND role = ? AND sha256 = ? ORDER BY version DESC LIMIT 1",
+        )
+        .bind(gun)
+        .bind(role)
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Self::file_from_row(&r)).transpose()?)
+    }
+
+    /// A role's file by version.
+    pub async fn by_version(
+        &self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<Option<StoredFile>, StoreError> {
+        let row = sqlx::query(
+            "SELECT role, version, data, sha256, created_at FROM tuf_files WHERE gun = ? AND role = ? AND version = ?",
+        )
+        .bind(gun)
+        .bind(role)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Self::file_from_row(&r)).transpose()?)
+    }
+
+    /// Stores files atomically; a timestamp among them also appends a changefeed row.
+    /// Fails with [`StoreError::Version`] if any (gun, role) already has an equal or
+    /// higher version; then nothing is stored.
+    pub async fn commit(&self, gun: &str, files: &[NewFile]) -> Result<(), StoreError> {
+        // BEGIN IMMEDIATE takes the write lock up front, so racing writers queue on
+        // busy_timeout instead of failing a lock upgrade half-way.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let result = Self::commit_in(&mut conn, gun, files).await;
+        match result {
+            Ok(()) => {
+                sqlx::query("COMMIT").execute(&mut *conn).await?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn commit_in(
+        conn: &mut sqlx::SqliteConnection,
+        gun: &str,
+        files: &[NewFile],
+    ) -> Result<(), StoreError> {
+        let now = now_text();
+        for f in files {
+            let max: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(version) FROM tuf_files WHERE gun = ? AND role = ?")
+                    .bind(gun)
+                    .bind(&f.role)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if max.is_some_and(|m| m >= f.version) {
+                return Err(StoreError::Version {
+                    role: f.role.clone(),
+                });
+            }
+            let sha = sha256_hex(&f.data);
+            sqlx::query(
+                "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&now)
+            .bind(&now)
+            .bind(gun)
+            .bind(&f.role)
+            .bind(f.version)
+            .bind(&f.data)
+            .bind(&sha)
+            .execute(&mut *conn)
+            .await?;
+            if f.role == "timestamp" {
+                sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?, ?, ?, ?, 'update')")
+                    .bind(&now)
+                    .bind(gun)
+                    .bind(f.version)
+                    .bind(&sha)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every version of every role of `gun`; appends a `deletion` changefeed row
+    /// if anything was deleted. Returns whether anything was.
+    pub async fn delete_gun(&self, gun: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM tuf_files WHERE gun = ?")
+            .bind(gun)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?, ?, 0, '', 'deletion')")
+                .bind(now_text())
+                .bind(gun)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// Changefeed page (spec §4.7): forward from `change_id` when `records > 0` and
+    /// `change_id >= 0`, else the newest `|records|` before `change_id` (oldest first).
+    pub async fn changefeed(
+        &self,
+        gun: Option<&str>,
+        change_id: i64,
+        records: i64,
+    ) -> Result<Vec<Change>, StoreError> {
+        let records = if records == 0 { 100 } else { records };
+        let limit = records.unsigned_abs().min(10_000) as i64;
+        let gun_clause = if gun.is_some() { "AND gun = ?" } else { "" };
+        let rows = if change_id >= 0 && records > 0 {
+            let sql = format!(
+                "SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE id > ? {gun_clause} ORDER BY id ASC LIMIT ?"
+            );
+            let mut q = sqlx::query(&sql).bind(change_id);
+            if let Some(g) = gun {
+                q = q.bind(g);
+            }
+            q.bind(limit).fetch_all(&self.pool).await?
+        } else {
+            let bound = if change_id > 0 { change_id } else { i64::MAX };
+            let sql = format!(
+                "SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE id < ? {gun_clause} ORDER BY id DESC LIMIT ?"
+            );
+            let mut q = sqlx::query(&sql).bind(bound);
+            if let Some(g) = gun {
+                q = q.bind(g);
+            }
+            let mut rows = q.bind(limit).fetch_all(&self.pool).await?;
+            rows.reverse();
+            rows
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(Change {
+                    id: r.try_get::<i64, _>("id")?.to_string(),
+                    created_at: r.try_get("created_at")?,
+                    gun: r.try_get("gun")?,
+                    version: r.try_get("version")?,
+                    sha256: r.try_get("sha256")?,
+                    category: r.try_get("category")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// A cheap query proving the database answers.
+    pub async fn health(&self) -> Result<(), StoreError> {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sqlite_master WHERE name = 'tuf_files'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<KeyRow, sqlx::Error> {
+        Ok(KeyRow {
+            key_id: r.try_get("key_id")?,
+            gun: r.try_get("gun")?,
+            role: r.try_get("role")?,
+            algorithm: r.try_get("algorithm")?,
+            public: r.try_get("public")?,
+            sealed: r.try_get("sealed")?,
+            used: r.try_get::<Option<String>, _>("last_used")?.is_some(),
+        })
+    }
+
+    /// Stores a new server key.
+    pub async fn insert_key(&self, k: &KeyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.key_id)
+        .bind(&k.gun)
+        .bind(&k.role)
+        .bind(&k.algorithm)
+        .bind(&k.public)
+        .bind(&k.sealed)
+        .bind(now_text())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A server key by ID.
+    pub async fn key(&self, key_id: &str) -> Result<Option<KeyRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM server_keys WHERE key_id = ?")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| Self::key_from_row(&r)).transpose()?)
+    }
+
+    /// A never-used key for (gun, role, algorithm), if any (reused by create, as Go's signer does).
+    pub async fn unused_key(
+        &self,
+        gun: &str,
+        role: &str,
+        algorithm: &str,
+    ) -> Result<Option<KeyRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM server_keys WHERE gun = ? AND role = ? AND algorithm = ? AND last_used IS NULL ORDER BY created_at LIMIT 1",
+        )
+        .bind(gun)
+        .bind(role)
+        .bind(algorithm)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Self::key_from_row(&r)).transpose()?)
+    }
+
+    /// Records the first use of a key.
+    pub async fn mark_key_used(&self, key_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE server_keys SET last_used = ? WHERE key_id = ? AND last_used IS NULL")
+            .bind(now_text())
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
