@@ -1,0 +1,552 @@
+//! The HTTP API driven in-process (tower `oneshot`, no socket): routes, error JSON,
+//! validation outcomes, bad input, and racing publishers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt as _;
+use notary_core::metadata::{FileMeta, Signed, Targets};
+use notary_core::repo::{KeyRing, RepoEditor};
+use notary_core::update::{FetchRequest, Remote};
+use notary_core::{Algorithm, Gun, PrivateKey, PublicKey, RoleName, Updater};
+use notary_server::config::Config;
+use serde_json::Value;
+use tower::ServiceExt as _;
+use zeroize::Zeroizing;
+
+async fn app() -> Router {
+    let config = Config {
+        storage: notary_server::config::StorageSection {
+            backend: "memory".into(),
+            db_url: String::new(),
+        },
+        max_update_bytes: 1 << 20,
+        ..Config::embedded(std::path::Path::new("/nonexistent"))
+    };
+    let state = notary_server::build_state(config, Zeroizing::new("test-passphrase".into()))
+        .await
+        .unwrap();
+    notary_server::app(state)
+}
+
+async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: Body,
+    content_type: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, headers, bytes)
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, Vec<u8>) {
+    let (s, _, b) = call(app, Method::GET, uri, Body::empty(), None).await;
+    (s, b)
+}
+
+const BOUNDARY: &str = "notaryrsboundary";
+
+fn multipart(parts: &[(Option<&str>, &[u8])]) -> Body {
+    let mut body = Vec::new();
+    for (name, bytes) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        match name {
+            Some(n) => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"files\"; filename=\"{n}\"\r\n")
+                    .as_bytes(),
+            ),
+            None => body.extend_from_slice(b"Content-Disposition: form-data; name=\"files\"\r\n"),
+        }
+        body.extend_from_slice(b"Content-Type: application/octet-stream\r\n\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    Body::from(body)
+}
+
+async fn post(app: &Router, gun: &str, parts: &[(Option<&str>, &[u8])]) -> (StatusCode, Value) {
+    let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+    let (s, _, b) = call(
+        app,
+        Method::POST,
+        &format!("/v2/{gun}/_trust/tuf/"),
+        multipart(parts),
+        Some(&ct),
+    )
+    .await;
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+fn error_code(v: &Value) -> &str {
+    v["errors"][0]["code"].as_str().unwrap_or("")
+}
+
+/// A repository with local root/targets keys and server-held snapshot and timestamp keys.
+struct Repo {
+    gun: Gun,
+    keys: Vec<PrivateKey>,
+    editor: RepoEditor,
+}
+
+async fn server_key(app: &Router, gun: &str, role: &str) -> PublicKey {
+    let (s, body) = get(app, &format!("/v2/{gun}/_trust/tuf/{role}.key")).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+async fn new_repo(app: &Router, gun: &str) -> Repo {
+    let root = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+    let targets = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+    let sn = server_key(app, gun, "snapshot").await;
+    let ts = server_key(app, gun, "timestamp").await;
+    let editor = RepoEditor::create(
+        Gun::new(gun).unwrap(),
+        &root,
+        targets.public().clone(),
+        sn,
+        ts,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    Repo {
+        gun: Gun::new(gun).unwrap(),
+        keys: vec![root, targets],
+        editor,
+    }
+}
+
+impl Repo {
+    fn sign(&mut self) -> BTreeMap<String, Vec<u8>> {
+        let files = self
+            .editor
+            .sign(
+                &KeyRing::from_keys(&self.keys),
+                time::OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        files
+            .files
+            .into_iter()
+            .map(|(r, b)| (r.to_string(), b))
+            .collect()
+    }
+}
+
+async fn publish(
+    app: &Router,
+    gun: &str,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> (StatusCode, Value) {
+    let parts: Vec<(Option<&str>, &[u8])> = files
+        .iter()
+        .map(|(r, b)| (Some(r.as_str()), b.as_slice()))
+        .collect();
+    post(app, gun, &parts).await
+}
+
+/// Reads the repository back through the update engine.
+struct RouterRemote(Router, String);
+
+#[derive(Debug)]
+struct Status(u16);
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {}", self.0)
+    }
+}
+impl std::error::Error for Status {}
+
+impl Remote for RouterRemote {
+    type Error = Status;
+    async fn fetch(&mut self, req: &FetchRequest) -> Result<Option<Vec<u8>>, Status> {
+        let (s, b) = get(
+            &self.0,
+            &format!("/v2/{}/_trust/tuf/{}", self.1, req.file_name()),
+        )
+        .await;
+        match s.as_u16() {
+            200 => Ok(Some(b)),
+            404 => Ok(None),
+            c => Err(Status(c)),
+        }
+    }
+}
+
+async fn verified(app: &Router, gun: &str) -> notary_core::Repository {
+    let mut remote = RouterRemote(app.clone(), gun.to_owned());
+    Updater::new(Gun::new(gun).unwrap(), time::OffsetDateTime::now_utc())
+        .update(&mut remote)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn ping_health_metrics_and_catch_all() {
+    let app = app().await;
+    assert_eq!(get(&app, "/v2/").await, (StatusCode::OK, b"{}".to_vec()));
+    let (s, b) = get(&app, "/_notary_server/health").await;
+    assert_eq!((s, b.as_slice()), (StatusCode::OK, b"{}".as_slice()));
+    let (s, b) = get(&app, "/v2/nothing/here").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(error_code(&v), "METADATA_NOT_FOUND");
+    assert!(v["errors"][0].get("detail").is_none());
+    assert_eq!(get(&app, "/v2").await.0, StatusCode::NOT_FOUND);
+    let (s, _, _) = call(
+        &app,
+        Method::PATCH,
+        "/v2/a/_trust/tuf/",
+        Body::empty(),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        get(&app, "/v2/a/b/_trust/tuf/targets.key").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, metrics) = get(&app, "/metrics").await;
+    let text = String::from_utf8(metrics).unwrap();
+    assert!(text.contains("notary_server_http_requests_total"), "{text}");
+}
+
+#[tokio::test]
+async fn publish_then_read_every_way() {
+    let app = app().await;
+    let gun = "example.com/api/app";
+    let mut repo = new_repo(&app, gun).await;
+    repo.editor
+        .add_target(&RoleName::targets(), "v1", FileMeta::from_bytes(b"one"))
+        .unwrap();
+    let files = repo.sign();
+    assert!(
+        !files.contains_key("snapshot"),
+        "snapshot is server-managed"
+    );
+    let (s, v) = publish(&app, gun, &files).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, h, root) = call(
+        &app,
+        Method::GET,
+        &format!("/v2/{gun}/_trust/tuf/root.json"),
+        Body::empty(),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(root, files["root"]);
+    assert_eq!(
+        h["cache-control"],
+        "public, max-age=300, s-maxage=300, must-revalidate"
+    );
+    assert!(h["last-modified"].to_str().unwrap().ends_with(" GMT"));
+    let sum = hex::encode(notary_core::crypto::sha256(&root));
+    let (s, h, b) = call(
+        &app,
+        Method::GET,
+        &format!("/v2/{gun}/_trust/tuf/root.{sum}.json"),
+        Body::empty(),
+        None,
+    )
+    .await;
+    assert_eq!((s, b), (StatusCode::OK, root.clone()));
+    assert_eq!(
+        h["cache-control"],
+        "public, max-age=2592000, s-maxage=2592000"
+    );
+    assert_eq!(
+        get(
+            &app,
+            &format!("/v2/{gun}/_trust/tuf/root.{}.json", sum.to_uppercase())
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, &format!("/v2/{gun}/_trust/tuf/1.root.json"))
+            .await
+            .1,
+        root
+    );
+    assert_eq!(
+        get(&app, &format!("/v2/{gun}/_trust/tuf/01.root.json"))
+            .await
+            .1,
+        root
+    );
+    assert_eq!(
+        get(&app, &format!("/v2/{gun}/_trust/tuf/0.root.json"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // Percent-encoded slashes address the same resource.
+    let enc = gun.replace('/', "%2F");
+    assert_eq!(
+        get(&app, &format!("/v2/{enc}/_trust/tuf/root.json"))
+            .await
+            .1,
+        root
+    );
+    // The engine verifies the whole chain, with the server-signed snapshot and timestamp.
+    let r = verified(&app, gun).await;
+    assert_eq!(r.lookup("v1").unwrap().meta.length, 3);
+    // GET .key returns the key root lists.
+    let ts_key = server_key(&app, gun, "timestamp").await;
+    assert_eq!(r.root().roles["timestamp"].keyids[0], ts_key.key_id());
+    // Changefeed.
+    let (s, b) = get(&app, "/v2/_trust/changefeed?records=0").await;
+    assert_eq!(s, StatusCode::OK);
+    let feed: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(feed["count"], 1);
+    assert_eq!(feed["records"][0]["GUN"], gun);
+    assert_eq!(feed["records"][0]["Category"], "update");
+    assert!(feed["records"][0]["ID"].is_string());
+    // Delete.
+    let (s, _, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/v2/{gun}/_trust/tuf/"),
+        Body::empty(),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        get(&app, &format!("/v2/{gun}/_trust/tuf/root.json"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, b) = get(
+        &app,
+        &format!("/v2/{gun}/_trust/changefeed?records=-1&change_id=-1"),
+    )
+    .await;
+    let feed: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(feed["records"][0]["Category"], "deletion");
+}
+
+#[tokio::test]
+async fn bad_uploads_are_4xx_with_error_json_and_store_nothing() {
+    let app = app().await;
+    let gun = "example.com/api/bad";
+    let mut repo = new_repo(&app, gun).await;
+    let files = repo.sign();
+    let ct = "application/json";
+    let (s, _, b) = call(
+        &app,
+        Method::POST,
+        &format!("/v2/{gun}/_trust/tuf/"),
+        Body::from("{}"),
+        Some(ct),
+    )
+    .await;
+    assert_eq!(
+        (s, error_code(&serde_json::from_slice(&b).unwrap())),
+        (StatusCode::BAD_REQUEST, "MALFORMED_UPLOAD")
+    );
+    let (s, v) = post(&app, gun, &[(None, b"{}")]).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "NO_FILENAME")
+    );
+    let (s, v) = post(&app, gun, &[(Some("Targets/X"), b"{}")]).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "INVALID_ROLE")
+    );
+    assert_eq!(v["errors"][0]["detail"], "Targets/X");
+    let (s, v) = post(&app, gun, &[(Some("root.json"), b"{not json")]).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "MALFORMED_JSON")
+    );
+    let big = vec![b'x'; 2 << 20];
+    let (s, _) = post(&app, gun, &[(Some("targets"), &big)]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    for bad_gun in ["a%20b", "a/../b", "x%2A"] {
+        let (s, v) = post(&app, bad_gun, &[(Some("root"), &files["root"])]).await;
+        assert_eq!(
+            (s, error_code(&v)),
+            (StatusCode::BAD_REQUEST, "INVALID_GUN"),
+            "{bad_gun}"
+        );
+    }
+    // No root anywhere.
+    let (s, v) = publish(
+        &app,
+        gun,
+        &files
+            .iter()
+            .filter(|(r, _)| *r != "root")
+            .map(|(r, b)| (r.clone(), b.clone()))
+            .collect(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["errors"][0]["detail"]["Name"], "ErrValidation");
+    // Pretty-printed (valid signatures, not Go's bytes): refused, unlike Go.
+    let mut pretty = files.clone();
+    let t: Value = serde_json::from_slice(&files["targets"]).unwrap();
+    pretty.insert("targets".into(), serde_json::to_vec_pretty(&t).unwrap());
+    let (s, v) = publish(&app, gun, &pretty).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "INVALID_UPDATE"),
+        "{v}"
+    );
+    assert!(
+        v["errors"][0]["detail"]["Error"]["Msg"]
+            .as_str()
+            .unwrap()
+            .contains("canonical")
+    );
+    // Tampered targets signature.
+    let signed = Signed::<Targets>::parse(files["targets"].clone()).unwrap();
+    let mut sigs = signed.signatures().to_vec();
+    sigs[0].sig.0[5] ^= 1;
+    let mut tampered = files.clone();
+    tampered.insert(
+        "targets".into(),
+        Signed::from_parts(signed.signed().clone(), sigs)
+            .unwrap()
+            .into_file_bytes(),
+    );
+    let (s, v) = publish(&app, gun, &tampered).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["errors"][0]["detail"]["Name"], "ErrBadTargets");
+    assert_eq!(
+        v["errors"][0]["detail"]["Error"]["Msg"],
+        "valid signatures did not meet threshold for targets"
+    );
+    // Nothing was stored by any of these.
+    assert_eq!(
+        get(&app, &format!("/v2/{gun}/_trust/tuf/root.json"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // The good upload works, and replaying it is a VERSION conflict.
+    assert_eq!(publish(&app, gun, &files).await.0, StatusCode::OK);
+    let (s, v) = publish(&app, gun, &files).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "VERSION"),
+        "{v}"
+    );
+    // A root that skips a version.
+    let (s, v) = publish(
+        &app,
+        gun,
+        &BTreeMap::from([("root".to_owned(), files["root"].clone())]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[tokio::test]
+async fn changefeed_parameters() {
+    let app = app().await;
+    let (s, b) = get(&app, "/v2/_trust/changefeed").await;
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "INVALID_PARAMETERS")
+    );
+    assert_eq!(
+        v["errors"][0]["detail"],
+        "invalid records parameter: strconv.ParseInt: parsing \"\": invalid syntax"
+    );
+    let (s, _) = get(&app, "/v2/_trust/changefeed?records=10&change_id=abc").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, b) = get(&app, "/v2/_trust/changefeed?records=10").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&b).unwrap()["count"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_publishers_over_eight_guns() {
+    let app = app().await;
+    let mut handles = Vec::new();
+    let successes = Arc::new(std::sync::Mutex::new(BTreeMap::<String, usize>::new()));
+    for g in 0..8 {
+        let gun = format!("example.com/race/r{g}");
+        let mut repo = new_repo(&app, &gun).await;
+        assert_eq!(publish(&app, &gun, &repo.sign()).await.0, StatusCode::OK);
+        let keys = Arc::new(repo.keys);
+        for p in 0..8 {
+            let (app, gun, keys, successes) =
+                (app.clone(), gun.clone(), keys.clone(), successes.clone());
+            handles.push(tokio::spawn(async move {
+                for i in 0..3 {
+                    // Each attempt starts from the verified current state; losers of a race
+                    // get 400 VERSION and try again.
+                    for _attempt in 0..50 {
+                        let current = verified(&app, &gun).await;
+                        let mut editor = RepoEditor::from_repository(&current);
+                        editor
+                            .add_target(
+                                &RoleName::targets(),
+                                &format!("p{p}-{i}"),
+                                FileMeta::from_bytes(b"x"),
+                            )
+                            .unwrap();
+                        let files = editor
+                            .sign(&KeyRing::from_keys(&keys), time::OffsetDateTime::now_utc())
+                            .unwrap();
+                        let files: BTreeMap<String, Vec<u8>> = files
+                            .files
+                            .into_iter()
+                            .map(|(r, b)| (r.to_string(), b))
+                            .collect();
+                        let (s, v) = publish(&app, &gun, &files).await;
+                        match s {
+                            StatusCode::OK => {
+                                *successes.lock().unwrap().entry(gun.clone()).or_default() += 1;
+                                break;
+                            }
+                            StatusCode::BAD_REQUEST => assert_eq!(error_code(&v), "VERSION", "{v}"),
+                            other => panic!("unexpected {other}: {v}"),
+                        }
+                    }
+                }
+            }));
+        }
+        let _ = &mut repo.editor;
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    for g in 0..8 {
+        let gun = format!("example.com/race/r{g}");
+        let repo = verified(&app, &gun).await;
+        let n = successes.lock().unwrap()[&gun];
+        assert_eq!(n, 24, "every publisher eventually landed all three targets");
+        assert_eq!(repo.list().len(), 24);
+        assert_eq!(
+            repo.role(&RoleName::targets()).unwrap().metadata.version as usize,
+            1 + n
+        );
+    }
+}
