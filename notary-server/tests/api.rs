@@ -102,7 +102,6 @@ fn error_code(v: &Value) -> &str {
 
 /// A repository with local root/targets keys and server-held snapshot and timestamp keys.
 struct Repo {
-    gun: Gun,
     keys: Vec<PrivateKey>,
     editor: RepoEditor,
 }
