@@ -669,10 +669,67 @@ impl Service {
 
         // 6. Store atomically.
         let result = self.store.commit(g, &to_store).await;
-        self.invalidate(g).await;
-        result?;
+        if let Err(e) = result {
+            self.invalidate(g).await;
+            return Err(e.into());
+        }
+        // The new chain is known: cache it instead of reading it back.
+        match Self::current_from_update(&to_store, &root_bytes, now) {
+            Some(c) => {
+                self.cache.write().await.insert(g.to_owned(), Arc::new(c));
+            }
+            None => self.invalidate(g).await,
+        }
         tracing::info!(gun = %gun, roles = to_store.len(), "update stored");
         Ok(())
+    }
+
+    /// The current chain right after storing `files` (which end with snapshot and timestamp).
+    fn current_from_update(
+        files: &[NewFile],
+        root_bytes: &[u8],
+        now: OffsetDateTime,
+    ) -> Option<Current> {
+        let stored = |f: &NewFile| StoredFile {
+            role: f.role.clone(),
+            version: f.version,
+            data: f.data.clone(),
+            sha256: sha256_hex(&f.data),
+            created_at: now,
+        };
+        let ts = files.iter().find(|f| f.role == "timestamp")?;
+        let sn = files.iter().find(|f| f.role == "snapshot")?;
+        let ts_parsed = Signed::<Timestamp>::parse(ts.data.clone()).ok()?;
+        let sn_parsed = Signed::<Snapshot>::parse(sn.data.clone()).ok()?;
+        let meta: BTreeMap<String, String> = sn_parsed
+            .signed()
+            .meta
+            .iter()
+            .filter_map(|(role, m)| m.sha256().map(|h| (role.clone(), hex::encode(h))))
+            .collect();
+        let mut cached: HashMap<String, StoredFile> = files
+            .iter()
+            .filter(|f| {
+                f.role == "root" || RoleName::new(&f.role).is_ok_and(|r| r.is_targets_like())
+            })
+            .map(|f| (f.role.clone(), stored(f)))
+            .collect();
+        if !cached.contains_key("root")
+            && meta
+                .get("root")
+                .is_some_and(|h| *h == sha256_hex(root_bytes))
+        {
+            // Unchanged root: served from the store by checksum on first use.
+            cached.remove("root");
+        }
+        Some(Current {
+            timestamp_expires: ts_parsed.signed().expires().datetime(),
+            snapshot_expires: sn_parsed.signed().expires().datetime(),
+            timestamp: stored(ts),
+            snapshot: stored(sn),
+            meta,
+            files: StdMutex::new(cached),
+        })
     }
 
     /// The stored current files needed for an update.

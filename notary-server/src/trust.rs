@@ -49,6 +49,10 @@ pub struct LocalTrust {
     algorithm: Algorithm,
     passphrase: Zeroizing<String>,
     unsealed: Mutex<HashMap<String, Arc<PrivateKey>>>,
+    /// Public keys already looked up (keys are never deleted, so entries stay valid).
+    publics: std::sync::RwLock<HashMap<String, PublicKey>>,
+    /// Keys whose first use is already recorded.
+    used: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 impl LocalTrust {
@@ -59,6 +63,8 @@ impl LocalTrust {
             algorithm,
             passphrase,
             unsealed: Mutex::new(HashMap::new()),
+            publics: std::sync::RwLock::new(HashMap::new()),
+            used: std::sync::RwLock::new(std::collections::HashSet::new()),
         }
     }
 
@@ -124,8 +130,22 @@ impl TrustService for LocalTrust {
     }
 
     async fn public_key(&self, key_id: &KeyId) -> Result<Option<PublicKey>, TrustError> {
+        if let Some(k) = self
+            .publics
+            .read()
+            .ok()
+            .and_then(|m| m.get(key_id.as_str()).cloned())
+        {
+            return Ok(Some(k));
+        }
         match self.store.key(key_id.as_str()).await? {
-            Some(row) => Ok(Some(Self::public_from_row(&row)?)),
+            Some(row) => {
+                let k = Self::public_from_row(&row)?;
+                if let Ok(mut m) = self.publics.write() {
+                    m.insert(key_id.to_string(), k.clone());
+                }
+                Ok(Some(k))
+            }
             None => Ok(None),
         }
     }
@@ -133,7 +153,13 @@ impl TrustService for LocalTrust {
     async fn sign(&self, key_id: &KeyId, msg: &[u8]) -> Result<(SigMethod, Vec<u8>), TrustError> {
         let key = self.private(key_id.as_str()).await?;
         let sig = key.sign(msg).map_err(|e| TrustError::Key(e.to_string()))?;
-        self.store.mark_key_used(key_id.as_str()).await?;
+        let known = self.used.read().is_ok_and(|u| u.contains(key_id.as_str()));
+        if !known {
+            self.store.mark_key_used(key_id.as_str()).await?;
+            if let Ok(mut u) = self.used.write() {
+                u.insert(key_id.to_string());
+            }
+        }
         Ok(sig)
     }
 

@@ -127,7 +127,6 @@ async fn new_repo(app: &Router, gun: &str) -> Repo {
     )
     .unwrap();
     Repo {
-        gun: Gun::new(gun).unwrap(),
         keys: vec![root, targets],
         editor,
     }
