@@ -234,11 +234,11 @@ fn http_date(t: OffsetDateTime) -> String {
 }
 
 fn text_response(
-    body: Vec<u8>,
+    body: impl Into<Body>,
     cache: Option<String>,
     modified: Option<OffsetDateTime>,
 ) -> Response {
-    let mut resp = Response::new(Body::from(body));
+    let mut resp = Response::new(body.into());
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -179,7 +179,7 @@ impl Service {
             .latest(g, "timestamp")
             .await?
             .ok_or(ReadError::NotFound)?;
-        let ts = Signed::<Timestamp>::parse(ts_file.data.clone())
+        let ts = Signed::<Timestamp>::parse(ts_file.data.to_vec())
             .map_err(|e| ReadError::Broken(e.to_string()))?;
         let sn_meta = ts
             .signed()
@@ -196,7 +196,7 @@ impl Service {
             .by_checksum(g, "snapshot", &sn_sha)
             .await?
             .ok_or(ReadError::NotFound)?;
-        let mut sn = Signed::<Snapshot>::parse(sn_file.data.clone())
+        let mut sn = Signed::<Snapshot>::parse(sn_file.data.to_vec())
             .map_err(|e| ReadError::Broken(e.to_string()))?;
         let mut ts_file = ts_file;
         let mut ts = ts;
@@ -283,7 +283,7 @@ impl Service {
             .by_checksum(gun, "root", &sha)
             .await?
             .ok_or(ReadError::NotFound)?;
-        Ok(Signed::<Root>::parse(file.data)
+        Ok(Signed::<Root>::parse(file.data.to_vec())
             .map_err(|e| ReadError::Broken(e.to_string()))?
             .into_signed())
     }
@@ -361,7 +361,7 @@ impl Service {
         if let Ok(cur) = self.current(gun).await {
             if let Some(sha) = cur.meta.get("root") {
                 if let Some(file) = self.store.by_checksum(gun.as_str(), "root", sha).await? {
-                    if let Ok(root) = Signed::<Root>::parse(file.data) {
+                    if let Ok(root) = Signed::<Root>::parse(file.data.to_vec()) {
                         for id in root
                             .signed()
                             .role(role.as_str())
@@ -469,7 +469,7 @@ impl Service {
         // 2. Root.
         let stored_root = match &current {
             Some(c) => Some(
-                Signed::<Root>::parse(c.root.data.clone())
+                Signed::<Root>::parse(c.root.data.to_vec())
                     .map_err(|e| invalid("ErrValidation", e))?,
             ),
             None => None,
@@ -528,7 +528,7 @@ impl Service {
             Some(b) => b.clone(),
             None => current
                 .as_ref()
-                .map(|c| c.root.data.clone())
+                .map(|c| c.root.data.to_vec())
                 .unwrap_or_default(),
         };
 
@@ -614,7 +614,7 @@ impl Service {
             None => {
                 let (mut meta, version) = match &current {
                     Some(c) => {
-                        let prev = Signed::<Snapshot>::parse(c.snapshot.data.clone())
+                        let prev = Signed::<Snapshot>::parse(c.snapshot.data.to_vec())
                             .map_err(|e| invalid("ErrValidation", e))?;
                         (prev.signed().meta.clone(), prev.signed().version)
                     }
@@ -693,7 +693,7 @@ impl Service {
         let stored = |f: &NewFile| StoredFile {
             role: f.role.clone(),
             version: f.version,
-            data: f.data.clone(),
+            data: bytes::Bytes::from(f.data.clone()),
             sha256: sha256_hex(&f.data),
             created_at: now,
         };
@@ -771,7 +771,7 @@ impl Service {
                     format!("parent role {role} is neither uploaded nor stored"),
                 )
             })?;
-        Ok(file.data)
+        Ok(file.data.to_vec())
     }
 }
 

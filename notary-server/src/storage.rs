@@ -34,8 +34,8 @@ pub struct StoredFile {
     pub role: String,
     /// Version.
     pub version: i64,
-    /// Exact bytes.
-    pub data: Vec<u8>,
+    /// Exact bytes (shared, so serving never copies them).
+    pub data: bytes::Bytes,
     /// Lower-case hex SHA-256 of `data`.
     pub sha256: String,
     /// When stored.
@@ -159,7 +159,7 @@ impl Store {
         Ok(StoredFile {
             role: row.try_get("role")?,
             version: row.try_get("version")?,
-            data: row.try_get("data")?,
+            data: bytes::Bytes::from(row.try_get::<Vec<u8>, _>("data")?),
             sha256: row.try_get("sha256")?,
             created_at: parse_time(&row.try_get::<String, _>("created_at")?),
         })
