@@ -76,7 +76,7 @@ pub struct TrustSection {
 /// `storage` section.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct StorageSection {
-    /// `sqlite3`, `postgres` or `memory`.
+    /// `sqlite3` (default), `postgres` (several replicas) or `memory`.
     #[serde(default)]
     pub backend: String,
     /// Database URL or SQLite file path.
@@ -290,6 +290,14 @@ impl Config {
         match self.storage.backend.as_str() {
             "sqlite3" | "sqlite" if !self.storage.db_url.is_empty() => {}
             "memory" => {}
+            "postgres"
+                if self.storage.db_url.starts_with("postgres://")
+                    || self.storage.db_url.starts_with("postgresql://") => {}
+            "postgres" => {
+                return Err(ConfigError::Invalid(
+                    "storage.db_url must be a postgres:// URL".into(),
+                ));
+            }
             "sqlite3" | "sqlite" => {
                 return Err(ConfigError::Invalid(
                     "storage.db_url is required for sqlite3".into(),
@@ -297,7 +305,7 @@ impl Config {
             }
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "storage.backend {other:?} is not supported yet"
+                    "storage.backend {other:?} is not supported (sqlite3, postgres, memory)"
                 )));
             }
         }

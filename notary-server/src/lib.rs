@@ -2,7 +2,9 @@
 //! [`Router`] over a [`service::Service`], so the registry can mount it. The binary is a
 //! thin `main` over [`run`].
 //!
-//! Storage is SQLite (a file in WAL mode, or in memory); the trust service signing
+//! Storage is SQLite (a file in WAL mode, or in memory) or PostgreSQL shared by several
+//! replicas (each follows the changefeed to drop cached state another replica
+//! changed); the trust service signing
 //! timestamps and server-managed snapshots is a trait ([`trust::TrustService`]) with an
 //! in-process implementation whose keys are sealed in the database.
 
@@ -131,6 +133,7 @@ pub async fn build_state(
 ) -> anyhow::Result<AppState> {
     let store = match config.storage.backend.as_str() {
         "memory" => Store::memory().await?,
+        "postgres" => Store::open_postgres(&config.storage.db_url).await?,
         _ => Store::open_sqlite(&config.storage.db_url).await?,
     };
     let algorithm = match config.trust_service.key_algorithm.as_str() {
@@ -139,7 +142,12 @@ pub async fn build_state(
     };
     let trust: Arc<dyn TrustService> =
         Arc::new(LocalTrust::new(store.clone(), algorithm, key_passphrase));
-    let service = Arc::new(Service::new(store, trust));
+    let service = Arc::new(Service::new(store.clone(), trust));
+    if store.is_shared() {
+        service
+            .follow_changefeed(std::time::Duration::from_millis(500))
+            .await?;
+    }
     Ok(AppState::new(service, Arc::new(config), prometheus()))
 }
 

@@ -139,6 +139,40 @@ impl Service {
         self.cache.write().await.remove(gun);
     }
 
+    /// For stores shared by several replicas: polls the changefeed every `every` and drops
+    /// the cached chain of each GUN another process changed. Stops with the service.
+    pub async fn follow_changefeed(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let mut last = self.store.last_change().await?;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(service) = weak.upgrade() else {
+                    return;
+                };
+                match service.store.changes_after(last).await {
+                    Ok(changes) => {
+                        if let Some((id, _)) = changes.last() {
+                            last = *id;
+                        }
+                        if !changes.is_empty() {
+                            let mut cache = service.cache.write().await;
+                            for (_, gun) in &changes {
+                                cache.remove(gun);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "changefeed poll failed"),
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// The current chain, regenerating the timestamp (and an expired server-managed
     /// snapshot) when needed (spec §5.6).
     async fn current(&self, gun: &Gun) -> Result<Arc<Current>, ReadError> {
@@ -242,7 +276,11 @@ impl Service {
                 version: signed_ts.signed().version as i64,
                 data: signed_ts.file_bytes().to_vec(),
             });
-            self.store.commit(g, &new_files).await?;
+            match self.store.commit(g, &new_files).await {
+                // Another replica regenerated first: read what it stored.
+                Err(StoreError::Version { .. }) => return self.load_current_plain(gun).await,
+                other => other?,
+            }
             ts_file = self
                 .store
                 .latest(g, "timestamp")
@@ -260,6 +298,46 @@ impl Service {
             .meta
             .iter()
             .filter_map(|(role, m)| m.sha256().map(|h| (role.clone(), hex::encode(h))))
+            .collect();
+        Ok(Current {
+            timestamp_expires: ts.signed().expires().datetime(),
+            snapshot_expires: sn.signed().expires().datetime(),
+            timestamp: ts_file,
+            snapshot: sn_file,
+            meta,
+            files: StdMutex::new(HashMap::new()),
+        })
+    }
+
+    /// The stored chain as it is, without regenerating anything.
+    async fn load_current_plain(&self, gun: &Gun) -> Result<Current, ReadError> {
+        let g = gun.as_str();
+        let ts_file = self
+            .store
+            .latest(g, "timestamp")
+            .await?
+            .ok_or(ReadError::NotFound)?;
+        let ts = Signed::<Timestamp>::parse(ts_file.data.to_vec())
+            .map_err(|e| ReadError::Broken(e.to_string()))?;
+        let sha = ts
+            .signed()
+            .meta
+            .get("snapshot")
+            .and_then(FileMeta::sha256)
+            .map(hex::encode)
+            .ok_or(ReadError::NotFound)?;
+        let sn_file = self
+            .store
+            .by_checksum(g, "snapshot", &sha)
+            .await?
+            .ok_or(ReadError::NotFound)?;
+        let sn = Signed::<Snapshot>::parse(sn_file.data.to_vec())
+            .map_err(|e| ReadError::Broken(e.to_string()))?;
+        let meta = sn
+            .signed()
+            .meta
+            .iter()
+            .filter_map(|(r, m)| m.sha256().map(|h| (r.clone(), hex::encode(h))))
             .collect();
         Ok(Current {
             timestamp_expires: ts.signed().expires().datetime(),

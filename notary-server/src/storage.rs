@@ -1,12 +1,17 @@
-//! Metadata storage through sqlx: SQLite (a file in WAL mode, or in memory). Every
-//! update is one transaction that refuses any (gun, role) version not above the stored
-//! one, so racing publishers get exactly one winner.
+//! Metadata storage through sqlx: SQLite (a file in WAL mode, or in memory) by default,
+//! PostgreSQL for several replicas. Every update is one transaction that refuses any
+//! (gun, role) version not above the stored one, so racing publishers get exactly one
+//! winner; on PostgreSQL a per-GUN advisory lock serialises replicas and the unique
+//! (gun, role, version) constraint is the last line.
+//!
+//! The SQL text is shared by both backends (`$N` placeholders work on both).
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{PgPool, Row, SqlitePool};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -95,10 +100,119 @@ pub struct KeyRow {
     pub used: bool,
 }
 
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same expression against whichever pool backs the store.
+macro_rules! with_pool {
+    ($self:expr, $pool:ident => $e:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($pool) => $e,
+            Backend::Postgres($pool) => $e,
+        }
+    };
+}
+
+macro_rules! file_from_row {
+    ($row:expr) => {
+        StoredFile {
+            role: $row.try_get("role")?,
+            version: $row.try_get("version")?,
+            data: bytes::Bytes::from($row.try_get::<Vec<u8>, _>("data")?),
+            sha256: $row.try_get("sha256")?,
+            created_at: parse_time(&$row.try_get::<String, _>("created_at")?),
+        }
+    };
+}
+
+macro_rules! key_from_row {
+    ($r:expr) => {
+        KeyRow {
+            key_id: $r.try_get("key_id")?,
+            gun: $r.try_get("gun")?,
+            role: $r.try_get("role")?,
+            algorithm: $r.try_get("algorithm")?,
+            public: $r.try_get("public")?,
+            sealed: $r.try_get("sealed")?,
+            used: $r.try_get::<Option<String>, _>("last_used")?.is_some(),
+        }
+    };
+}
+
+macro_rules! change_from_row {
+    ($r:expr) => {
+        Change {
+            id: $r.try_get::<i64, _>("id")?.to_string(),
+            created_at: $r.try_get("created_at")?,
+            gun: $r.try_get("gun")?,
+            version: $r.try_get("version")?,
+            sha256: $r.try_get("sha256")?,
+            category: $r.try_get("category")?,
+        }
+    };
+}
+
+/// A unique-constraint violation means a racing writer stored the same version first.
+fn unique_to_version(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Version {
+            role: String::new(),
+        },
+        _ => StoreError::Db(e),
+    }
+}
+
+/// Version checks and inserts of one update, inside an open transaction.
+macro_rules! commit_rows {
+    ($conn:expr, $gun:expr, $files:expr) => {{
+        async {
+            let now = now_text();
+            for f in $files {
+                let max: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM tuf_files WHERE gun = $1 AND role = $2")
+                    .bind($gun)
+                    .bind(&f.role)
+                    .fetch_one(&mut *$conn)
+                    .await?;
+                if max.is_some_and(|m| m >= f.version) {
+                    return Err(StoreError::Version { role: f.role.clone() });
+                }
+                let sha = sha256_hex(&f.data);
+                sqlx::query(
+                    "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&now)
+                .bind(&now)
+                .bind($gun)
+                .bind(&f.role)
+                .bind(f.version)
+                .bind(&f.data)
+                .bind(&sha)
+                .execute(&mut *$conn)
+                .await
+                .map_err(unique_to_version)?;
+                if f.role == "timestamp" {
+                    sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')")
+                        .bind(&now)
+                        .bind($gun)
+                        .bind(f.version)
+                        .bind(&sha)
+                        .execute(&mut *$conn)
+                        .await?;
+                }
+            }
+            Ok::<(), StoreError>(())
+        }
+        .await
+    }};
+}
+
 /// The metadata store.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    backend: Backend,
 }
 
 fn now_text() -> String {
@@ -137,6 +251,25 @@ impl Store {
         Self::migrated(pool).await
     }
 
+    /// Connects to PostgreSQL (`postgres://…`) and migrates the schema.
+    pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Store {
+            backend: Backend::Postgres(pool),
+        })
+    }
+
+    /// Whether several server processes may share this store (cache invalidation then
+    /// follows the changefeed).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
     /// A private in-memory database (the `memory` backend).
     pub async fn memory() -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
@@ -152,29 +285,20 @@ impl Store {
 
     async fn migrated(pool: SqlitePool) -> Result<Self, StoreError> {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Store { pool })
-    }
-
-    fn file_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredFile, sqlx::Error> {
-        Ok(StoredFile {
-            role: row.try_get("role")?,
-            version: row.try_get("version")?,
-            data: bytes::Bytes::from(row.try_get::<Vec<u8>, _>("data")?),
-            sha256: row.try_get("sha256")?,
-            created_at: parse_time(&row.try_get::<String, _>("created_at")?),
+        Ok(Store {
+            backend: Backend::Sqlite(pool),
         })
     }
 
     /// The highest stored version of a role.
     pub async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError> {
-        let row = sqlx::query(
-            "SELECT role, version, data, sha256, created_at FROM tuf_files WHERE gun = ? AND role = ? ORDER BY version DESC LIMIT 1",
-        )
-        .bind(gun)
-        .bind(role)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| Self::file_from_row(&r)).transpose()?)
+        const Q: &str = "SELECT role, version, data, sha256, created_at FROM tuf_files WHERE gun = $1 AND role = $2 ORDER BY version DESC LIMIT 1";
+        with_pool!(self, pool => {
+            match sqlx::query(Q).bind(gun).bind(role).fetch_optional(pool).await? {
+                Some(row) => Ok(Some(file_from_row!(row))),
+                None => Ok(None),
+            }
+        })
     }
 
     /// A role's file by SHA-256 (lower-case hex).
@@ -184,15 +308,13 @@ impl Store {
         role: &str,
         sha256: &str,
     ) -> Result<Option<StoredFile>, StoreError> {
-        let row = sqlx::query(
-            "SELECT role, version, data, sha256, created_at FROM tuf_files WHERE gun = ? AND role = ? AND sha256 = ? ORDER BY version DESC LIMIT 1",
-        )
-        .bind(gun)
-        .bind(role)
-        .bind(sha256)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| Self::file_from_row(&r)).transpose()?)
+        const Q: &str = "SELECT role, version, data, sha256, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 ORDER BY version DESC LIMIT 1";
+        with_pool!(self, pool => {
+            match sqlx::query(Q).bind(gun).bind(role).bind(sha256).fetch_optional(pool).await? {
+                Some(row) => Ok(Some(file_from_row!(row))),
+                None => Ok(None),
+            }
+        })
     }
 
     /// A role's file by version.
@@ -202,100 +324,66 @@ impl Store {
         role: &str,
         version: i64,
     ) -> Result<Option<StoredFile>, StoreError> {
-        let row = sqlx::query(
-            "SELECT role, version, data, sha256, created_at FROM tuf_files WHERE gun = ? AND role = ? AND version = ?",
-        )
-        .bind(gun)
-        .bind(role)
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| Self::file_from_row(&r)).transpose()?)
+        const Q: &str = "SELECT role, version, data, sha256, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3";
+        with_pool!(self, pool => {
+            match sqlx::query(Q).bind(gun).bind(role).bind(version).fetch_optional(pool).await? {
+                Some(row) => Ok(Some(file_from_row!(row))),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Stores files atomically; a timestamp among them also appends a changefeed row.
     /// Fails with [`StoreError::Version`] if any (gun, role) already has an equal or
     /// higher version; then nothing is stored.
     pub async fn commit(&self, gun: &str, files: &[NewFile]) -> Result<(), StoreError> {
-        // BEGIN IMMEDIATE takes the write lock up front, so racing writers queue on
-        // busy_timeout instead of failing a lock upgrade half-way.
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let result = Self::commit_in(&mut conn, gun, files).await;
-        match result {
-            Ok(()) => {
-                sqlx::query("COMMIT").execute(&mut *conn).await?;
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                // BEGIN IMMEDIATE takes the write lock up front, so racing writers queue
+                // on busy_timeout instead of failing a lock upgrade half-way.
+                let mut conn = pool.acquire().await?;
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+                match commit_rows!(&mut *conn, gun, files) {
+                    Ok(()) => {
+                        sqlx::query("COMMIT").execute(&mut *conn).await?;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                        Err(e)
+                    }
+                }
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                // Serialises updates of one GUN across replicas.
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(gun)
+                    .execute(&mut *tx)
+                    .await?;
+                commit_rows!(&mut *tx, gun, files)?;
+                tx.commit().await.map_err(unique_to_version)?;
                 Ok(())
             }
-            Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e)
-            }
         }
-    }
-
-    async fn commit_in(
-        conn: &mut sqlx::SqliteConnection,
-        gun: &str,
-        files: &[NewFile],
-    ) -> Result<(), StoreError> {
-        let now = now_text();
-        for f in files {
-            let max: Option<i64> =
-                sqlx::query_scalar("SELECT MAX(version) FROM tuf_files WHERE gun = ? AND role = ?")
-                    .bind(gun)
-                    .bind(&f.role)
-                    .fetch_one(&mut *conn)
-                    .await?;
-            if max.is_some_and(|m| m >= f.version) {
-                return Err(StoreError::Version {
-                    role: f.role.clone(),
-                });
-            }
-            let sha = sha256_hex(&f.data);
-            sqlx::query(
-                "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&now)
-            .bind(&now)
-            .bind(gun)
-            .bind(&f.role)
-            .bind(f.version)
-            .bind(&f.data)
-            .bind(&sha)
-            .execute(&mut *conn)
-            .await?;
-            if f.role == "timestamp" {
-                sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?, ?, ?, ?, 'update')")
-                    .bind(&now)
-                    .bind(gun)
-                    .bind(f.version)
-                    .bind(&sha)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-        Ok(())
     }
 
     /// Deletes every version of every role of `gun`; appends a `deletion` changefeed row
     /// if anything was deleted. Returns whether anything was.
     pub async fn delete_gun(&self, gun: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("DELETE FROM tuf_files WHERE gun = ?")
-            .bind(gun)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?, ?, 0, '', 'deletion')")
-                .bind(now_text())
-                .bind(gun)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query("DELETE FROM tuf_files WHERE gun = $1").bind(gun).execute(&mut *tx).await?.rows_affected();
+            if n > 0 {
+                sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, 0, '', 'deletion')")
+                    .bind(now_text())
+                    .bind(gun)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(n > 0)
+        })
     }
 
     /// Changefeed page (spec §4.7): forward from `change_id` when `records > 0` and
@@ -308,88 +396,108 @@ impl Store {
     ) -> Result<Vec<Change>, StoreError> {
         let records = if records == 0 { 100 } else { records };
         let limit = records.unsigned_abs().min(10_000) as i64;
-        let gun_clause = if gun.is_some() { "AND gun = ?" } else { "" };
-        let rows = if change_id >= 0 && records > 0 {
-            let sql = format!(
-                "SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE id > ? {gun_clause} ORDER BY id ASC LIMIT ?"
-            );
-            let mut q = sqlx::query(&sql).bind(change_id);
-            if let Some(g) = gun {
-                q = q.bind(g);
-            }
-            q.bind(limit).fetch_all(&self.pool).await?
+        let forward = change_id >= 0 && records > 0;
+        let bound = if forward {
+            change_id
+        } else if change_id > 0 {
+            change_id
         } else {
-            let bound = if change_id > 0 { change_id } else { i64::MAX };
-            let sql = format!(
-                "SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE id < ? {gun_clause} ORDER BY id DESC LIMIT ?"
-            );
+            i64::MAX
+        };
+        let (cmp, order) = if forward { (">", "ASC") } else { ("<", "DESC") };
+        let sql = match gun {
+            Some(_) => format!(
+                "SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE id {cmp} $1 AND gun = $2 ORDER BY id {order} LIMIT $3"
+            ),
+            None => format!(
+                "SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE id {cmp} $1 ORDER BY id {order} LIMIT $2"
+            ),
+        };
+        let mut out: Vec<Change> = with_pool!(self, pool => {
             let mut q = sqlx::query(&sql).bind(bound);
             if let Some(g) = gun {
                 q = q.bind(g);
             }
-            let mut rows = q.bind(limit).fetch_all(&self.pool).await?;
-            rows.reverse();
-            rows
-        };
-        rows.iter()
-            .map(|r| {
-                Ok(Change {
-                    id: r.try_get::<i64, _>("id")?.to_string(),
-                    created_at: r.try_get("created_at")?,
-                    gun: r.try_get("gun")?,
-                    version: r.try_get("version")?,
-                    sha256: r.try_get("sha256")?,
-                    category: r.try_get("category")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+            let rows = q.bind(limit).fetch_all(pool).await?;
+            let mut v = Vec::with_capacity(rows.len());
+            for r in &rows {
+                v.push(change_from_row!(r));
+            }
+            v
+        });
+        if !forward {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    /// Changefeed rows after `after`: (id, gun), for cache invalidation across replicas.
+    pub async fn changes_after(&self, after: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        const Q: &str = "SELECT id, gun FROM changefeed WHERE id > $1 ORDER BY id ASC LIMIT 10000";
+        with_pool!(self, pool => {
+            let rows = sqlx::query(Q).bind(after).fetch_all(pool).await?;
+            let mut v = Vec::with_capacity(rows.len());
+            for r in &rows {
+                v.push((r.try_get::<i64, _>("id")?, r.try_get::<String, _>("gun")?));
+            }
+            Ok(v)
+        })
+    }
+
+    /// The newest changefeed id (0 when empty).
+    pub async fn last_change(&self) -> Result<i64, StoreError> {
+        const Q: &str = "SELECT COALESCE(MAX(id), 0) FROM changefeed";
+        with_pool!(self, pool => Ok(sqlx::query_scalar::<_, i64>(Q).fetch_one(pool).await?))
     }
 
     /// A cheap query proving the database answers.
     pub async fn health(&self) -> Result<(), StoreError> {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sqlite_master WHERE name = 'tuf_files'")
-            .fetch_one(&self.pool)
-            .await?;
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name = 'tuf_files'",
+                )
+                .fetch_one(pool)
+                .await?;
+            }
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'tuf_files'",
+                )
+                .fetch_one(pool)
+                .await?;
+            }
+        }
         Ok(())
-    }
-
-    fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<KeyRow, sqlx::Error> {
-        Ok(KeyRow {
-            key_id: r.try_get("key_id")?,
-            gun: r.try_get("gun")?,
-            role: r.try_get("role")?,
-            algorithm: r.try_get("algorithm")?,
-            public: r.try_get("public")?,
-            sealed: r.try_get("sealed")?,
-            used: r.try_get::<Option<String>, _>("last_used")?.is_some(),
-        })
     }
 
     /// Stores a new server key.
     pub async fn insert_key(&self, k: &KeyRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&k.key_id)
-        .bind(&k.gun)
-        .bind(&k.role)
-        .bind(&k.algorithm)
-        .bind(&k.public)
-        .bind(&k.sealed)
-        .bind(now_text())
-        .execute(&self.pool)
-        .await?;
+        const Q: &str = "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        with_pool!(self, pool => {
+            sqlx::query(Q)
+                .bind(&k.key_id)
+                .bind(&k.gun)
+                .bind(&k.role)
+                .bind(&k.algorithm)
+                .bind(&k.public)
+                .bind(&k.sealed)
+                .bind(now_text())
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     /// A server key by ID.
     pub async fn key(&self, key_id: &str) -> Result<Option<KeyRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM server_keys WHERE key_id = ?")
-            .bind(key_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| Self::key_from_row(&r)).transpose()?)
+        const Q: &str = "SELECT * FROM server_keys WHERE key_id = $1";
+        with_pool!(self, pool => {
+            match sqlx::query(Q).bind(key_id).fetch_optional(pool).await? {
+                Some(r) => Ok(Some(key_from_row!(r))),
+                None => Ok(None),
+            }
+        })
     }
 
     /// A never-used key for (gun, role, algorithm), if any (reused by create, as Go's signer does).
@@ -399,24 +507,22 @@ impl Store {
         role: &str,
         algorithm: &str,
     ) -> Result<Option<KeyRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT * FROM server_keys WHERE gun = ? AND role = ? AND algorithm = ? AND last_used IS NULL ORDER BY created_at LIMIT 1",
-        )
-        .bind(gun)
-        .bind(role)
-        .bind(algorithm)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| Self::key_from_row(&r)).transpose()?)
+        const Q: &str = "SELECT * FROM server_keys WHERE gun = $1 AND role = $2 AND algorithm = $3 AND last_used IS NULL ORDER BY created_at LIMIT 1";
+        with_pool!(self, pool => {
+            match sqlx::query(Q).bind(gun).bind(role).bind(algorithm).fetch_optional(pool).await? {
+                Some(r) => Ok(Some(key_from_row!(r))),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Records the first use of a key.
     pub async fn mark_key_used(&self, key_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE server_keys SET last_used = ? WHERE key_id = ? AND last_used IS NULL")
-            .bind(now_text())
-            .bind(key_id)
-            .execute(&self.pool)
-            .await?;
+        const Q: &str =
+            "UPDATE server_keys SET last_used = $1 WHERE key_id = $2 AND last_used IS NULL";
+        with_pool!(self, pool => {
+            sqlx::query(Q).bind(now_text()).bind(key_id).execute(pool).await?;
+        });
         Ok(())
     }
 }

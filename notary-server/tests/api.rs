@@ -548,3 +548,107 @@ async fn parallel_publishers_over_eight_guns() {
         );
     }
 }
+
+mod postgres {
+    use super::*;
+
+    async fn pg_app(url: &str) -> Router {
+        let config = Config {
+            storage: notary_server::config::StorageSection {
+                backend: "postgres".into(),
+                db_url: url.to_owned(),
+            },
+            max_update_bytes: 1 << 20,
+            ..Config::embedded(std::path::Path::new("/nonexistent"))
+        };
+        let state = notary_server::build_state(config, Zeroizing::new("test-passphrase".into()))
+            .await
+            .unwrap();
+        notary_server::app(state)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_on_one_postgres() {
+        let pg = notary_tests::Postgres::start();
+        let url = pg.database("replicas");
+        let a = pg_app(&url).await;
+        let b = pg_app(&url).await;
+        let gun = "example.com/pg/app";
+        // Keys created through replica A are held by B too (same database).
+        let mut repo = new_repo(&a, gun).await;
+        repo.editor
+            .add_target(&RoleName::targets(), "one", FileMeta::from_bytes(b"1"))
+            .unwrap();
+        assert_eq!(publish(&a, gun, &repo.sign()).await.0, StatusCode::OK);
+        assert_eq!(
+            verified(&b, gun).await.lookup("one").unwrap().meta.length,
+            1
+        );
+        // B publishes next; A sees it once it follows the changefeed.
+        repo.editor
+            .add_target(&RoleName::targets(), "two", FileMeta::from_bytes(b"22"))
+            .unwrap();
+        let files = repo.sign();
+        let (s, v) = publish(&b, gun, &files).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let mut seen = false;
+        for _ in 0..40 {
+            if verified(&a, gun).await.lookup("two").is_some() {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(seen, "replica A never saw replica B's update");
+        // The same update replayed on A is a VERSION conflict, not a fork.
+        let (s, v) = publish(&a, gun, &files).await;
+        assert_eq!(
+            (s, error_code(&v)),
+            (StatusCode::BAD_REQUEST, "VERSION"),
+            "{v}"
+        );
+        // Racing the same next version on both replicas: exactly one winner.
+        repo.editor
+            .add_target(&RoleName::targets(), "three", FileMeta::from_bytes(b"333"))
+            .unwrap();
+        let files = repo.sign();
+        let (ra, rb) = tokio::join!(publish(&a, gun, &files), publish(&b, gun, &files));
+        let statuses = [ra.0, rb.0];
+        assert_eq!(
+            statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+            1,
+            "{ra:?} {rb:?}"
+        );
+        assert!(
+            statuses
+                .iter()
+                .all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST)
+        );
+        let r = verified(&b, gun).await;
+        assert!(r.lookup("three").is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_upload_stores_nothing_on_postgres() {
+        let pg = notary_tests::Postgres::start();
+        let app = pg_app(&pg.database("bad")).await;
+        let gun = "example.com/pg/bad";
+        let mut repo = new_repo(&app, gun).await;
+        let mut files = repo.sign();
+        let t: Value = serde_json::from_slice(&files["targets"]).unwrap();
+        files.insert("targets".into(), serde_json::to_vec_pretty(&t).unwrap());
+        let (s, v) = publish(&app, gun, &files).await;
+        assert_eq!(
+            (s, error_code(&v)),
+            (StatusCode::BAD_REQUEST, "INVALID_UPDATE")
+        );
+        assert_eq!(
+            get(&app, &format!("/v2/{gun}/_trust/tuf/root.json"))
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
+        let (_, b) = get(&app, "/_notary_server/health").await;
+        assert_eq!(b, b"{}");
+    }
+}

@@ -27,9 +27,34 @@ pub struct OurServer {
 }
 
 impl OurServer {
+    /// Embedded defaults (SQLite, generated TLS certificate).
     pub fn start() -> Self {
+        Self::spawn(tempfile::tempdir().unwrap(), None)
+    }
+
+    /// A Go-format config file with PostgreSQL storage and TLS.
+    pub fn start_postgres(db_url: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_notary-server"))
+        let cert = dir.path().join("notary-server.crt");
+        let key = dir.path().join("notary-server.key");
+        notary_server::ensure_self_signed(&cert, &key).unwrap();
+        let cfg = serde_json::json!({
+            "server": {"http_addr": "127.0.0.1:0", "tls_cert_file": "notary-server.crt", "tls_key_file": "notary-server.key"},
+            "trust_service": {"type": "local", "key_algorithm": "ecdsa"},
+            "storage": {"backend": "postgres", "db_url": db_url},
+            "logging": {"level": "warn"}
+        });
+        let path = dir.path().join("server.json");
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        Self::spawn(dir, Some(path))
+    }
+
+    fn spawn(dir: tempfile::TempDir, config: Option<PathBuf>) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_notary-server"));
+        if let Some(c) = &config {
+            cmd.arg("-config").arg(c);
+        }
+        let mut child = cmd
             .args(["--data-dir"])
             .arg(dir.path())
             .args(["--listen", "127.0.0.1:0"])
@@ -138,9 +163,18 @@ fn sha256(path: &Path) -> String {
 
 #[test]
 fn go_notary_cli_full_scenario_against_our_server() {
+    scenario(&OurServer::start());
+}
+
+#[test]
+fn go_notary_cli_full_scenario_against_our_server_on_postgres() {
+    let pg = notary_tests::Postgres::start();
+    scenario(&OurServer::start_postgres(&pg.database("e2e")));
+}
+
+fn scenario(server: &OurServer) {
     require("notary");
     require("openssl");
-    let server = OurServer::start();
     let w = server.dir.path().join("work");
     std::fs::create_dir_all(&w).unwrap();
     let files: Vec<PathBuf> = (1..=4)
@@ -161,12 +195,12 @@ fn go_notary_cli_full_scenario_against_our_server() {
     let f = |i: usize| files[i].to_str().unwrap().to_owned();
     let size = |i: usize| std::fs::metadata(&files[i]).unwrap().len().to_string();
 
-    assert_eq!(curl(&server, "/v2/").0, 200, "preflight");
+    assert_eq!(curl(server, "/v2/").0, 200, "preflight");
 
     // init and publish
     n.ok(&["init", GUN, "-p"]);
-    meta(&server, "root");
-    meta(&server, "timestamp");
+    meta(server, "root");
+    meta(server, "timestamp");
 
     // add, addhash, status, publish
     n.ok(&["add", GUN, "t1", &f(0)]);
@@ -215,11 +249,11 @@ fn go_notary_cli_full_scenario_against_our_server() {
     );
 
     // server-managed snapshot
-    let before = meta(&server, "root")["signed"]["roles"]["snapshot"]["keyids"][0].clone();
+    let before = meta(server, "root")["signed"]["roles"]["snapshot"]["keyids"][0].clone();
     n.ok(&["key", "rotate", GUN, "snapshot", "-r"]);
-    let after = meta(&server, "root")["signed"]["roles"]["snapshot"]["keyids"][0].clone();
+    let after = meta(server, "root")["signed"]["roles"]["snapshot"]["keyids"][0].clone();
     assert_ne!(before, after);
-    let sn = meta(&server, "snapshot");
+    let sn = meta(server, "snapshot");
     assert!(
         sn["signatures"]
             .as_array()
@@ -232,11 +266,11 @@ fn go_notary_cli_full_scenario_against_our_server() {
     assert!(n.ok(&["list", GUN]).lines().any(|l| l.starts_with("t3 ")));
 
     // server-managed timestamp rotation
-    let before = meta(&server, "root")["signed"]["roles"]["timestamp"]["keyids"][0].clone();
+    let before = meta(server, "root")["signed"]["roles"]["timestamp"]["keyids"][0].clone();
     n.ok(&["key", "rotate", GUN, "timestamp", "-r"]);
-    let after = meta(&server, "root")["signed"]["roles"]["timestamp"]["keyids"][0].clone();
+    let after = meta(server, "root")["signed"]["roles"]["timestamp"]["keyids"][0].clone();
     assert_ne!(before, after);
-    let ts = meta(&server, "timestamp");
+    let ts = meta(server, "timestamp");
     assert!(
         ts["signatures"]
             .as_array()
@@ -300,7 +334,7 @@ fn go_notary_cli_full_scenario_against_our_server() {
         dl.lines().any(|l| l.starts_with("targets/releases ")),
         "{dl}"
     );
-    let targets = meta(&server, "targets");
+    let targets = meta(server, "targets");
     assert!(
         targets["signed"]["delegations"]["roles"]
             .as_array()
@@ -318,14 +352,14 @@ fn go_notary_cli_full_scenario_against_our_server() {
             && l.contains("targets/releases")),
         "{rel}"
     );
-    assert!(meta(&server, "targets/releases")["signed"]["targets"]["t4"].is_object());
+    assert!(meta(server, "targets/releases")["signed"]["targets"]["t4"].is_object());
 
     // witness bumps the delegation's version
-    let v1 = meta(&server, "targets/releases")["signed"]["version"]
+    let v1 = meta(server, "targets/releases")["signed"]["version"]
         .as_u64()
         .unwrap();
     n.ok(&["witness", GUN, "targets/releases", "-p"]);
-    let v2 = meta(&server, "targets/releases")["signed"]["version"]
+    let v2 = meta(server, "targets/releases")["signed"]["version"]
         .as_u64()
         .unwrap();
     assert_eq!(v2, v1 + 1);
@@ -347,7 +381,7 @@ fn go_notary_cli_full_scenario_against_our_server() {
     // delete --remote
     n.ok(&["delete", GUN, "--remote"]);
     assert_eq!(
-        curl(&server, &format!("/v2/{GUN}/_trust/tuf/root.json")).0,
+        curl(server, &format!("/v2/{GUN}/_trust/tuf/root.json")).0,
         404
     );
     std::fs::remove_dir_all(w.join("trust2")).unwrap();

@@ -169,3 +169,181 @@ pub fn ok(out: Output, what: &str) -> String {
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/go-notary-0.7")
 }
+
+/// A private PostgreSQL server on a loopback port, in a temporary directory, stopped
+/// (fast shutdown) when dropped. Run as root, it runs as the `postgres` user.
+/// Needs Debian's `postgresql` package (`scripts/test.sh` installs it).
+pub struct Postgres {
+    child: Child,
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    bin: PathBuf,
+    as_postgres: bool,
+    _dir: tempfile::TempDir,
+}
+
+fn pg_bin_dir() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.pop().unwrap_or_else(|| panic!("PostgreSQL server binaries not found: run ./scripts/test.sh (it installs Debian's postgresql)"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+impl Postgres {
+    fn cmd(&self, program: &str) -> Command {
+        pg_command(&self.bin, program, self.as_postgres)
+    }
+
+    /// Initialises a cluster (trust auth, user `notary`) and starts it.
+    pub fn start() -> Self {
+        let bin = pg_bin_dir();
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("notary-rs-pg")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        if as_postgres {
+            let st = Command::new("chmod")
+                .arg("755")
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(st.success());
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let out = pg_command(&bin, "initdb", as_postgres)
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "notary", "-E", "UTF8", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let log = dir.path().join("postgres.log");
+        let mut child = pg_command(&bin, "postgres", as_postgres)
+            .arg("-D")
+            .arg(&data)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
+            .arg(&data)
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        wait_for_port(port, &mut child, &log);
+        let pg = Postgres {
+            child,
+            port,
+            bin,
+            as_postgres,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !pg.psql("postgres", "SELECT 1").status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not accept connections"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pg
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> Output {
+        self.cmd("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "notary",
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap()
+    }
+
+    /// Creates a database and returns its URL.
+    pub fn database(&self, name: &str) -> String {
+        let out = self.psql("postgres", &format!("CREATE DATABASE \"{name}\""));
+        assert!(
+            out.status.success(),
+            "CREATE DATABASE: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!("postgres://notary@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+fn pg_command(bin: &Path, program: &str, as_postgres: bool) -> Command {
+    if as_postgres {
+        // setpriv execs (no fork), so the PID we hold is the server's own.
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ])
+        .arg(bin.join(program));
+        c
+    } else {
+        Command::new(bin.join(program))
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT: fast shutdown (disconnects clients, releases shared memory).
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
