@@ -397,9 +397,7 @@ impl Store {
         let records = if records == 0 { 100 } else { records };
         let limit = records.unsigned_abs().min(10_000) as i64;
         let forward = change_id >= 0 && records > 0;
-        let bound = if forward {
-            change_id
-        } else if change_id > 0 {
+        let bound = if forward || change_id > 0 {
             change_id
         } else {
             i64::MAX

@@ -185,11 +185,11 @@ fn scenario(server: &OurServer) {
         })
         .collect();
     let n = Client {
-        server: &server,
+        server,
         trust: w.join("trust"),
     };
     let n2 = Client {
-        server: &server,
+        server,
         trust: w.join("trust2"),
     };
     let f = |i: usize| files[i].to_str().unwrap().to_owned();
