@@ -330,9 +330,9 @@ impl Config {
             ));
         }
         if let Some(a) = &self.auth {
-            if a.kind == "token" {
+            if a.kind == "token" && a.options.rootcertbundle.is_none() {
                 return Err(ConfigError::Invalid(
-                    "auth.type \"token\" is not available in this build yet".into(),
+                    "auth.options.rootcertbundle is required for token auth".into(),
                 ));
             }
         }

@@ -124,6 +124,8 @@ pub struct ApiError {
     pub code: Code,
     /// `detail`, omitted when `None`.
     pub detail: Option<Value>,
+    /// `detail` as pre-rendered JSON, when member order matters (Go's struct order).
+    pub detail_raw: Option<String>,
     /// Extra response headers (the 401 challenge).
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
@@ -134,6 +136,7 @@ impl ApiError {
         ApiError {
             code,
             detail,
+            detail_raw: None,
             headers: Vec::new(),
         }
     }
@@ -161,13 +164,20 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.code.parts();
-        let mut err = serde_json::Map::new();
-        err.insert("code".into(), Value::from(code));
-        err.insert("message".into(), Value::from(message));
-        if let Some(d) = self.detail {
-            err.insert("detail".into(), d);
+        // Members in Go's order: code, message, detail.
+        let mut body = format!(
+            "{{\"errors\":[{{\"code\":{},\"message\":{}",
+            Value::from(code),
+            Value::from(message)
+        );
+        if let Some(raw) = &self.detail_raw {
+            body.push_str(",\"detail\":");
+            body.push_str(raw);
+        } else if let Some(d) = &self.detail {
+            body.push_str(",\"detail\":");
+            body.push_str(&d.to_string());
         }
-        let body = json!({"errors": [Value::Object(err)]}).to_string();
+        body.push_str("}]}");
         let mut resp = (status, body).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -8,6 +8,7 @@
 //! timestamps and server-managed snapshots is a trait ([`trust::TrustService`]) with an
 //! in-process implementation whose keys are sealed in the database.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod routes;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub service: Arc<Service>,
     /// Configuration.
     pub config: Arc<Config>,
+    /// Token authentication, when `auth.type` is `token`.
+    pub auth: Option<Arc<auth::TokenAuth>>,
     metrics: Option<PrometheusHandle>,
 }
 
@@ -54,6 +57,7 @@ impl AppState {
         AppState {
             service,
             config,
+            auth: None,
             metrics,
         }
     }
@@ -148,7 +152,13 @@ pub async fn build_state(
             .follow_changefeed(std::time::Duration::from_millis(500))
             .await?;
     }
-    Ok(AppState::new(service, Arc::new(config), prometheus()))
+    let auth = match &config.auth {
+        Some(a) if a.kind == "token" => Some(Arc::new(auth::TokenAuth::load(&a.options)?)),
+        _ => None,
+    };
+    let mut state = AppState::new(service, Arc::new(config), prometheus());
+    state.auth = auth;
+    Ok(state)
 }
 
 /// Writes a self-signed certificate for `localhost`/127.0.0.1 into `dir` unless present.

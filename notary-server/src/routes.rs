@@ -12,6 +12,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::AppState;
+use crate::auth::Access;
 use crate::error::{ApiError, Code};
 use crate::service::{ReadError, UpdateError};
 use crate::storage::StoredFile;
@@ -92,13 +93,41 @@ fn fallback(method: &Method) -> Response {
     }
 }
 
+/// The access a request needs (spec §7.2).
+fn required_access(target: &Target, method: &Method) -> Vec<Access> {
+    match (target, method) {
+        (Target::Changefeed(gun), _) => vec![Access::repo(gun, "pull")],
+        (Target::Update(gun), &Method::POST) => {
+            vec![Access::repo(gun, "push"), Access::repo(gun, "pull")]
+        }
+        (Target::Update(gun), &Method::DELETE) => vec![Access::repo(gun, "*")],
+        (Target::File(gun, file), m) if file.ends_with(".key") => {
+            if *m == Method::POST {
+                vec![Access::repo(gun, "*")]
+            } else {
+                vec![Access::repo(gun, "push"), Access::repo(gun, "pull")]
+            }
+        }
+        (Target::File(gun, _), &Method::GET) => vec![Access::repo(gun, "pull")],
+        _ => vec![Access::catalog()],
+    }
+}
+
 /// Entry point for everything under `/v2/`.
 pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let method = req.method().clone();
     let Some(path) = percent_decode(req.uri().path()) else {
         return fallback(&method);
     };
-    match (classify(&path), &method) {
+    let target = classify(&path);
+    if let Some(auth) = &state.auth {
+        let required = required_access(&target, &method);
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if let Err(e) = auth.check(req.headers().get(header::AUTHORIZATION), &required, now) {
+            return with_op(e.into_response(), "Unauthorized");
+        }
+    }
+    match (target, &method) {
         (Target::Ping, &Method::GET) => with_op(
             (
                 StatusCode::OK,

@@ -652,3 +652,230 @@ mod postgres {
         assert_eq!(b, b"{}");
     }
 }
+
+mod token_auth {
+    use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use notary_core::Signer as _;
+
+    fn fixture(rel: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/go-notary-0.7")
+            .join(rel)
+    }
+
+    async fn auth_app() -> Router {
+        let mut config = Config {
+            storage: notary_server::config::StorageSection {
+                backend: "memory".into(),
+                db_url: String::new(),
+            },
+            ..Config::embedded(std::path::Path::new("/nonexistent"))
+        };
+        config.auth = Some(notary_server::config::AuthSection {
+            kind: "token".into(),
+            options: notary_server::config::AuthOptions {
+                realm: "https://auth.example.test/token".into(),
+                service: "notary-test".into(),
+                issuer: "test-issuer".into(),
+                rootcertbundle: Some(fixture("tls/token.crt")),
+            },
+        });
+        let state = notary_server::build_state(config, Zeroizing::new("p".into()))
+            .await
+            .unwrap();
+        notary_server::app(state)
+    }
+
+    /// Mints an ES256 token as the Docker token service would (x5c = the bundle cert).
+    fn token(claims: Value, key: &PrivateKey, cert_der: &[u8]) -> String {
+        let header =
+            serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [STANDARD.encode(cert_der)]});
+        let h = URL_SAFE_NO_PAD.encode(header.to_string());
+        let p = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let (_, sig) = key.sign(format!("{h}.{p}").as_bytes()).unwrap();
+        format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    fn issuer() -> (PrivateKey, Vec<u8>) {
+        let key = notary_core::keyfile::KeyFile::decode(
+            &std::fs::read(fixture("tls/token.key")).unwrap(),
+            None,
+        )
+        .unwrap()
+        .key;
+        let der =
+            notary_core::x509::parse_pem_bundle(&std::fs::read(fixture("tls/token.crt")).unwrap())
+                .unwrap()
+                .remove(0);
+        (key, der)
+    }
+
+    fn claims(gun: &str, actions: &[&str], exp_offset: i64) -> Value {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        serde_json::json!({"iss": "test-issuer", "aud": "notary-test", "sub": "alice", "exp": now + exp_offset, "nbf": now - 5, "iat": now,
+            "access": [{"type": "repository", "name": gun, "actions": actions}]})
+    }
+
+    async fn call_auth(
+        app: &Router,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Body,
+        ct: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(c) = ct {
+            req = req.header("content-type", c);
+        }
+        let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let (s, h) = (resp.status(), resp.headers().clone());
+        (
+            s,
+            h,
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+    }
+
+    #[tokio::test]
+    async fn challenges_match_go_byte_for_byte() {
+        let app = auth_app().await;
+        // fixture 23: ping without a token
+        let (s, h, b) = call_auth(&app, Method::GET, "/v2/", None, Body::empty(), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            h["www-authenticate"],
+            "Bearer realm=\"https://auth.example.test/token\",service=\"notary-test\",scope=\"registry:catalog:*\""
+        );
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"registry","Class":"","Name":"catalog","Action":"*"}]}]}"#
+        );
+        // fixture 28: a pull-only token on a push
+        let (key, der) = issuer();
+        let gun = "example.com/test/app";
+        let pull = token(claims(gun, &["pull"], 300), &key, &der);
+        let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+        let (s, h, b) = call_auth(
+            &app,
+            Method::POST,
+            &format!("/v2/{gun}/_trust/tuf/"),
+            Some(&pull),
+            multipart(&[(Some("root"), b"{}")]),
+            Some(&ct),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            h["www-authenticate"],
+            "Bearer realm=\"https://auth.example.test/token\",service=\"notary-test\",scope=\"repository:example.com/test/app:push,pull\",error=\"insufficient_scope\""
+        );
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"repository","Class":"","Name":"example.com/test/app","Action":"push"},{"Type":"repository","Class":"","Name":"example.com/test/app","Action":"pull"}]}]}"#
+        );
+        // The pull token reads.
+        let (s, _, _) = call_auth(
+            &app,
+            Method::GET,
+            &format!("/v2/{gun}/_trust/tuf/root.json"),
+            Some(&pull),
+            Body::empty(),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        // Garbage, expired, wrong issuer, wrong audience, foreign signer: invalid_token.
+        let (other_key, _) = (
+            PrivateKey::generate(notary_core::Algorithm::EcdsaP256).unwrap(),
+            (),
+        );
+        let mut wrong_iss = claims(gun, &["pull"], 300);
+        wrong_iss["iss"] = "someone-else".into();
+        let mut wrong_aud = claims(gun, &["pull"], 300);
+        wrong_aud["aud"] = "other-service".into();
+        for bad in [
+            "garbage".to_owned(),
+            token(claims(gun, &["pull"], -120), &key, &der),
+            token(wrong_iss, &key, &der),
+            token(wrong_aud, &key, &der),
+            token(claims(gun, &["pull"], 300), &other_key, &der),
+        ] {
+            let (s, h, _) = call_auth(
+                &app,
+                Method::GET,
+                &format!("/v2/{gun}/_trust/tuf/root.json"),
+                Some(&bad),
+                Body::empty(),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED);
+            assert!(
+                h["www-authenticate"]
+                    .to_str()
+                    .unwrap()
+                    .ends_with(",error=\"invalid_token\""),
+                "{h:?}"
+            );
+        }
+        // Health and metrics need no token.
+        assert_eq!(
+            call_auth(
+                &app,
+                Method::GET,
+                "/_notary_server/health",
+                None,
+                Body::empty(),
+                None
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        // DELETE needs `*`.
+        let push = token(claims(gun, &["push", "pull"], 300), &key, &der);
+        let (s, _, _) = call_auth(
+            &app,
+            Method::DELETE,
+            &format!("/v2/{gun}/_trust/tuf/"),
+            Some(&push),
+            Body::empty(),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let star = token(claims(gun, &["*"], 300), &key, &der);
+        let (s, _, _) = call_auth(
+            &app,
+            Method::DELETE,
+            &format!("/v2/{gun}/_trust/tuf/"),
+            Some(&star),
+            Body::empty(),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        // A push,pull token gets the server key (GET .key needs push and pull).
+        let (s, _, _) = call_auth(
+            &app,
+            Method::GET,
+            &format!("/v2/{gun}/_trust/tuf/timestamp.key"),
+            Some(&push),
+            Body::empty(),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+}
