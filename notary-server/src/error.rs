@@ -177,7 +177,8 @@ impl IntoResponse for ApiError {
             body.push_str(",\"detail\":");
             body.push_str(&d.to_string());
         }
-        body.push_str("}]}");
+        // Go's JSON encoder ends the body with a newline.
+        body.push_str("}]}\n");
         let mut resp = (status, body).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,

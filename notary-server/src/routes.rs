@@ -131,7 +131,7 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         (Target::Ping, &Method::GET) => with_op(
             (
                 StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
                 "{}",
             )
                 .into_response(),
@@ -318,17 +318,23 @@ fn update_error(e: UpdateError) -> Response {
             name: "MALFORMED",
             msg,
             ..
-        } => ApiError::new(Code::MalformedJson, Some(json!(msg))).into_response(),
+        } => {
+            // Go sends no detail here; the reason goes to the log.
+            tracing::info!(reason = %msg, "malformed upload");
+            ApiError::new(Code::MalformedJson, None).into_response()
+        }
         UpdateError::Invalid { name, msg, missing } => {
-            let mut err = json!({"Msg": msg});
-            if let Some(m) = missing {
-                err["Missing"] = json!(m);
-            }
-            ApiError::new(
-                Code::InvalidUpdate,
-                Some(json!({"Name": name, "Error": err})),
-            )
-            .into_response()
+            // Go's member order: Name, Error{Missing, Msg}.
+            let missing = missing
+                .map(|m| format!("\"Missing\":{},", json!(m)))
+                .unwrap_or_default();
+            let mut err = ApiError::new(Code::InvalidUpdate, None);
+            err.detail_raw = Some(format!(
+                "{{\"Name\":{},\"Error\":{{{missing}\"Msg\":{}}}}}",
+                json!(name),
+                json!(msg)
+            ));
+            err.into_response()
         }
         UpdateError::Version => ApiError::new(Code::Version, Some(json!({}))).into_response(),
         UpdateError::Store(e) => {

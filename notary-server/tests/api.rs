@@ -759,7 +759,7 @@ mod token_auth {
         );
         assert_eq!(
             String::from_utf8(b).unwrap(),
-            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"registry","Class":"","Name":"catalog","Action":"*"}]}]}"#
+            "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication required\",\"detail\":[{\"Type\":\"registry\",\"Class\":\"\",\"Name\":\"catalog\",\"Action\":\"*\"}]}]}\n"
         );
         // fixture 28: a pull-only token on a push
         let (key, der) = issuer();
@@ -782,7 +782,10 @@ mod token_auth {
         );
         assert_eq!(
             String::from_utf8(b).unwrap(),
-            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"repository","Class":"","Name":"example.com/test/app","Action":"push"},{"Type":"repository","Class":"","Name":"example.com/test/app","Action":"pull"}]}]}"#
+            concat!(
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"repository","Class":"","Name":"example.com/test/app","Action":"push"},{"Type":"repository","Class":"","Name":"example.com/test/app","Action":"pull"}]}]}"#,
+                "\n"
+            )
         );
         // The pull token reads.
         let (s, _, _) = call_auth(
