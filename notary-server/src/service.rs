@@ -538,11 +538,8 @@ impl Service {
             Err(ReadError::Store(e)) => return Err(e.into()),
             Err(other) => return Err(invalid("ErrValidation", other)),
         };
-        for (role, bytes) in &uploads {
-            if role.as_str() != "timestamp" {
-                check_canonical(role, bytes)?;
-            }
-        }
+        // Every upload is parsed once, and refused unless canonical.
+        let mut parsed = parse_uploads(&uploads)?;
 
         // 2. Root.
         let stored_root = match &current {
@@ -563,8 +560,10 @@ impl Service {
         let mut to_store: Vec<NewFile> = Vec::new();
         let root: Root = match uploads.get(&RoleName::root()) {
             Some(bytes) => {
-                let parsed =
-                    Signed::<Root>::parse(bytes.clone()).map_err(|e| invalid("ErrBadRoot", e))?;
+                let parsed = parsed
+                    .root
+                    .take()
+                    .ok_or_else(|| invalid("ErrBadRoot", "root upload lost"))?;
                 let cur = stored_root.as_ref().map_or(1, |r| r.signed().version);
                 let new = parsed.signed().version;
                 if new != cur && new != cur + 1 {
@@ -650,8 +649,10 @@ impl Service {
                     )
                 }
             };
-            let parsed =
-                Signed::<Targets>::parse(bytes.clone()).map_err(|e| invalid("ErrBadTargets", e))?;
+            let parsed = parsed
+                .targets
+                .remove(role)
+                .ok_or_else(|| invalid("ErrBadTargets", "targets upload lost"))?;
             let v = verify::verify_role(parsed, role, &keys, &auth)
                 .map_err(|e| bad_targets(role, e))?;
             verify::check_expiry(&*v, role, now).map_err(|e| bad_targets(role, e))?;
@@ -666,8 +667,10 @@ impl Service {
         // 4. Snapshot: uploaded and checked, or generated.
         let snapshot_bytes: Vec<u8> = match uploads.get(&RoleName::snapshot()) {
             Some(bytes) => {
-                let parsed = Signed::<Snapshot>::parse(bytes.clone())
-                    .map_err(|e| invalid("ErrBadSnapshot", e))?;
+                let parsed = parsed
+                    .snapshot
+                    .take()
+                    .ok_or_else(|| invalid("ErrBadSnapshot", "snapshot upload lost"))?;
                 let auth = root
                     .role("snapshot")
                     .cloned()
@@ -727,9 +730,12 @@ impl Service {
         };
 
         // 5. Timestamp, always generated.
-        let prev_ts_version = match self.store.latest(g, "timestamp").await? {
-            Some(f) => f.version as u64,
-            None => 0,
+        let prev_ts_version = match &current {
+            Some(c) => c.current.timestamp.version as u64,
+            None => match self.store.latest(g, "timestamp").await? {
+                Some(f) => f.version as u64,
+                None => 0,
+            },
         };
         let ts = Timestamp {
             expires: expires(now, self.expiries.timestamp)?,
@@ -752,7 +758,7 @@ impl Service {
             return Err(e.into());
         }
         // The new chain is known: cache it instead of reading it back.
-        match Self::current_from_update(&to_store, &root_bytes, now) {
+        match Self::current_from_update(&to_store, current.as_ref().map(|c| &c.root), now) {
             Some(c) => {
                 self.cache.write().await.insert(g.to_owned(), Arc::new(c));
             }
@@ -765,7 +771,7 @@ impl Service {
     /// The current chain right after storing `files` (which end with snapshot and timestamp).
     fn current_from_update(
         files: &[NewFile],
-        root_bytes: &[u8],
+        previous_root: Option<&StoredFile>,
         now: OffsetDateTime,
     ) -> Option<Current> {
         let stored = |f: &NewFile| StoredFile {
@@ -792,13 +798,11 @@ impl Service {
             })
             .map(|f| (f.role.clone(), stored(f)))
             .collect();
-        if !cached.contains_key("root")
-            && meta
-                .get("root")
-                .is_some_and(|h| *h == sha256_hex(root_bytes))
-        {
-            // Unchanged root: served from the store by checksum on first use.
-            cached.remove("root");
+        // An unchanged root stays cached.
+        if let Some(prev) = previous_root {
+            if !cached.contains_key("root") && meta.get("root") == Some(&prev.sha256) {
+                cached.insert("root".into(), prev.clone());
+            }
         }
         Some(Current {
             timestamp_expires: ts_parsed.signed().expires().datetime(),
@@ -873,26 +877,57 @@ fn bad_targets(role: &RoleName, e: VerifyError) -> UpdateError {
     }
 }
 
-/// Refuses uploads whose bytes are not Go's re-serialisation of their content: Go would
-/// accept them and then publish a snapshot describing bytes nobody stored (spec §3.7 b).
-fn check_canonical(role: &RoleName, bytes: &[u8]) -> Result<(), UpdateError> {
-    let ok = match role.as_str() {
-        "root" => Signed::<Root>::parse(bytes.to_vec()).map(|s| s.is_canonical()),
-        "snapshot" => Signed::<Snapshot>::parse(bytes.to_vec()).map(|s| s.is_canonical()),
-        _ => Signed::<Targets>::parse(bytes.to_vec()).map(|s| s.is_canonical()),
+/// Uploaded files, parsed once.
+struct Parsed {
+    root: Option<Signed<Root>>,
+    targets: BTreeMap<RoleName, Signed<Targets>>,
+    snapshot: Option<Signed<Snapshot>>,
+}
+
+/// Parses every upload (an uploaded timestamp is ignored, as Go does) and refuses any
+/// whose bytes are not Go's re-serialisation of their content: Go would accept them and
+/// then publish a snapshot describing bytes nobody stored (spec §3.7 b).
+fn parse_uploads(uploads: &BTreeMap<RoleName, Vec<u8>>) -> Result<Parsed, UpdateError> {
+    let mut out = Parsed {
+        root: None,
+        targets: BTreeMap::new(),
+        snapshot: None,
     };
-    match ok {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(invalid(
-            "ErrValidation",
-            format!(
-                "{role} is not in canonical form (whitespace, member order, time format or unknown fields differ from what Notary writes); refusing it because clients could not verify the repository"
-            ),
-        )),
-        Err(e) => Err(UpdateError::Invalid {
+    for (role, bytes) in uploads {
+        let malformed = |e: notary_core::metadata::ParseError| UpdateError::Invalid {
             name: "MALFORMED",
             msg: format!("{role}: {e}"),
             missing: None,
-        }),
+        };
+        let canonical = match role.as_str() {
+            "timestamp" => continue,
+            "root" => {
+                let p = Signed::<Root>::parse(bytes.clone()).map_err(malformed)?;
+                let ok = p.is_canonical();
+                out.root = Some(p);
+                ok
+            }
+            "snapshot" => {
+                let p = Signed::<Snapshot>::parse(bytes.clone()).map_err(malformed)?;
+                let ok = p.is_canonical();
+                out.snapshot = Some(p);
+                ok
+            }
+            _ => {
+                let p = Signed::<Targets>::parse(bytes.clone()).map_err(malformed)?;
+                let ok = p.is_canonical();
+                out.targets.insert(role.clone(), p);
+                ok
+            }
+        };
+        if !canonical {
+            return Err(invalid(
+                "ErrValidation",
+                format!(
+                    "{role} is not in canonical form (whitespace, member order, time format or unknown fields differ from what Notary writes); refusing it because clients could not verify the repository"
+                ),
+            ));
+        }
     }
+    Ok(out)
 }

@@ -170,13 +170,17 @@ macro_rules! commit_rows {
     ($conn:expr, $gun:expr, $files:expr) => {{
         async {
             let now = now_text();
+            // One query for the highest stored version of every role of the GUN.
+            let rows = sqlx::query("SELECT role, MAX(version) AS v FROM tuf_files WHERE gun = $1 GROUP BY role")
+                .bind($gun)
+                .fetch_all(&mut *$conn)
+                .await?;
+            let mut max = std::collections::HashMap::with_capacity(rows.len());
+            for r in &rows {
+                max.insert(r.try_get::<String, _>("role")?, r.try_get::<i64, _>("v")?);
+            }
             for f in $files {
-                let max: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM tuf_files WHERE gun = $1 AND role = $2")
-                    .bind($gun)
-                    .bind(&f.role)
-                    .fetch_one(&mut *$conn)
-                    .await?;
-                if max.is_some_and(|m| m >= f.version) {
+                if max.get(&f.role).is_some_and(|m| *m >= f.version) {
                     return Err(StoreError::Version { role: f.role.clone() });
                 }
                 let sha = sha256_hex(&f.data);
