@@ -88,6 +88,28 @@ struct Current {
 }
 
 impl Current {
+    fn new(
+        timestamp: StoredFile,
+        ts: &Timestamp,
+        snapshot: StoredFile,
+        sn: &Snapshot,
+        files: HashMap<String, StoredFile>,
+    ) -> Self {
+        let meta = sn
+            .meta
+            .iter()
+            .filter_map(|(role, m)| m.sha256().map(|h| (role.clone(), hex::encode(h))))
+            .collect();
+        Current {
+            timestamp_expires: ts.expires().datetime(),
+            snapshot_expires: sn.expires().datetime(),
+            timestamp,
+            snapshot,
+            meta,
+            files: StdMutex::new(files),
+        }
+    }
+
     fn fresh(&self, now: OffsetDateTime) -> bool {
         self.timestamp_expires >= now && self.snapshot_expires >= now
     }
@@ -293,20 +315,13 @@ impl Service {
                 .ok_or(ReadError::NotFound)?;
             ts = signed_ts;
         }
-        let meta = sn
-            .signed()
-            .meta
-            .iter()
-            .filter_map(|(role, m)| m.sha256().map(|h| (role.clone(), hex::encode(h))))
-            .collect();
-        Ok(Current {
-            timestamp_expires: ts.signed().expires().datetime(),
-            snapshot_expires: sn.signed().expires().datetime(),
-            timestamp: ts_file,
-            snapshot: sn_file,
-            meta,
-            files: StdMutex::new(HashMap::new()),
-        })
+        Ok(Current::new(
+            ts_file,
+            ts.signed(),
+            sn_file,
+            sn.signed(),
+            HashMap::new(),
+        ))
     }
 
     /// The stored chain as it is, without regenerating anything.
@@ -333,20 +348,13 @@ impl Service {
             .ok_or(ReadError::NotFound)?;
         let sn = Signed::<Snapshot>::parse(sn_file.data.to_vec())
             .map_err(|e| ReadError::Broken(e.to_string()))?;
-        let meta = sn
-            .signed()
-            .meta
-            .iter()
-            .filter_map(|(r, m)| m.sha256().map(|h| (r.clone(), hex::encode(h))))
-            .collect();
-        Ok(Current {
-            timestamp_expires: ts.signed().expires().datetime(),
-            snapshot_expires: sn.signed().expires().datetime(),
-            timestamp: ts_file,
-            snapshot: sn_file,
-            meta,
-            files: StdMutex::new(HashMap::new()),
-        })
+        Ok(Current::new(
+            ts_file,
+            ts.signed(),
+            sn_file,
+            sn.signed(),
+            HashMap::new(),
+        ))
     }
 
     async fn current_root_from(&self, gun: &str, sn: &Snapshot) -> Result<Root, ReadError> {
@@ -785,12 +793,6 @@ impl Service {
         let sn = files.iter().find(|f| f.role == "snapshot")?;
         let ts_parsed = Signed::<Timestamp>::parse(ts.data.clone()).ok()?;
         let sn_parsed = Signed::<Snapshot>::parse(sn.data.clone()).ok()?;
-        let meta: BTreeMap<String, String> = sn_parsed
-            .signed()
-            .meta
-            .iter()
-            .filter_map(|(role, m)| m.sha256().map(|h| (role.clone(), hex::encode(h))))
-            .collect();
         let mut cached: HashMap<String, StoredFile> = files
             .iter()
             .filter(|f| {
@@ -798,20 +800,23 @@ impl Service {
             })
             .map(|f| (f.role.clone(), stored(f)))
             .collect();
+        let current = Current::new(
+            stored(ts),
+            ts_parsed.signed(),
+            stored(sn),
+            sn_parsed.signed(),
+            HashMap::new(),
+        );
         // An unchanged root stays cached.
         if let Some(prev) = previous_root {
-            if !cached.contains_key("root") && meta.get("root") == Some(&prev.sha256) {
+            if !cached.contains_key("root") && current.meta.get("root") == Some(&prev.sha256) {
                 cached.insert("root".into(), prev.clone());
             }
         }
-        Some(Current {
-            timestamp_expires: ts_parsed.signed().expires().datetime(),
-            snapshot_expires: sn_parsed.signed().expires().datetime(),
-            timestamp: stored(ts),
-            snapshot: stored(sn),
-            meta,
-            files: StdMutex::new(cached),
-        })
+        if let Ok(mut files) = current.files.lock() {
+            *files = cached;
+        }
+        Some(current)
     }
 
     /// The stored current files needed for an update.
