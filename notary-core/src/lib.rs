@@ -23,6 +23,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub(crate) mod asn1;
+pub(crate) mod canonical_ser;
 pub mod cjson;
 pub mod crypto;
 pub mod dialect;

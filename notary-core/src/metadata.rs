@@ -56,7 +56,12 @@ pub struct Bytes(pub Vec<u8>);
 
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&B64.encode(&self.0))
+        // Hashes are small: encode on the stack.
+        let mut buf = [0u8; 128];
+        match B64.encode_slice(&self.0, &mut buf) {
+            Ok(n) => s.serialize_str(std::str::from_utf8(&buf[..n]).unwrap_or_default()),
+            Err(_) => s.serialize_str(&B64.encode(&self.0)),
+        }
     }
 }
 
@@ -371,7 +376,16 @@ impl<T: RoleMetadata> Signed<T> {
 
     /// The canonical signing bytes S of a role object.
     pub fn signing_bytes(signed: &T, dialect: Dialect) -> Result<Vec<u8>, CanonicalError> {
-        crate::cjson::to_canonical(&dialect.signed_value(signed, T::TYPE))
+        match dialect {
+            // The direct encoder; the tree-based one stays the reference and the fallback.
+            Dialect::NotaryV1 => {
+                match crate::canonical_ser::to_canonical_typed(signed, Some(T::TYPE)) {
+                    Ok(bytes) => Ok(bytes),
+                    Err(crate::canonical_ser::SerError::Canonical(e)) => Err(e),
+                    Err(_) => crate::cjson::to_canonical(&dialect.signed_value(signed, T::TYPE)),
+                }
+            }
+        }
     }
 
     /// Assembles a file from a role object and signatures made over its signing bytes.
@@ -475,6 +489,39 @@ mod tests {
         ));
         let frac = br#"{"signed":{"_type":"Targets","expires":"2030-01-01T00:00:00Z","version":1.5},"signatures":[]}"#;
         assert!(Signed::<Targets>::parse(frac.to_vec()).is_err());
+    }
+
+    fn direct_equals_tree<T: RoleMetadata>(file: &[u8]) {
+        let parsed = Signed::<T>::parse(file.to_vec()).unwrap();
+        let direct = crate::canonical_ser::to_canonical_typed(parsed.signed(), Some(T::TYPE))
+            .unwrap_or_else(|e| panic!("direct encoder fell back: {e}"));
+        let tree =
+            crate::cjson::to_canonical(&Dialect::NotaryV1.signed_value(parsed.signed(), T::TYPE))
+                .unwrap();
+        assert_eq!(direct, tree);
+        assert_eq!(direct, parsed.verify_bytes());
+    }
+
+    #[test]
+    fn direct_encoder_is_used_and_matches_the_tree_encoder() {
+        direct_equals_tree::<Root>(include_bytes!(
+            "../../fixtures/go-notary-0.7/repo-app/server-snapshot/root.json"
+        ));
+        direct_equals_tree::<Targets>(include_bytes!(
+            "../../fixtures/go-notary-0.7/repo-app/server-snapshot/targets.json"
+        ));
+        direct_equals_tree::<Targets>(include_bytes!(
+            "../../fixtures/go-notary-0.7/repo-custom/targets.json"
+        ));
+        direct_equals_tree::<Snapshot>(include_bytes!(
+            "../../fixtures/go-notary-0.7/repo-app/server-snapshot/snapshot.json"
+        ));
+        direct_equals_tree::<Timestamp>(include_bytes!(
+            "../../fixtures/go-notary-0.7/repo-app/server-snapshot/timestamp.json"
+        ));
+        direct_equals_tree::<Targets>(include_bytes!(
+            "../../fixtures/go-notary-0.7/repo-app/server-snapshot/targets/rsa.json"
+        ));
     }
 
     #[test]
