@@ -44,10 +44,11 @@ fn go_style_args() -> Vec<String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse_from(go_style_args());
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::embedded(&args.data_dir),
     };
+    config.apply_env(|k| std::env::var(k).ok())?;
     let level = if config.logging.level.is_empty() {
         "info".to_owned()
     } else {
