@@ -8,6 +8,8 @@
 //! timestamps and server-managed snapshots is a trait ([`trust::TrustService`]) with an
 //! in-process implementation whose keys are sealed in the database.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod auth;
 pub mod config;
 pub mod error;
