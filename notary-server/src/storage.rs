@@ -247,9 +247,14 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Hot metadata is served from the service's cache; a small page cache per
+            // connection keeps memory down.
+            .pragma("cache_size", "-1024");
+        // SQLite has one writer; reads are mostly cache hits. Four connections (each with
+        // its own worker thread) are plenty.
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(4)
             .connect_with(opts)
             .await?;
         Self::migrated(pool).await
