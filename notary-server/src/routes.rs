@@ -455,11 +455,25 @@ async fn changefeed(state: &AppState, gun: Option<Gun>, query: Option<&str>) -> 
 /// `GET /_notary_server/health`: `{}` or 503 with the failing checks.
 pub async fn health(State(state): State<AppState>) -> Response {
     let mut failing = serde_json::Map::new();
-    if let Err(e) = state.service.store().health().await {
-        failing.insert("DB operational".into(), json!(e.to_string()));
+    // Each check is bounded so a hung dependency shows as failing, not as a hung probe.
+    let limit = std::time::Duration::from_secs(2);
+    match tokio::time::timeout(limit, state.service.store().health()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            failing.insert("DB operational".into(), json!(e.to_string()));
+        }
+        Err(_) => {
+            failing.insert("DB operational".into(), json!("timed out after 2s"));
+        }
     }
-    if let Err(e) = state.service.trust().health().await {
-        failing.insert("Trust operational".into(), json!(e.to_string()));
+    match tokio::time::timeout(limit, state.service.trust().health()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            failing.insert("Trust operational".into(), json!(e.to_string()));
+        }
+        Err(_) => {
+            failing.insert("Trust operational".into(), json!("timed out after 2s"));
+        }
     }
     let status = if failing.is_empty() {
         StatusCode::OK

@@ -463,6 +463,45 @@ async fn bad_uploads_are_4xx_with_error_json_and_store_nothing() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_stops_serving() {
+    let config = Config {
+        storage: notary_server::config::StorageSection {
+            backend: "memory".into(),
+            db_url: String::new(),
+        },
+        ..Config::embedded(std::path::Path::new("/nonexistent"))
+    };
+    let state = notary_server::build_state(config, Zeroizing::new("p".into()))
+        .await
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(notary_server::serve(state, listener, None, async move {
+        let _ = rx.await;
+    }));
+    // Serving: a raw HTTP/1.1 ping gets 200.
+    let ping = || async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    };
+    assert!(ping().await.unwrap().starts_with("HTTP/1.1 200"));
+    tx.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(ping().await.is_none(), "still accepting after shutdown");
+}
+
 #[tokio::test]
 async fn changefeed_parameters() {
     let app = app().await;
@@ -626,6 +665,25 @@ mod postgres {
         );
         let r = verified(&b, gun).await;
         assert!(r.lookup("three").is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_reports_a_lost_database() {
+        let pg = notary_tests::Postgres::start();
+        let app = pg_app(&pg.database("health")).await;
+        assert_eq!(
+            get(&app, "/_notary_server/health").await,
+            (StatusCode::OK, b"{}".to_vec())
+        );
+        drop(pg);
+        let (s, b) = get(&app, "/_notary_server/health").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert!(v["DB operational"].is_string(), "{v}");
+        // Metadata requests fail cleanly (500 with error JSON), the process stays up.
+        let (s, b) = get(&app, "/v2/example.com/x/_trust/tuf/root.json").await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error_code(&serde_json::from_slice(&b).unwrap()), "UNKNOWN");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
