@@ -228,34 +228,43 @@ impl Service {
         Ok(current)
     }
 
-    async fn load_current(&self, gun: &Gun, now: OffsetDateTime) -> Result<Current, ReadError> {
-        let g = gun.as_str();
+    /// The stored current timestamp and the snapshot it names, parsed.
+    async fn read_chain(
+        &self,
+        g: &str,
+    ) -> Result<(StoredFile, Signed<Timestamp>, StoredFile, Signed<Snapshot>), ReadError> {
+        let broken = |e: notary_core::metadata::ParseError| ReadError::Broken(e.to_string());
         let ts_file = self
             .store
             .latest(g, "timestamp")
             .await?
             .ok_or(ReadError::NotFound)?;
-        let ts = Signed::<Timestamp>::parse(ts_file.data.to_vec())
-            .map_err(|e| ReadError::Broken(e.to_string()))?;
+        let ts = Signed::<Timestamp>::parse(ts_file.data.to_vec()).map_err(broken)?;
+        let sha = ts
+            .signed()
+            .meta
+            .get("snapshot")
+            .and_then(FileMeta::sha256)
+            .map(hex::encode)
+            .ok_or_else(|| ReadError::Broken("timestamp without a snapshot sha256".into()))?;
+        let sn_file = self
+            .store
+            .by_checksum(g, "snapshot", &sha)
+            .await?
+            .ok_or(ReadError::NotFound)?;
+        let sn = Signed::<Snapshot>::parse(sn_file.data.to_vec()).map_err(broken)?;
+        Ok((ts_file, ts, sn_file, sn))
+    }
+
+    async fn load_current(&self, gun: &Gun, now: OffsetDateTime) -> Result<Current, ReadError> {
+        let g = gun.as_str();
+        let (mut ts_file, mut ts, mut sn_file, mut sn) = self.read_chain(g).await?;
         let sn_meta = ts
             .signed()
             .meta
             .get("snapshot")
             .cloned()
             .ok_or_else(|| ReadError::Broken("timestamp without snapshot".into()))?;
-        let sn_sha = sn_meta
-            .sha256()
-            .map(hex::encode)
-            .ok_or_else(|| ReadError::Broken("no sha256".into()))?;
-        let mut sn_file = self
-            .store
-            .by_checksum(g, "snapshot", &sn_sha)
-            .await?
-            .ok_or(ReadError::NotFound)?;
-        let mut sn = Signed::<Snapshot>::parse(sn_file.data.to_vec())
-            .map_err(|e| ReadError::Broken(e.to_string()))?;
-        let mut ts_file = ts_file;
-        let mut ts = ts;
         let ts_stale =
             ts.signed().expires().is_expired(now) || sn_meta.check(&sn_file.data).is_err();
         let sn_expired = sn.signed().expires().is_expired(now);
@@ -326,28 +335,7 @@ impl Service {
 
     /// The stored chain as it is, without regenerating anything.
     async fn load_current_plain(&self, gun: &Gun) -> Result<Current, ReadError> {
-        let g = gun.as_str();
-        let ts_file = self
-            .store
-            .latest(g, "timestamp")
-            .await?
-            .ok_or(ReadError::NotFound)?;
-        let ts = Signed::<Timestamp>::parse(ts_file.data.to_vec())
-            .map_err(|e| ReadError::Broken(e.to_string()))?;
-        let sha = ts
-            .signed()
-            .meta
-            .get("snapshot")
-            .and_then(FileMeta::sha256)
-            .map(hex::encode)
-            .ok_or(ReadError::NotFound)?;
-        let sn_file = self
-            .store
-            .by_checksum(g, "snapshot", &sha)
-            .await?
-            .ok_or(ReadError::NotFound)?;
-        let sn = Signed::<Snapshot>::parse(sn_file.data.to_vec())
-            .map_err(|e| ReadError::Broken(e.to_string()))?;
+        let (ts_file, ts, sn_file, sn) = self.read_chain(gun.as_str()).await?;
         Ok(Current::new(
             ts_file,
             ts.signed(),
