@@ -119,6 +119,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/{*rest}", any(routes::dispatch))
         .fallback(routes::dispatch)
         .layer(DefaultBodyLimit::max(limit))
+        // A request that takes longer (a stalled upload, a hung database) is answered 408
+        // instead of holding its connection and GUN lock forever.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(120),
+        ))
         .layer(middleware::from_fn(record_metrics))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
