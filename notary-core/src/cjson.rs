@@ -327,33 +327,44 @@ pub fn write_string(out: &mut Vec<u8>, s: &str) {
 /// U+2029 become `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029`. Control bytes are
 /// refused, as Go's compaction refuses them.
 pub fn html_escape(canonical: &[u8]) -> Result<Vec<u8>, CanonicalError> {
-    let mut out = Vec::with_capacity(canonical.len() + 16);
-    let mut start = 0;
-    let mut i = 0;
-    while i < canonical.len() {
-        let b = canonical[i];
-        let repl: Option<(&[u8], usize)> = match b {
-            b'<' => Some((b"\\u003c", 1)),
-            b'>' => Some((b"\\u003e", 1)),
-            b'&' => Some((b"\\u0026", 1)),
-            0xE2 if canonical.get(i + 1) == Some(&0x80) => match canonical.get(i + 2) {
-                Some(0xA8) => Some((b"\\u2028", 3)),
-                Some(0xA9) => Some((b"\\u2029", 3)),
-                _ => None,
-            },
-            0x00..=0x1F => return Err(CanonicalError::ControlCharacter(b)),
-            _ => None,
-        };
-        if let Some((r, n)) = repl {
-            out.extend_from_slice(&canonical[start..i]);
-            out.extend_from_slice(r);
-            i += n;
-            start = i;
-        } else {
+    // Bytes that may need attention: control bytes, `&`, `<`, `>`, and 0xE2 (the lead
+    // byte of U+2028/U+2029). Everything between them is copied in bulk.
+    const fn table() -> [bool; 256] {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 0x20 {
+            t[i] = true;
             i += 1;
         }
+        t[b'&' as usize] = true;
+        t[b'<' as usize] = true;
+        t[b'>' as usize] = true;
+        t[0xE2] = true;
+        t
     }
-    out.extend_from_slice(&canonical[start..]);
+    static SPECIAL: [bool; 256] = table();
+    let mut out = Vec::with_capacity(canonical.len() + 16);
+    let mut rest = canonical;
+    while let Some(pos) = rest.iter().position(|b| SPECIAL[usize::from(*b)]) {
+        out.extend_from_slice(&rest[..pos]);
+        let b = rest[pos];
+        let (repl, n): (&[u8], usize) = match b {
+            b'<' => (b"\\u003c", 1),
+            b'>' => (b"\\u003e", 1),
+            b'&' => (b"\\u0026", 1),
+            0xE2 if rest.get(pos + 1) == Some(&0x80) && rest.get(pos + 2) == Some(&0xA8) => {
+                (b"\\u2028", 3)
+            }
+            0xE2 if rest.get(pos + 1) == Some(&0x80) && rest.get(pos + 2) == Some(&0xA9) => {
+                (b"\\u2029", 3)
+            }
+            0xE2 => (&[0xE2], 1),
+            _ => return Err(CanonicalError::ControlCharacter(b)),
+        };
+        out.extend_from_slice(repl);
+        rest = &rest[pos + n..];
+    }
+    out.extend_from_slice(rest);
     Ok(out)
 }
 
