@@ -545,14 +545,6 @@ impl Service {
             ),
             None => None,
         };
-        let stored_root_verified: Option<Verified<Root>> = match &stored_root {
-            Some(r) => Some(
-                verify::verify_root(r.clone(), gun, None, &TrustPinning::default(), now).map_err(
-                    |e| invalid("ErrValidation", format!("stored root no longer valid: {e}")),
-                )?,
-            ),
-            None => None,
-        };
         let mut to_store: Vec<NewFile> = Vec::new();
         let root: Root = match uploads.get(&RoleName::root()) {
             Some(bytes) => {
@@ -560,6 +552,20 @@ impl Service {
                     .root
                     .take()
                     .ok_or_else(|| invalid("ErrBadRoot", "root upload lost"))?;
+                // The stored root is the anchor a new root must chain from. It is only
+                // checked here, when a root is uploaded: it was validated when stored.
+                let stored_root_verified: Option<Verified<Root>> = match &stored_root {
+                    Some(r) => Some(
+                        verify::verify_root(r.clone(), gun, None, &TrustPinning::default(), now)
+                            .map_err(|e| {
+                                invalid(
+                                    "ErrValidation",
+                                    format!("stored root no longer valid: {e}"),
+                                )
+                            })?,
+                    ),
+                    None => None,
+                };
                 let cur = stored_root.as_ref().map_or(1, |r| r.signed().version);
                 let new = parsed.signed().version;
                 if new != cur && new != cur + 1 {
