@@ -115,8 +115,12 @@ impl Current {
     }
 }
 
+/// Where the service reads the time (the system clock, or a test's).
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
 /// Shared state of the service.
 pub struct Service {
+    clock: Clock,
     store: Store,
     trust: Arc<dyn TrustService>,
     expiries: Expiries,
@@ -131,12 +135,19 @@ impl Service {
     /// A service over `store` signing with `trust`.
     pub fn new(store: Store, trust: Arc<dyn TrustService>) -> Self {
         Service {
+            clock: Arc::new(OffsetDateTime::now_utc),
             store,
             trust,
             expiries: Expiries::default(),
             locks: Mutex::new(HashMap::new()),
             cache: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Replaces the clock (tests of expiry and regeneration).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The store.
@@ -198,7 +209,7 @@ impl Service {
     /// The current chain, regenerating the timestamp (and an expired server-managed
     /// snapshot) when needed (spec §5.6).
     async fn current(&self, gun: &Gun) -> Result<Arc<Current>, ReadError> {
-        let now = OffsetDateTime::now_utc();
+        let now = (self.clock)();
         if let Some(c) = self.cache.read().await.get(gun.as_str()) {
             if c.fresh(now) {
                 return Ok(c.clone());
@@ -524,7 +535,7 @@ impl Service {
     ) -> Result<(), UpdateError> {
         let lock = self.gun_lock(gun.as_str()).await;
         let _guard = lock.lock().await;
-        let now = OffsetDateTime::now_utc();
+        let now = (self.clock)();
         let g = gun.as_str();
 
         // 1. Trusted state: the current chain (may be absent).

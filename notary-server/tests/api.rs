@@ -940,3 +940,79 @@ mod token_auth {
         assert_eq!(s, StatusCode::OK);
     }
 }
+
+/// Spec §5.6: an expired timestamp (and an expired server-managed snapshot) is
+/// regenerated on GET, with a moved clock.
+#[tokio::test]
+async fn expired_timestamp_and_snapshot_are_regenerated_on_get() {
+    let now = Arc::new(std::sync::Mutex::new(time::OffsetDateTime::now_utc()));
+    let clock_now = now.clone();
+    let clock: notary_server::service::Clock = Arc::new(move || *clock_now.lock().unwrap());
+    let store = notary_server::storage::Store::memory().await.unwrap();
+    let trust: Arc<dyn notary_server::trust::TrustService> =
+        Arc::new(notary_server::trust::LocalTrust::new(
+            store.clone(),
+            Algorithm::EcdsaP256,
+            Zeroizing::new("p".into()),
+        ));
+    let service = Arc::new(notary_server::service::Service::new(store, trust).with_clock(clock));
+    let config = Config::embedded(std::path::Path::new("/nonexistent"));
+    let app = notary_server::app(notary_server::AppState::new(
+        service,
+        Arc::new(config),
+        None,
+    ));
+    let gun = "example.com/api/regen";
+    let mut repo = new_repo(&app, gun).await;
+    repo.editor
+        .add_target(&RoleName::targets(), "v1", FileMeta::from_bytes(b"1"))
+        .unwrap();
+    assert_eq!(publish(&app, gun, &repo.sign()).await.0, StatusCode::OK);
+    let version = |b: &[u8]| {
+        serde_json::from_slice::<Value>(b).unwrap()["signed"]["version"]
+            .as_u64()
+            .unwrap()
+    };
+    let (_, ts1) = get(&app, &format!("/v2/{gun}/_trust/tuf/timestamp.json")).await;
+    let (_, sn1) = get(&app, &format!("/v2/{gun}/_trust/tuf/snapshot.json")).await;
+    assert_eq!((version(&ts1), version(&sn1)), (1, 1));
+
+    // 15 days later the 14-day timestamp has expired: a new one is signed and stored.
+    let later = *now.lock().unwrap() + time::Duration::days(15);
+    *now.lock().unwrap() = later;
+    let (s, ts2) = get(&app, &format!("/v2/{gun}/_trust/tuf/timestamp.json")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(version(&ts2), 2);
+    assert_eq!(
+        get(&app, &format!("/v2/{gun}/_trust/tuf/snapshot.json"))
+            .await
+            .1,
+        sn1,
+        "snapshot unchanged"
+    );
+    let mut remote = RouterRemote(app.clone(), gun.to_owned());
+    let r = Updater::new(Gun::new(gun).unwrap(), later)
+        .update(&mut remote)
+        .await
+        .unwrap();
+    assert_eq!(r.timestamp().version, 2);
+    let (_, b) = get(&app, &format!("/v2/{gun}/_trust/changefeed?records=10")).await;
+    assert_eq!(serde_json::from_slice::<Value>(&b).unwrap()["count"], 2);
+
+    // Past the 3-year snapshot expiry: the server-managed snapshot is re-signed too.
+    *now.lock().unwrap() = later + time::Duration::days(3 * 365 + 1);
+    let (s, sn3) = get(&app, &format!("/v2/{gun}/_trust/tuf/snapshot.json")).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&sn3));
+    assert_eq!(version(&sn3), 2);
+    let (_, ts3) = get(&app, &format!("/v2/{gun}/_trust/tuf/timestamp.json")).await;
+    assert_eq!(version(&ts3), 3);
+    let ts3: Value = serde_json::from_slice(&ts3).unwrap();
+    let want = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        notary_core::crypto::sha256(&sn3),
+    );
+    assert_eq!(
+        ts3["signed"]["meta"]["snapshot"]["hashes"]["sha256"],
+        want.as_str()
+    );
+}
