@@ -16,8 +16,11 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${need_pkgs[@]}"
 fi
 
-# Builds are kept outside the clone so repeated runs are fast.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/notary-rs/target}"
+# Builds are kept outside the clone so repeated runs are fast, one directory per clone
+# path: test binaries embed their checkout's path (fixtures, CARGO_MANIFEST_DIR), so two
+# clones must never share artifacts.
+clone_key="$(pwd | sha256sum | cut -c1-12)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/notary-rs/target-$clone_key}"
 export CARGO_TERM_COLOR=never
 
 cargo build --workspace --all-targets --locked
