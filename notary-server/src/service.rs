@@ -443,27 +443,24 @@ impl Service {
         gun: &Gun,
         role: &RoleName,
     ) -> Result<PublicKey, UpdateError> {
-        if let Ok(cur) = self.current(gun).await {
-            if let Some(sha) = cur.meta.get("root") {
-                if let Some(file) = self.store.by_checksum(gun.as_str(), "root", sha).await? {
-                    if let Ok(root) = Signed::<Root>::parse(file.data.to_vec()) {
-                        for id in root
-                            .signed()
-                            .role(role.as_str())
-                            .map(|r| r.keyids.clone())
-                            .unwrap_or_default()
-                        {
-                            let Some(k) = root.signed().keys.get(&id) else {
-                                continue;
-                            };
-                            let Ok(canonical) = k.canonical_id() else {
-                                continue;
-                            };
-                            if let Some(pk) = self.trust.public_key(&canonical).await? {
-                                return Ok(pk);
-                            }
-                        }
-                    }
+        // The current root through the cached chain (no store read when cached).
+        let root = match self.current(gun).await {
+            Ok(cur) => self.file_in(&cur, gun, &RoleName::root()).await.ok(),
+            Err(_) => None,
+        };
+        if let Some(root) = root.and_then(|f| Signed::<Root>::parse(f.data.to_vec()).ok()) {
+            let keyids = root
+                .signed()
+                .role(role.as_str())
+                .map(|r| r.keyids.clone())
+                .unwrap_or_default();
+            for id in keyids {
+                let Some(Ok(canonical)) = root.signed().keys.get(&id).map(PublicKey::canonical_id)
+                else {
+                    continue;
+                };
+                if let Some(pk) = self.trust.public_key(&canonical).await? {
+                    return Ok(pk);
                 }
             }
         }
@@ -841,28 +838,20 @@ impl Service {
         role: &RoleName,
         chain: Option<&Chain>,
     ) -> Result<Vec<u8>, UpdateError> {
-        let Some(chain) = chain else {
-            return Err(invalid(
-                "ErrBadTargets",
-                format!("parent role {role} is neither uploaded nor stored"),
-            ));
-        };
-        let sha = chain.current.meta.get(role.as_str()).ok_or_else(|| {
+        let missing = || {
             invalid(
                 "ErrBadTargets",
                 format!("parent role {role} is neither uploaded nor stored"),
             )
-        })?;
+        };
+        let sha = chain
+            .and_then(|c| c.current.meta.get(role.as_str()))
+            .ok_or_else(missing)?;
         let file = self
             .store
             .by_checksum(gun.as_str(), role.as_str(), sha)
             .await?
-            .ok_or_else(|| {
-                invalid(
-                    "ErrBadTargets",
-                    format!("parent role {role} is neither uploaded nor stored"),
-                )
-            })?;
+            .ok_or_else(missing)?;
         Ok(file.data.to_vec())
     }
 }
