@@ -28,7 +28,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use notary_core::{Algorithm, Gun};
 use zeroize::Zeroizing;
 
@@ -102,8 +102,8 @@ async fn record_metrics(req: Request, next: Next) -> Response {
         ("operation", op.to_owned()),
     ];
     metrics::counter!("notary_server_http_requests_total", &labels).increment(1);
-    metrics::histogram!("notary_server_http_request_duration_microseconds", &labels)
-        .record(start.elapsed().as_micros() as f64);
+    metrics::histogram!("notary_server_http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
     metrics::histogram!("notary_server_http_request_size_bytes", &labels).record(size);
     resp
 }
@@ -134,7 +134,39 @@ pub fn app(state: AppState) -> Router {
 pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            // Fixed buckets (histograms, not per-label quantile sketches) keep memory flat.
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("notary_server_http_request_duration_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5, 5.0, 10.0,
+                    ],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("notary_server_http_request_size_bytes".into()),
+                        &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 8_388_608.0],
+                    )
+                })
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            // Samples are buffered until drained; without regular upkeep every request
+            // would grow the process (a few MB per million requests).
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
+            Some(handle)
+        })
         .clone()
 }
 

@@ -2,6 +2,7 @@
 //! hand after percent-decoding, in Go's table order.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Query, Request, State};
@@ -389,9 +390,14 @@ async fn update(state: &AppState, gun: &str, req: Request) -> Response {
     if uploads.is_empty() {
         return ApiError::new(Code::MalformedUpload, None).into_response();
     }
-    match state.service.update(&gun, uploads).await {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => update_error(e),
+    // The update runs in its own task: a client hanging up mid-request must not cancel
+    // it between validation and commit (and shutdown waits for it like any request).
+    let service = Arc::clone(&state.service);
+    let task = tokio::spawn(async move { service.update(&gun, uploads).await });
+    match task.await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => update_error(e),
+        Err(e) => ApiError::internal(e).into_response(),
     }
 }
 

@@ -6,6 +6,7 @@
 //!
 //! The SQL text is shared by both backends (`$N` placeholders work on both).
 
+use std::sync::Arc;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -170,14 +171,18 @@ macro_rules! commit_rows {
     ($conn:expr, $gun:expr, $files:expr) => {{
         async {
             let now = now_text();
-            // One query for the highest stored version of every role of the GUN.
-            let rows = sqlx::query("SELECT role, MAX(version) AS v FROM tuf_files WHERE gun = $1 GROUP BY role")
-                .bind($gun)
-                .fetch_all(&mut *$conn)
-                .await?;
-            let mut max = std::collections::HashMap::with_capacity(rows.len());
-            for r in &rows {
-                max.insert(r.try_get::<String, _>("role")?, r.try_get::<i64, _>("v")?);
+            // The highest stored version of each role being written: one index lookup per
+            // role (a GROUP BY over the GUN would walk every stored version).
+            let mut max = std::collections::HashMap::with_capacity($files.len());
+            for f in $files {
+                let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM tuf_files WHERE gun = $1 AND role = $2")
+                    .bind($gun)
+                    .bind(&f.role)
+                    .fetch_one(&mut *$conn)
+                    .await?;
+                if let Some(v) = v {
+                    max.insert(f.role.clone(), v);
+                }
             }
             for f in $files {
                 if max.get(&f.role).is_some_and(|m| *m >= f.version) {
@@ -217,6 +222,26 @@ macro_rules! commit_rows {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// SQLite has a single writer. Queuing writers here, in process, avoids SQLite's
+    /// busy handler, which sleeps in steps of up to 100 ms and made parallel updates
+    /// to different GUNs slower than sequential ones.
+    writes: Arc<Writes>,
+}
+
+/// Serialises writers of one store and counts its commits (for the checkpoint task).
+#[derive(Debug, Default)]
+struct Writes {
+    gate: tokio::sync::Mutex<()>,
+    commits: std::sync::atomic::AtomicU64,
+}
+
+impl Writes {
+    async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        let guard = self.gate.lock().await;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        guard
+    }
 }
 
 fn now_text() -> String {
@@ -227,6 +252,31 @@ fn now_text() -> String {
 
 fn parse_time(s: &str) -> OffsetDateTime {
     OffsetDateTime::parse(s, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Copies the WAL back into the database file twice a second after writes, while the
+/// store is in use.
+/// PASSIVE never blocks readers or the writer; a checkpoint that cannot finish (a reader
+/// still needs old frames) simply continues next time.
+async fn checkpoint_loop(pool: SqlitePool, writes: Arc<Writes>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = 0_u64;
+    loop {
+        tick.tick().await;
+        // Stop with the store: closed pool, or every Store clone dropped.
+        if pool.is_closed() || Arc::strong_count(&writes) == 1 {
+            return;
+        }
+        let n = writes.commits.load(std::sync::atomic::Ordering::Relaxed);
+        if n == seen {
+            continue;
+        }
+        seen = n;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 /// Lower-case hex SHA-256.
@@ -250,14 +300,19 @@ impl Store {
             .foreign_keys(true)
             // Hot metadata is served from the service's cache; a small page cache per
             // connection keeps memory down.
-            .pragma("cache_size", "-1024");
+            .pragma("cache_size", "-1024")
+            // Checkpoints run in the background (below), not inside the commit that
+            // crosses the threshold; this large threshold is only the safety net.
+            .pragma("wal_autocheckpoint", "8192");
         // SQLite has one writer; reads are mostly cache hits. Four connections (each with
         // its own worker thread) are plenty.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
             .await?;
-        Self::migrated(pool).await
+        let store = Self::migrated(pool.clone()).await?;
+        tokio::spawn(checkpoint_loop(pool, Arc::clone(&store.writes)));
+        Ok(store)
     }
 
     /// Connects to PostgreSQL (`postgres://…`) and migrates the schema.
@@ -270,6 +325,7 @@ impl Store {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Store {
             backend: Backend::Postgres(pool),
+            writes: Arc::default(),
         })
     }
 
@@ -296,6 +352,7 @@ impl Store {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Store {
             backend: Backend::Sqlite(pool),
+            writes: Arc::default(),
         })
     }
 
@@ -348,20 +405,14 @@ impl Store {
     pub async fn commit(&self, gun: &str, files: &[NewFile]) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(pool) => {
-                // BEGIN IMMEDIATE takes the write lock up front, so racing writers queue
-                // on busy_timeout instead of failing a lock upgrade half-way.
-                let mut conn = pool.acquire().await?;
-                sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-                match commit_rows!(&mut *conn, gun, files) {
-                    Ok(()) => {
-                        sqlx::query("COMMIT").execute(&mut *conn).await?;
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                        Err(e)
-                    }
-                }
+                let _writer = self.writes.lock().await;
+                // BEGIN IMMEDIATE takes the write lock up front (another process sharing
+                // the file then waits on busy_timeout instead of failing a lock upgrade
+                // half-way). The transaction rolls back if dropped unfinished.
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                commit_rows!(&mut *tx, gun, files)?;
+                tx.commit().await?;
+                Ok(())
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -380,6 +431,10 @@ impl Store {
     /// Deletes every version of every role of `gun`; appends a `deletion` changefeed row
     /// if anything was deleted. Returns whether anything was.
     pub async fn delete_gun(&self, gun: &str) -> Result<bool, StoreError> {
+        let _writer = match self.backend {
+            Backend::Sqlite(_) => Some(self.writes.lock().await),
+            Backend::Postgres(_) => None,
+        };
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let n = sqlx::query("DELETE FROM tuf_files WHERE gun = $1").bind(gun).execute(&mut *tx).await?.rows_affected();

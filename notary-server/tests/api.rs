@@ -225,6 +225,17 @@ async fn ping_health_metrics_and_catch_all() {
     let (_, metrics) = get(&app, "/metrics").await;
     let text = String::from_utf8(metrics).unwrap();
     assert!(text.contains("notary_server_http_requests_total"), "{text}");
+    // Histograms with fixed buckets (drained by the upkeep thread), not unbounded sample
+    // buffers or per-label quantile sketches.
+    assert!(
+        text.contains("notary_server_http_request_duration_seconds_bucket{")
+            && text.contains("le=\"0.005\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE notary_server_http_request_size_bytes histogram"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
