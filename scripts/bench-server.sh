@@ -49,7 +49,10 @@ run ours "$URL_OURS" "$PID_OURS"
 run go "https://127.0.0.1:$port" "$PID_GO"
 if [[ -n ${PG_URL:-} ]]; then
   mkdir -p "$OUT/pg"
-  printf '{"server":{"http_addr":"127.0.0.1:0"},"storage":{"backend":"postgres","db_url":"%s"}}\n' "$PG_URL" >"$OUT/pg/server.json"
+  cat >"$OUT/pg/server.json" <<JSON
+{"server":{"http_addr":"127.0.0.1:0","tls_cert_file":"$CERT","tls_key_file":"$OUT/ours/notary-server.key"},
+ "trust_service":{"type":"local"},"storage":{"backend":"postgres","db_url":"$PG_URL"}}
+JSON
   start_ours "$OUT/pg" -config "$OUT/pg/server.json"
   run pg "$OUR_URL" "$OUR_PID"
 fi

@@ -322,7 +322,7 @@ impl Config {
             }
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "unknown trust_service.type {other:?}"
+                    "trust_service.type must be \"local\" or \"remote\", not {other:?}"
                 )));
             }
         }

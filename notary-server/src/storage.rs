@@ -166,51 +166,90 @@ fn unique_to_version(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// Version checks and inserts of one update, inside an open transaction.
+/// `SELECT role, MAX(version)` for `n` roles of one GUN (`$1`), roles bound as `$2…`:
+/// one index lookup per role, in one statement (one round trip).
+fn max_versions_sql(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let p = i + 2;
+            format!(
+                "SELECT CAST(${p} AS TEXT) AS role, (SELECT MAX(version) FROM tuf_files WHERE gun = $1 AND role = ${p}) AS v"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+/// One multi-row `INSERT` of `n` files (7 parameters per row).
+fn insert_files_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let b = i * 7;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+/// Version checks and inserts of one update, inside an open transaction: three
+/// statements whatever the number of files (each statement is a round trip).
 macro_rules! commit_rows {
     ($conn:expr, $gun:expr, $files:expr) => {{
         async {
+            let files: &[NewFile] = $files;
+            if files.is_empty() {
+                return Ok(());
+            }
             let now = now_text();
-            // The highest stored version of each role being written: one index lookup per
-            // role (a GROUP BY over the GUN would walk every stored version).
-            let mut max = std::collections::HashMap::with_capacity($files.len());
-            for f in $files {
-                let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM tuf_files WHERE gun = $1 AND role = $2")
-                    .bind($gun)
-                    .bind(&f.role)
-                    .fetch_one(&mut *$conn)
-                    .await?;
-                if let Some(v) = v {
-                    max.insert(f.role.clone(), v);
+            let sql = max_versions_sql(files.len());
+            let mut q = sqlx::query(&sql).bind($gun);
+            for f in files {
+                q = q.bind(&f.role);
+            }
+            let rows = q.fetch_all(&mut *$conn).await?;
+            let mut max = std::collections::HashMap::with_capacity(rows.len());
+            for r in &rows {
+                if let Some(v) = r.try_get::<Option<i64>, _>("v")? {
+                    max.insert(r.try_get::<String, _>("role")?, v);
                 }
             }
-            for f in $files {
-                if max.get(&f.role).is_some_and(|m| *m >= f.version) {
-                    return Err(StoreError::Version { role: f.role.clone() });
-                }
-                let sha = sha256_hex(&f.data);
-                sqlx::query(
-                    "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&now)
-                .bind(&now)
-                .bind($gun)
-                .bind(&f.role)
-                .bind(f.version)
-                .bind(&f.data)
-                .bind(&sha)
-                .execute(&mut *$conn)
-                .await
-                .map_err(unique_to_version)?;
-                if f.role == "timestamp" {
-                    sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')")
-                        .bind(&now)
-                        .bind($gun)
-                        .bind(f.version)
-                        .bind(&sha)
-                        .execute(&mut *$conn)
-                        .await?;
-                }
+            if let Some(f) = files.iter().find(|f| max.get(&f.role).is_some_and(|m| *m >= f.version)) {
+                return Err(StoreError::Version { role: f.role.clone() });
+            }
+            let shas: Vec<String> = files.iter().map(|f| sha256_hex(&f.data)).collect();
+            let sql = insert_files_sql(files.len());
+            let mut q = sqlx::query(&sql);
+            for (f, sha) in files.iter().zip(&shas) {
+                q = q
+                    .bind(&now)
+                    .bind(&now)
+                    .bind($gun)
+                    .bind(&f.role)
+                    .bind(f.version)
+                    .bind(&f.data)
+                    .bind(sha);
+            }
+            q.execute(&mut *$conn).await.map_err(unique_to_version)?;
+            if let Some((f, sha)) = files.iter().zip(&shas).find(|(f, _)| f.role == "timestamp") {
+                sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')")
+                    .bind(&now)
+                    .bind($gun)
+                    .bind(f.version)
+                    .bind(sha)
+                    .execute(&mut *$conn)
+                    .await?;
             }
             Ok::<(), StoreError>(())
         }
