@@ -154,43 +154,70 @@ impl KeyFile {
     }
 }
 
+/// Go TUF's raw private key bytes (`data.PrivateKey.Private()`, what notary-signer
+/// seals in its database): SEC1 `ECPrivateKey` DER with curve and public key for ECDSA
+/// (121 bytes for P-256), `public ‖ seed ‖ public` (96 bytes) for Ed25519, PKCS#1 DER
+/// for RSA.
+pub fn tuf_private_bytes(key: &PrivateKey) -> Zeroizing<Vec<u8>> {
+    match key.secret() {
+        SecretParts::P256 { scalar, point } => sec1(scalar, point),
+        SecretParts::Ed25519 { seed, public } => {
+            let mut blob = Zeroizing::new(Vec::with_capacity(96));
+            blob.extend_from_slice(public);
+            blob.extend_from_slice(seed);
+            blob.extend_from_slice(public);
+            blob
+        }
+        SecretParts::Rsa { pkcs1 } => Zeroizing::new(pkcs1.to_vec()),
+    }
+}
+
+/// The inverse of [`tuf_private_bytes`]: `algorithm` is the TUF key type (`ecdsa`,
+/// `ed25519`, `rsa`, or their `-x509` forms).
+pub fn private_key_from_tuf(algorithm: &str, bytes: &[u8]) -> Result<PrivateKey, KeyFileError> {
+    match algorithm.strip_suffix("-x509").unwrap_or(algorithm) {
+        "ecdsa" => parse_sec1(bytes, None),
+        "ed25519" => parse_go_ed25519(bytes),
+        "rsa" => Ok(PrivateKey::from_rsa_pkcs1(bytes)?),
+        _ => Err(KeyFileError::UnsupportedAlgorithm),
+    }
+}
+
+/// SEC1 `ECPrivateKey` as Go's `x509.MarshalECPrivateKey` writes it.
+fn sec1(scalar: &[u8], point: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut ec = Zeroizing::new(asn1::tlv(tag::INTEGER, &[1]));
+    asn1::write(&mut ec, tag::OCTET_STRING, scalar);
+    asn1::write(&mut ec, tag::CONTEXT_0, &asn1::tlv(tag::OID, oid::P256));
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(point);
+    asn1::write(&mut ec, tag::CONTEXT_1, &asn1::tlv(tag::BIT_STRING, &bits));
+    Zeroizing::new(asn1::tlv(tag::SEQUENCE, &ec))
+}
+
 /// PKCS#8 `PrivateKeyInfo` for `key` (version 0; EC with the SEC1 key incl. curve and
 /// public key; RSA with NULL parameters; Ed25519 in Go's 96-byte form so Go reads it).
 fn private_key_info(key: &PrivateKey) -> Zeroizing<Vec<u8>> {
     let mut body = Zeroizing::new(asn1::tlv(tag::INTEGER, &[0]));
     match key.secret() {
-        SecretParts::P256 { scalar, point } => {
+        SecretParts::P256 { .. } => {
             let mut alg = asn1::tlv(tag::OID, oid::EC_PUBLIC_KEY);
             asn1::write(&mut alg, tag::OID, oid::P256);
             asn1::write(&mut body, tag::SEQUENCE, &alg);
-            let mut ec = Zeroizing::new(asn1::tlv(tag::INTEGER, &[1]));
-            asn1::write(&mut ec, tag::OCTET_STRING, scalar);
-            asn1::write(&mut ec, tag::CONTEXT_0, &asn1::tlv(tag::OID, oid::P256));
-            let mut bits = vec![0u8];
-            bits.extend_from_slice(point);
-            asn1::write(&mut ec, tag::CONTEXT_1, &asn1::tlv(tag::BIT_STRING, &bits));
-            let sec1 = Zeroizing::new(asn1::tlv(tag::SEQUENCE, &ec));
-            asn1::write(&mut body, tag::OCTET_STRING, &sec1);
         }
-        SecretParts::Ed25519 { seed, public } => {
+        SecretParts::Ed25519 { .. } => {
             asn1::write(
                 &mut body,
                 tag::SEQUENCE,
                 &asn1::tlv(tag::OID, oid::ED25519_GO),
             );
-            let mut blob = Zeroizing::new(Vec::with_capacity(96));
-            blob.extend_from_slice(public);
-            blob.extend_from_slice(seed);
-            blob.extend_from_slice(public);
-            asn1::write(&mut body, tag::OCTET_STRING, &blob);
         }
-        SecretParts::Rsa { pkcs1 } => {
+        SecretParts::Rsa { .. } => {
             let mut alg = asn1::tlv(tag::OID, oid::RSA);
             alg.extend_from_slice(&[tag::NULL, 0]);
             asn1::write(&mut body, tag::SEQUENCE, &alg);
-            asn1::write(&mut body, tag::OCTET_STRING, pkcs1);
         }
     }
+    asn1::write(&mut body, tag::OCTET_STRING, &tuf_private_bytes(key));
     Zeroizing::new(asn1::tlv(tag::SEQUENCE, &body))
 }
 
@@ -309,6 +336,28 @@ pub fn passphrase_from_env(
 mod tests {
     use super::*;
     use crate::crypto::{Algorithm, Signer as _};
+
+    #[test]
+    fn tuf_private_bytes_round_trip_in_go_sizes() {
+        for (alg, name, len) in [
+            (Algorithm::EcdsaP256, "ecdsa", 121),
+            (Algorithm::Ed25519, "ed25519", 96),
+        ] {
+            let key = PrivateKey::generate(alg).unwrap();
+            let raw = tuf_private_bytes(&key);
+            assert_eq!(raw.len(), len, "{name}");
+            let back = private_key_from_tuf(name, &raw).unwrap();
+            assert_eq!(back.public(), key.public());
+            let (m, sig) = back.sign(b"msg").unwrap();
+            key.public().verify(&m, b"msg", &sig).unwrap();
+        }
+        assert!(private_key_from_tuf("ecdsa", &[0x30, 0x00]).is_err());
+        assert!(private_key_from_tuf("ed25519", &[0u8; 95]).is_err());
+        assert!(matches!(
+            private_key_from_tuf("dsa", &[]),
+            Err(KeyFileError::UnsupportedAlgorithm)
+        ));
+    }
 
     #[test]
     fn round_trip_encrypted_and_plain() {

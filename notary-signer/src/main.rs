@@ -1,0 +1,102 @@
+//! `notary-signer`: Go-compatible flags (`-config FILE`), plus `reseal`.
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use notary_signer::config::Config;
+use notary_signer::keys::Passphrases;
+
+#[derive(Parser)]
+#[command(
+    name = "notary-signer",
+    version,
+    about = "Notary signer: timestamp/snapshot keys sealed at rest, signing over mutually authenticated gRPC (Go Notary 0.7 compatible)"
+)]
+struct Args {
+    /// Go notary-signer JSON configuration.
+    #[arg(long)]
+    config: PathBuf,
+    /// Log format: `text` or `json`.
+    #[arg(long, default_value = "text")]
+    logf: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Re-seal every key under another passphrase alias, one key at a time, while
+    /// signers keep running. Set NOTARY_SIGNER_<NEW_ALIAS> here and on every signer (the
+    /// old alias variables too), run this, then make NEW_ALIAS the default alias.
+    Reseal {
+        /// The alias to seal every key under.
+        new_alias: String,
+    },
+}
+
+/// Go's flag package takes `-config`; clap wants `--config`.
+fn go_style_args() -> Vec<String> {
+    std::env::args()
+        .map(|a| match a.as_str() {
+            "-config" | "-logf" => format!("-{a}"),
+            _ => a,
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse_from(go_style_args());
+    let mut config = Config::load(&args.config)?;
+    config.apply_env(|k| std::env::var(k).ok());
+    let level = if config.logging.level.is_empty() { "info".to_owned() } else { config.logging.level.clone() };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("notary_signer={level}")));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if args.logf == "json" {
+        tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
+    }
+    if let Some(Command::Reseal { new_alias }) = args.command {
+        if config.storage.backend == "memory" {
+            anyhow::bail!("the memory backend keeps no sealed keys");
+        }
+        if config.storage.default_alias.is_empty() {
+            config.storage.default_alias = new_alias.clone();
+        }
+        let keys = notary_signer::key_service(&config, Passphrases::from_env()).await?;
+        let n = keys
+            .reseal_all(&new_alias, |i, total| eprint!("\rresealing keys: {i}/{total}"))
+            .await?;
+        eprintln!();
+        println!("re-sealed {n} key(s) under alias {new_alias}");
+        return Ok(());
+    }
+    config.validate()?;
+    let tls = notary_signer::tls_config(&config)?;
+    let keys = notary_signer::key_service(&config, Passphrases::from_env()).await?;
+    let (listener, addr) = notary_signer::bind(&config.listen_addr()).await?;
+    println!("notary-signer listening on {addr}");
+    tracing::info!(%addr, backend = %config.storage.backend, "notary-signer started");
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+    };
+    notary_signer::serve(keys, tls, listener, shutdown)
+        .await
+        .context("notary-signer")
+}
