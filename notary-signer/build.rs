@@ -17,9 +17,19 @@ fn main() {
     let key_management = Service::builder()
         .name("KeyManagement")
         .package("proto")
-        .method(method("create_key", "CreateKey", "CreateKeyRequest", "PublicKey"))
+        .method(method(
+            "create_key",
+            "CreateKey",
+            "CreateKeyRequest",
+            "PublicKey",
+        ))
         .method(method("delete_key", "DeleteKey", "KeyId", "Void"))
-        .method(method("get_key_info", "GetKeyInfo", "KeyId", "GetKeyInfoResponse"))
+        .method(method(
+            "get_key_info",
+            "GetKeyInfo",
+            "KeyId",
+            "GetKeyInfoResponse",
+        ))
         .build();
     let signer = Service::builder()
         .name("Signer")

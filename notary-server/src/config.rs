@@ -73,6 +73,24 @@ pub struct TrustSection {
     pub tls_client_key: Option<PathBuf>,
 }
 
+impl TrustSection {
+    /// `port` as a number (Go writes it as a string, JSON numbers are accepted too).
+    pub fn port_number(&self) -> Result<u16, ConfigError> {
+        let n = match &self.port {
+            serde_json::Value::String(s) => s.parse::<u16>().ok(),
+            serde_json::Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+            _ => None,
+        };
+        match n {
+            Some(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError::Invalid(format!(
+                "trust_service.port must be a port number, not {}",
+                self.port
+            ))),
+        }
+    }
+}
+
 /// `storage` section.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct StorageSection {
@@ -316,9 +334,24 @@ impl Config {
         match self.trust_service.kind.as_str() {
             "local" => {}
             "remote" => {
-                return Err(ConfigError::Invalid(
-                    "trust_service.type \"remote\" (notary-signer) is not available in this build yet".into(),
-                ));
+                if self.trust_service.hostname.is_empty() {
+                    return Err(ConfigError::Invalid(
+                        "trust_service.hostname is required for a remote trust service".into(),
+                    ));
+                }
+                self.trust_service.port_number()?;
+                if self.trust_service.tls_ca_file.is_none() {
+                    return Err(ConfigError::Invalid(
+                        "trust_service.tls_ca_file is required for a remote trust service (the CA of the signer's certificate)".into(),
+                    ));
+                }
+                if self.trust_service.tls_client_cert.is_some()
+                    != self.trust_service.tls_client_key.is_some()
+                {
+                    return Err(ConfigError::Invalid(
+                        "trust_service.tls_client_cert and tls_client_key go together".into(),
+                    ));
+                }
             }
             other => {
                 return Err(ConfigError::Invalid(format!(
@@ -415,11 +448,29 @@ mod tests {
             cfg.repositories.gun_prefixes,
             ["docker.io/", "example.com/"]
         );
-        // The remote-signer configuration is refused with a clear message until issue 4.
-        let err = Config::load(&dir.join("server.json"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("remote"), "{err}");
+        // The Go stack's remote-signer configuration.
+        let cfg = Config::load(&dir.join("server.json")).unwrap();
+        assert_eq!(cfg.trust_service.kind, "remote");
+        assert_eq!(cfg.trust_service.hostname, "127.0.0.1");
+        assert_eq!(cfg.trust_service.port_number().unwrap(), 14201);
+        assert!(
+            cfg.trust_service
+                .tls_client_key
+                .as_ref()
+                .unwrap()
+                .ends_with("../certs/notary-server.key")
+        );
+        let mut bad = cfg.clone();
+        bad.trust_service.port = serde_json::json!("http");
+        assert!(bad.validate().unwrap_err().to_string().contains("port"));
+        let mut bad = cfg;
+        bad.trust_service.tls_ca_file = None;
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("tls_ca_file")
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum Code {
     Unauthorized,
     /// 413, body over the configured limit.
     TooLarge,
+    /// 503, the trust service (signer) cannot be reached.
+    Unavailable,
     /// 500.
     Unknown,
 }
@@ -107,6 +109,11 @@ impl Code {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "SIZE_INVALID",
                 "The request body is larger than the server accepts.",
+            ),
+            Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "service unavailable",
             ),
             Unknown => (
                 StatusCode::INTERNAL_SERVER_ERROR,

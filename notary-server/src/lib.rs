@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
@@ -35,7 +36,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::service::Service;
 use crate::storage::Store;
-use crate::trust::{LocalTrust, TrustService};
+use crate::trust::{LocalTrust, RemoteTrust, TrustService};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -140,14 +141,23 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                 .set_buckets_for_metric(
                     Matcher::Full("notary_server_http_request_duration_seconds".into()),
                     &[
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                        2.5, 5.0, 10.0,
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0,
                     ],
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full("notary_server_http_request_size_bytes".into()),
-                        &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 8_388_608.0],
+                        &[
+                            256.0,
+                            1024.0,
+                            4096.0,
+                            16384.0,
+                            65536.0,
+                            262_144.0,
+                            1_048_576.0,
+                            8_388_608.0,
+                        ],
                     )
                 })
                 .ok()?
@@ -170,6 +180,31 @@ pub fn prometheus() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// The notary-signer client of a `remote` trust service configuration.
+pub fn remote_trust(config: &Config) -> anyhow::Result<RemoteTrust> {
+    let t = &config.trust_service;
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).with_context(|| format!("reading trust_service.{what} {}", p.display()))
+    };
+    let ca_pem = match &t.tls_ca_file {
+        Some(p) => read(p, "tls_ca_file")?,
+        None => anyhow::bail!("trust_service.tls_ca_file is required"),
+    };
+    let client_identity = match (&t.tls_client_cert, &t.tls_client_key) {
+        (Some(c), Some(k)) => Some((read(c, "tls_client_cert")?, read(k, "tls_client_key")?)),
+        _ => None,
+    };
+    let client = notary_signer::client::RemoteSigner::new(&notary_signer::client::ClientConfig {
+        hostname: t.hostname.clone(),
+        port: t.port_number()?,
+        ca_pem,
+        client_identity,
+        timeout: std::time::Duration::from_secs(10),
+    })?;
+    tracing::info!(signer = %format!("{}:{}", t.hostname, t.port_number()?), "using a remote trust service");
+    Ok(RemoteTrust::new(client, &t.key_algorithm))
+}
+
 /// Builds the state from configuration: storage, trust service, metrics.
 pub async fn build_state(
     config: Config,
@@ -184,8 +219,10 @@ pub async fn build_state(
         "ed25519" => Algorithm::Ed25519,
         _ => Algorithm::EcdsaP256,
     };
-    let trust: Arc<dyn TrustService> =
-        Arc::new(LocalTrust::new(store.clone(), algorithm, key_passphrase));
+    let trust: Arc<dyn TrustService> = match config.trust_service.kind.as_str() {
+        "remote" => Arc::new(remote_trust(&config)?),
+        _ => Arc::new(LocalTrust::new(store.clone(), algorithm, key_passphrase)),
+    };
     let service = Arc::new(Service::new(store.clone(), trust));
     if store.is_shared() {
         service

@@ -17,6 +17,7 @@ use crate::auth::Access;
 use crate::error::{ApiError, Code};
 use crate::service::{ReadError, UpdateError};
 use crate::storage::StoredFile;
+use crate::trust::TrustError;
 
 /// The operation label of a request, for metrics (Go's names).
 #[derive(Clone, Copy, Debug)]
@@ -309,7 +310,19 @@ fn file_response(state: &AppState, res: Result<StoredFile, ReadError>, current: 
             text_response(f.data, Some(cache), Some(f.created_at))
         }
         Err(ReadError::NotFound) => ApiError::not_found().into_response(),
+        Err(ReadError::Trust(e)) => trust_error(e),
         Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// A signer that cannot be reached is 503 (the client may retry); anything else 500.
+fn trust_error(e: TrustError) -> Response {
+    match e {
+        TrustError::Unavailable(m) => {
+            tracing::warn!(error = %m, "trust service unavailable");
+            ApiError::new(Code::Unavailable, None).into_response()
+        }
+        other => ApiError::internal(other).into_response(),
     }
 }
 
@@ -342,7 +355,7 @@ fn update_error(e: UpdateError) -> Response {
             tracing::error!(error = %e, "storage failure during update");
             ApiError::new(Code::Updating, None).into_response()
         }
-        UpdateError::Trust(e) => ApiError::internal(e).into_response(),
+        UpdateError::Trust(e) => trust_error(e),
     }
 }
 

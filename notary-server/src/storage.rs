@@ -6,8 +6,8 @@
 //!
 //! The SQL text is shared by both backends (`$N` placeholders work on both).
 
-use std::sync::Arc;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
@@ -312,7 +312,10 @@ async fn checkpoint_loop(pool: SqlitePool, writes: Arc<Writes>) {
             continue;
         }
         seen = n;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }

@@ -43,14 +43,29 @@ pub trait TrustService: Send + Sync + 'static {
     async fn health(&self) -> Result<(), TrustError>;
 }
 
+/// Public keys already looked up (keys never change, so entries stay valid).
+#[derive(Default)]
+struct PublicCache(std::sync::RwLock<HashMap<String, PublicKey>>);
+
+impl PublicCache {
+    fn get(&self, key_id: &str) -> Option<PublicKey> {
+        self.0.read().ok().and_then(|m| m.get(key_id).cloned())
+    }
+
+    fn put(&self, key_id: &str, k: &PublicKey) {
+        if let Ok(mut m) = self.0.write() {
+            m.insert(key_id.to_owned(), k.clone());
+        }
+    }
+}
+
 /// In-process keys, sealed at rest in the server's database.
 pub struct LocalTrust {
     store: Store,
     algorithm: Algorithm,
     passphrase: Zeroizing<String>,
     unsealed: Mutex<HashMap<String, Arc<PrivateKey>>>,
-    /// Public keys already looked up (keys are never deleted, so entries stay valid).
-    publics: std::sync::RwLock<HashMap<String, PublicKey>>,
+    publics: PublicCache,
     /// Keys whose first use is already recorded.
     used: std::sync::RwLock<std::collections::HashSet<String>>,
 }
@@ -63,7 +78,7 @@ impl LocalTrust {
             algorithm,
             passphrase,
             unsealed: Mutex::new(HashMap::new()),
-            publics: std::sync::RwLock::new(HashMap::new()),
+            publics: PublicCache::default(),
             used: std::sync::RwLock::new(std::collections::HashSet::new()),
         }
     }
@@ -130,20 +145,13 @@ impl TrustService for LocalTrust {
     }
 
     async fn public_key(&self, key_id: &KeyId) -> Result<Option<PublicKey>, TrustError> {
-        if let Some(k) = self
-            .publics
-            .read()
-            .ok()
-            .and_then(|m| m.get(key_id.as_str()).cloned())
-        {
+        if let Some(k) = self.publics.get(key_id.as_str()) {
             return Ok(Some(k));
         }
         match self.store.key(key_id.as_str()).await? {
             Some(row) => {
                 let k = Self::public_from_row(&row)?;
-                if let Ok(mut m) = self.publics.write() {
-                    m.insert(key_id.to_string(), k.clone());
-                }
+                self.publics.put(key_id.as_str(), &k);
                 Ok(Some(k))
             }
             None => Ok(None),
@@ -165,5 +173,73 @@ impl TrustService for LocalTrust {
 
     async fn health(&self) -> Result<(), TrustError> {
         Ok(())
+    }
+}
+
+/// Keys held by a notary-signer (ours or Go's), reached over mutually authenticated
+/// gRPC (`trust_service.type = "remote"`). Public keys are cached (keys are immutable);
+/// the connection is shared by all requests and re-opened after the signer returns.
+pub struct RemoteTrust {
+    client: notary_signer::client::RemoteSigner,
+    algorithm: String,
+    publics: PublicCache,
+}
+
+impl RemoteTrust {
+    /// A remote trust service creating `algorithm` (`ecdsa`, `ed25519`) keys.
+    pub fn new(client: notary_signer::client::RemoteSigner, algorithm: &str) -> Self {
+        RemoteTrust {
+            client,
+            algorithm: if algorithm.is_empty() {
+                "ecdsa".into()
+            } else {
+                algorithm.to_owned()
+            },
+            publics: PublicCache::default(),
+        }
+    }
+}
+
+impl From<notary_signer::client::ClientError> for TrustError {
+    fn from(e: notary_signer::client::ClientError) -> Self {
+        use notary_signer::client::ClientError as C;
+        match e {
+            C::NotFound(id) => TrustError::NotFound(id),
+            C::Unavailable(m) => TrustError::Unavailable(m),
+            other => TrustError::Key(other.to_string()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TrustService for RemoteTrust {
+    async fn create_key(&self, gun: &Gun, role: &RoleName) -> Result<PublicKey, TrustError> {
+        let k = self
+            .client
+            .create_key(&self.algorithm, gun.as_str(), role.as_str())
+            .await?;
+        self.publics.put(k.key_id().as_str(), &k);
+        Ok(k)
+    }
+
+    async fn public_key(&self, key_id: &KeyId) -> Result<Option<PublicKey>, TrustError> {
+        if let Some(k) = self.publics.get(key_id.as_str()) {
+            return Ok(Some(k));
+        }
+        match self.client.key_info(key_id.as_str()).await? {
+            Some((k, _role)) => {
+                self.publics.put(key_id.as_str(), &k);
+                Ok(Some(k))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn sign(&self, key_id: &KeyId, msg: &[u8]) -> Result<(SigMethod, Vec<u8>), TrustError> {
+        Ok(self.client.sign(key_id.as_str(), msg).await?)
+    }
+
+    async fn health(&self) -> Result<(), TrustError> {
+        Ok(self.client.health().await?)
     }
 }

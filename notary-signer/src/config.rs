@@ -167,7 +167,7 @@ impl Config {
                 }
                 if self.storage.default_alias.is_empty() {
                     return Err(ConfigError::Invalid(
-                        "storage.default_alias (or NOTARY_SIGNER_DEFAULT_ALIAS) is required: it names the passphrase new keys are sealed with".into(),
+                        "must provide a default alias for the key DB: set storage.default_alias (or NOTARY_SIGNER_DEFAULT_ALIAS), the passphrase alias new keys are sealed with".into(),
                     ));
                 }
             }
@@ -198,7 +198,7 @@ impl Config {
 /// The environment variable holding the passphrase of `alias` (Go:
 /// `NOTARY_SIGNER_` + upper-cased alias).
 pub fn alias_env_var(alias: &str) -> String {
-    format!("NOTARY_SIGNER_{}", alias.to_uppercase())
+    format!("NOTARY_SIGNER_{}", alias.to_uppercase().replace('.', "_"))
 }
 
 #[cfg(test)]
@@ -212,11 +212,21 @@ mod tests {
         assert_eq!(c.server.grpc_addr, "127.0.0.1:14201");
         assert_eq!(c.storage.backend, "postgres");
         assert_eq!(c.storage.default_alias, "passwordalias1");
-        assert!(c.server.client_ca_file.as_ref().unwrap().ends_with("../certs/root-ca.crt"));
+        assert!(
+            c.server
+                .client_ca_file
+                .as_ref()
+                .unwrap()
+                .ends_with("../certs/root-ca.crt")
+        );
         c.validate().unwrap();
         c.apply_env(|k| (k == "NOTARY_SIGNER_DEFAULT_ALIAS").then(|| "other".to_owned()));
         assert_eq!(c.storage.default_alias, "other");
-        assert_eq!(alias_env_var("passwordalias1"), "NOTARY_SIGNER_PASSWORDALIAS1");
+        assert_eq!(
+            alias_env_var("passwordalias1"),
+            "NOTARY_SIGNER_PASSWORDALIAS1"
+        );
+        assert_eq!(alias_env_var("prod.2026"), "NOTARY_SIGNER_PROD_2026");
     }
 
     #[test]
@@ -227,12 +237,22 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("plain text"));
         c.server.tls_cert_file = Some("c".into());
         c.server.tls_key_file = Some("k".into());
-        assert!(c.validate().unwrap_err().to_string().contains("client_ca_file"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("client_ca_file")
+        );
         c.server.client_ca_file = Some("ca".into());
         c.validate().unwrap();
         assert_eq!(c.listen_addr(), "0.0.0.0:7899");
         c.storage.backend = "sqlite3".into();
         c.storage.db_url = "x.db".into();
-        assert!(c.validate().unwrap_err().to_string().contains("default_alias"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("default_alias")
+        );
     }
 }

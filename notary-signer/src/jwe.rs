@@ -77,7 +77,8 @@ pub fn seal(plaintext: &[u8], passphrase: &str) -> Result<String, JweError> {
     let mut cek = Zeroizing::new([0u8; 32]);
     let mut iv = [0u8; 12];
     rng.fill(&mut p2s).map_err(|_| JweError::Crypto("rng"))?;
-    rng.fill(cek.as_mut()).map_err(|_| JweError::Crypto("rng"))?;
+    rng.fill(cek.as_mut())
+        .map_err(|_| JweError::Crypto("rng"))?;
     rng.fill(&mut iv).map_err(|_| JweError::Crypto("rng"))?;
     let header = serde_json::to_vec(&Header {
         alg: KEYWRAP_ALG.into(),
@@ -101,7 +102,7 @@ pub fn seal(plaintext: &[u8], passphrase: &str) -> Result<String, JweError> {
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(iv),
             Aad::from(header_b64.as_bytes()),
-            &mut *buf,
+            &mut buf,
         )
         .map_err(|_| JweError::Crypto("gcm"))?;
     Ok(format!(
@@ -155,7 +156,7 @@ pub fn open(jwe: &str, passphrase: &str) -> Result<Zeroizing<Vec<u8>>, JweError>
         .open_in_place(
             Nonce::assume_unique_for_key(iv),
             Aad::from(header_b64.as_bytes()),
-            &mut *buf,
+            &mut buf,
         )
         .map_err(|_| JweError::Decrypt)?
         .len();

@@ -4,8 +4,9 @@
 //! generated) and then kept in memory as a parsed key whose secret parts live in
 //! `Zeroizing` buffers; nothing here formats key material into logs or errors.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use notary_core::keyfile::{private_key_from_tuf, tuf_private_bytes};
 use notary_core::{Algorithm, PrivateKey, Signer as _};
@@ -50,9 +51,12 @@ pub enum KeyError {
     Internal(String),
 }
 
+/// Reads an environment variable (or a test's stand-in).
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Passphrases by alias, read from `NOTARY_SIGNER_<ALIAS>` on first need.
 pub struct Passphrases {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
     cache: RwLock<HashMap<String, Zeroizing<String>>>,
 }
 
@@ -132,8 +136,13 @@ pub struct KeyService {
     default_alias: String,
     passphrases: Passphrases,
     loaded: RwLock<HashMap<String, Arc<LoadedKey>>>,
-    used: RwLock<HashSet<String>>,
+    /// When each key's `last_used` was last written.
+    used: RwLock<HashMap<String, Instant>>,
 }
+
+/// `last_used` is written on a key's first signature, then at most this often (Go
+/// writes it on every signature, a database write per signing request).
+const LAST_USED_EVERY: Duration = Duration::from_secs(60);
 
 impl KeyService {
     /// A service over `store`, sealing new keys under `default_alias`.
@@ -143,7 +152,7 @@ impl KeyService {
             default_alias,
             passphrases,
             loaded: RwLock::new(HashMap::new()),
-            used: RwLock::new(HashSet::new()),
+            used: RwLock::new(HashMap::new()),
         }
     }
 
@@ -163,7 +172,11 @@ impl KeyService {
         for (alias, (n, row)) in self.store.aliases().await? {
             let pass = self.passphrases.get(&alias)?;
             self.unseal(&row, &pass).map_err(|e| match e {
-                KeyError::Unseal { key_id, alias, cause } => KeyError::Unseal {
+                KeyError::Unseal {
+                    key_id,
+                    alias,
+                    cause,
+                } => KeyError::Unseal {
                     key_id,
                     alias: alias.clone(),
                     cause: format!(
@@ -187,14 +200,21 @@ impl KeyService {
         let raw = jwe::open(text, pass).map_err(|e| err(e.to_string()))?;
         let key = private_key_from_tuf(&row.algorithm, &raw).map_err(|e| err(e.to_string()))?;
         if key.public().public_bytes() != row.public.as_slice() {
-            return Err(err("private key does not match the stored public key".into()));
+            return Err(err(
+                "private key does not match the stored public key".into()
+            ));
         }
         Ok(key)
     }
 
     /// `CreateKey`: a never-used key for (gun, role, algorithm) if one exists, else a new
     /// one (ECDSA P-256 or Ed25519), sealed and stored.
-    pub async fn create_key(&self, algorithm: &str, gun: &str, role: &str) -> Result<KeyInfo, KeyError> {
+    pub async fn create_key(
+        &self,
+        algorithm: &str,
+        gun: &str,
+        role: &str,
+    ) -> Result<KeyInfo, KeyError> {
         let alg = match algorithm {
             "ecdsa" => Algorithm::EcdsaP256,
             "ed25519" => Algorithm::Ed25519,
@@ -290,25 +310,31 @@ impl KeyService {
         if let Ok(mut m) = self.loaded.write() {
             m.insert(key_id.to_owned(), Arc::clone(&loaded));
         }
-        if row.used {
-            if let Ok(mut u) = self.used.write() {
-                u.insert(key_id.to_owned());
-            }
-        }
         Ok(loaded)
     }
 
     /// `Sign`: signs the full message; returns the key, the signature method name
     /// (`ecdsa`, `eddsa`) and the signature bytes (ECDSA raw r‖s). The first signature
-    /// of a key records `last_used`, so `CreateKey` no longer hands it out.
-    pub async fn sign(&self, key_id: &str, msg: &[u8]) -> Result<(Arc<LoadedKey>, String, Vec<u8>), KeyError> {
+    /// of a key records `last_used`, so `CreateKey` no longer hands it out; later ones
+    /// refresh it at most once a minute.
+    pub async fn sign(
+        &self,
+        key_id: &str,
+        msg: &[u8],
+    ) -> Result<(Arc<LoadedKey>, String, Vec<u8>), KeyError> {
         let k = self.load(key_id).await?;
-        let (method, sig) = k.key.sign(msg).map_err(|e| KeyError::Internal(e.to_string()))?;
-        let known = self.used.read().is_ok_and(|u| u.contains(key_id));
-        if !known {
+        let (method, sig) = k
+            .key
+            .sign(msg)
+            .map_err(|e| KeyError::Internal(e.to_string()))?;
+        let fresh = self
+            .used
+            .read()
+            .is_ok_and(|u| u.get(key_id).is_some_and(|t| t.elapsed() < LAST_USED_EVERY));
+        if !fresh {
             self.store.mark_used(key_id).await?;
             if let Ok(mut u) = self.used.write() {
-                u.insert(key_id.to_owned());
+                u.insert(key_id.to_owned(), Instant::now());
             }
         }
         Ok((k, method.as_str().to_owned(), sig))
@@ -317,7 +343,11 @@ impl KeyService {
     /// Re-seals every key not under `new_alias` with that alias's passphrase, one row at
     /// a time (each an atomic conditional update), so signers keep running. Returns how
     /// many keys changed.
-    pub async fn reseal_all(&self, new_alias: &str, progress: impl Fn(usize, usize)) -> Result<usize, KeyError> {
+    pub async fn reseal_all(
+        &self,
+        new_alias: &str,
+        progress: impl Fn(usize, usize),
+    ) -> Result<usize, KeyError> {
         if self.store.is_memory() {
             return Ok(0);
         }
@@ -325,14 +355,17 @@ impl KeyService {
         let ids = self.store.keys_not_under(new_alias).await?;
         let mut changed = 0;
         for (i, id) in ids.iter().enumerate() {
-            let Some(row) = self.store.get(id).await? else { continue };
+            let Some(row) = self.store.get(id).await? else {
+                continue;
+            };
             if row.passphrase_alias == new_alias {
                 continue;
             }
             let old_pass = self.passphrases.get(&row.passphrase_alias)?;
             let key = self.unseal(&row, &old_pass)?;
             let raw = tuf_private_bytes(&key);
-            let sealed = jwe::seal(&raw, &new_pass).map_err(|e| KeyError::Internal(e.to_string()))?;
+            let sealed =
+                jwe::seal(&raw, &new_pass).map_err(|e| KeyError::Internal(e.to_string()))?;
             if self
                 .store
                 .reseal(id, &row.passphrase_alias, new_alias, sealed.as_bytes())

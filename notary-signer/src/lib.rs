@@ -4,6 +4,7 @@
 //! `grpc.health.v1` service, keys sealed as Go's JWE rows.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod client;
 pub mod config;
 pub mod jwe;
 pub mod keys;
@@ -31,7 +32,8 @@ impl From<KeyError> for Status {
     fn from(e: KeyError) -> Self {
         match e {
             KeyError::NotFound(_) => Status::not_found(e.to_string()),
-            KeyError::Algorithm(_) => Status::invalid_argument(e.to_string()),
+            // Go answers UNKNOWN here.
+            KeyError::Algorithm(_) => Status::unknown(e.to_string()),
             KeyError::Store(ref inner) => {
                 tracing::error!(error = %inner, "storage failure");
                 Status::unavailable("key storage unavailable")
@@ -78,7 +80,10 @@ impl KeyManagement for Grpc {
         }))
     }
 
-    async fn delete_key(&self, req: Request<proto::KeyId>) -> Result<Response<proto::Void>, Status> {
+    async fn delete_key(
+        &self,
+        req: Request<proto::KeyId>,
+    ) -> Result<Response<proto::Void>, Status> {
         let id = key_id_of(Some(req.into_inner()))?;
         self.keys.delete_key(&id).await?;
         Ok(Response::new(proto::Void {}))
@@ -132,7 +137,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<KeyStore> {
 }
 
 /// Builds the key service for a configuration and checks its passphrases.
-pub async fn key_service(config: &Config, passphrases: Passphrases) -> anyhow::Result<Arc<KeyService>> {
+pub async fn key_service(
+    config: &Config,
+    passphrases: Passphrases,
+) -> anyhow::Result<Arc<KeyService>> {
     let store = open_store(config).await?;
     let keys = KeyService::new(store, config.storage.default_alias.clone(), passphrases);
     keys.check_passphrases().await?;
@@ -176,9 +184,10 @@ pub async fn serve(
         let mut last_ok = true;
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(10)).await;
-            let ok = tokio::time::timeout(std::time::Duration::from_secs(5), watched.store().health())
-                .await
-                .is_ok_and(|r| r.is_ok());
+            let ok =
+                tokio::time::timeout(std::time::Duration::from_secs(5), watched.store().health())
+                    .await
+                    .is_ok_and(|r| r.is_ok());
             if ok != last_ok {
                 let status = if ok {
                     tracing::info!("database reachable again");
@@ -203,8 +212,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(health)
         .add_service(
-            KeyManagementServer::new(grpc.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            KeyManagementServer::new(grpc.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(SignerServer::new(grpc).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -49,14 +49,27 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse_from(go_style_args());
     let mut config = Config::load(&args.config)?;
     config.apply_env(|k| std::env::var(k).ok());
-    let level = if config.logging.level.is_empty() { "info".to_owned() } else { config.logging.level.clone() };
+    let level = if config.logging.level.is_empty() {
+        "info".to_owned()
+    } else {
+        config.logging.level.clone()
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("notary_signer={level}")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     if args.logf == "json" {
-        tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .init();
     } else {
-        tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .init();
     }
     if let Some(Command::Reseal { new_alias }) = args.command {
         if config.storage.backend == "memory" {
@@ -67,7 +80,9 @@ async fn main() -> anyhow::Result<()> {
         }
         let keys = notary_signer::key_service(&config, Passphrases::from_env()).await?;
         let n = keys
-            .reseal_all(&new_alias, |i, total| eprint!("\rresealing keys: {i}/{total}"))
+            .reseal_all(&new_alias, |i, total| {
+                eprint!("\rresealing keys: {i}/{total}")
+            })
             .await?;
         eprintln!();
         println!("re-sealed {n} key(s) under alias {new_alias}");
@@ -83,13 +98,14 @@ async fn main() -> anyhow::Result<()> {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]

@@ -7,9 +7,11 @@ use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row as _;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use tokio::sync::RwLock;
 
 /// Storage failures.
@@ -169,7 +171,8 @@ impl KeyStore {
 
     /// A key by ID.
     pub async fn get(&self, key_id: &str) -> Result<Option<KeyRow>, StoreError> {
-        let q = format!("SELECT {COLUMNS} FROM private_keys WHERE key_id = $1 AND deleted_at IS NULL");
+        let q =
+            format!("SELECT {COLUMNS} FROM private_keys WHERE key_id = $1 AND deleted_at IS NULL");
         on_sql!(self, pool => {
             match sqlx::query(&q).bind(key_id).fetch_optional(pool).await? {
                 Some(r) => Ok(Some(row_to_key!(r))),
@@ -179,8 +182,15 @@ impl KeyStore {
     }
 
     /// A never-used key for (gun, role, algorithm), lowest key ID first (Go's reuse rule).
-    pub async fn unused(&self, gun: &str, role: &str, algorithm: &str) -> Result<Option<KeyRow>, StoreError> {
-        let q = format!("SELECT {COLUMNS} FROM private_keys WHERE gun = $1 AND role = $2 AND algorithm = $3 AND last_used IS NULL AND deleted_at IS NULL ORDER BY key_id LIMIT 1");
+    pub async fn unused(
+        &self,
+        gun: &str,
+        role: &str,
+        algorithm: &str,
+    ) -> Result<Option<KeyRow>, StoreError> {
+        let q = format!(
+            "SELECT {COLUMNS} FROM private_keys WHERE gun = $1 AND role = $2 AND algorithm = $3 AND last_used IS NULL AND deleted_at IS NULL ORDER BY key_id LIMIT 1"
+        );
         on_sql!(self, pool => {
             match sqlx::query(&q).bind(gun).bind(role).bind(algorithm).fetch_optional(pool).await? {
                 Some(r) => Ok(Some(row_to_key!(r))),
@@ -195,9 +205,9 @@ impl KeyStore {
             .cloned()))
     }
 
-    /// Records that a key signed (only its first use changes the row).
+    /// Records that a key signed (`last_used`, `updated_at`).
     pub async fn mark_used(&self, key_id: &str) -> Result<(), StoreError> {
-        const Q: &str = "UPDATE private_keys SET last_used = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP WHERE key_id = $1 AND last_used IS NULL";
+        const Q: &str = "UPDATE private_keys SET last_used = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP WHERE key_id = $1";
         on_sql!(self, pool => {
             sqlx::query(Q).bind(key_id).execute(pool).await?;
         }, rows => {
@@ -208,9 +218,10 @@ impl KeyStore {
         Ok(())
     }
 
-    /// Deletes a key (succeeds for unknown IDs).
+    /// Deletes a key (succeeds for unknown IDs). Like Go, a soft delete: the row stays
+    /// with `deleted_at` set and is invisible from then on.
     pub async fn delete(&self, key_id: &str) -> Result<(), StoreError> {
-        const Q: &str = "DELETE FROM private_keys WHERE key_id = $1";
+        const Q: &str = "UPDATE private_keys SET deleted_at = CURRENT_TIMESTAMP WHERE key_id = $1 AND deleted_at IS NULL";
         on_sql!(self, pool => {
             sqlx::query(Q).bind(key_id).execute(pool).await?;
         }, rows => rows.write().await.retain(|k| k.key_id != key_id));
@@ -220,7 +231,9 @@ impl KeyStore {
     /// For each passphrase alias in use: how many keys, and one key sealed under it (to
     /// check the passphrase at start-up).
     pub async fn aliases(&self) -> Result<HashMap<String, (i64, KeyRow)>, StoreError> {
-        let q = format!("SELECT {COLUMNS} FROM private_keys WHERE deleted_at IS NULL AND id IN (SELECT MIN(id) FROM private_keys WHERE deleted_at IS NULL GROUP BY passphrase_alias)");
+        let q = format!(
+            "SELECT {COLUMNS} FROM private_keys WHERE deleted_at IS NULL AND id IN (SELECT MIN(id) FROM private_keys WHERE deleted_at IS NULL GROUP BY passphrase_alias)"
+        );
         const COUNT: &str = "SELECT passphrase_alias, COUNT(*) AS n FROM private_keys WHERE deleted_at IS NULL GROUP BY passphrase_alias";
         on_sql!(self, pool => {
             let mut counts = HashMap::new();
@@ -252,7 +265,13 @@ impl KeyStore {
     /// Replaces a key's sealed bytes and alias if it is still sealed under
     /// `old_alias` (so two re-sealers never overwrite each other). Returns whether it
     /// changed.
-    pub async fn reseal(&self, key_id: &str, old_alias: &str, new_alias: &str, private: &[u8]) -> Result<bool, StoreError> {
+    pub async fn reseal(
+        &self,
+        key_id: &str,
+        old_alias: &str,
+        new_alias: &str,
+        private: &[u8],
+    ) -> Result<bool, StoreError> {
         const Q: &str = "UPDATE private_keys SET private = $1, passphrase_alias = $2, updated_at = CURRENT_TIMESTAMP WHERE key_id = $3 AND passphrase_alias = $4";
         on_sql!(self, pool => {
             let n = sqlx::query(Q)

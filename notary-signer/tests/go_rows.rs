@@ -13,12 +13,17 @@ use notary_signer::store::{KeyRow, KeyStore};
 const PASS: &str = "signerpass-alias1";
 
 fn rows() -> Vec<serde_json::Value> {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/go-notary-0.7/signer-db/private_keys.json");
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/go-notary-0.7/signer-db/private_keys.json"
+    );
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
 fn b64(v: &serde_json::Value) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap())
+        .unwrap()
 }
 
 #[test]
@@ -33,11 +38,21 @@ fn every_go_row_opens_and_matches_its_public_key_and_id() {
             assert_eq!(raw.len(), 121, "SEC1 P-256 key");
         }
         let key = private_key_from_tuf(alg, &raw).unwrap();
-        assert_eq!(key.public().public_bytes(), b64(&r["public_b64"]).as_slice());
-        let kt = if alg == "ecdsa" { KeyType::Ecdsa } else { KeyType::Ed25519 };
+        assert_eq!(
+            key.public().public_bytes(),
+            b64(&r["public_b64"]).as_slice()
+        );
+        let kt = if alg == "ecdsa" {
+            KeyType::Ecdsa
+        } else {
+            KeyType::Ed25519
+        };
         let id = PublicKey::new(kt, b64(&r["public_b64"])).key_id();
         assert_eq!(id.as_str(), r["key_id"].as_str().unwrap());
-        assert!(matches!(jwe::open(jwe_text, "wrong"), Err(jwe::JweError::Decrypt)));
+        assert!(matches!(
+            jwe::open(jwe_text, "wrong"),
+            Err(jwe::JweError::Decrypt)
+        ));
     }
 }
 
@@ -65,7 +80,9 @@ async fn go_rows_sign_through_the_key_service_and_wrong_passphrase_is_named() {
     let ok = KeyService::new(
         store.clone(),
         "passwordalias1".into(),
-        Passphrases::with_lookup(|k| (k == "NOTARY_SIGNER_PASSWORDALIAS1").then(|| PASS.to_owned())),
+        Passphrases::with_lookup(|k| {
+            (k == "NOTARY_SIGNER_PASSWORDALIAS1").then(|| PASS.to_owned())
+        }),
     );
     ok.check_passphrases().await.unwrap();
     for r in rows() {
@@ -73,7 +90,11 @@ async fn go_rows_sign_through_the_key_service_and_wrong_passphrase_is_named() {
         let (key, method, sig) = ok.sign(id, b"{\"_type\":\"Timestamp\"}").await.unwrap();
         key.key
             .public()
-            .verify(&notary_core::SigMethod::parse(&method), b"{\"_type\":\"Timestamp\"}", &sig)
+            .verify(
+                &notary_core::SigMethod::parse(&method),
+                b"{\"_type\":\"Timestamp\"}",
+                &sig,
+            )
             .unwrap();
     }
     // Wrong passphrase: a clear start-up error naming alias and variable.
@@ -83,9 +104,19 @@ async fn go_rows_sign_through_the_key_service_and_wrong_passphrase_is_named() {
         Passphrases::with_lookup(|_| Some("nope".to_owned())),
     );
     let e = bad.check_passphrases().await.unwrap_err().to_string();
-    assert!(e.contains("passwordalias1") && e.contains("NOTARY_SIGNER_PASSWORDALIAS1"), "{e}");
+    assert!(
+        e.contains("passwordalias1") && e.contains("NOTARY_SIGNER_PASSWORDALIAS1"),
+        "{e}"
+    );
     // Missing variable: Go's message.
-    let missing = KeyService::new(store, "passwordalias1".into(), Passphrases::with_lookup(|_| None));
+    let missing = KeyService::new(
+        store,
+        "passwordalias1".into(),
+        Passphrases::with_lookup(|_| None),
+    );
     let e = missing.check_passphrases().await.unwrap_err().to_string();
-    assert!(e.contains("expected env variable to not be empty: passwordalias1"), "{e}");
+    assert!(
+        e.contains("expected env variable to not be empty: passwordalias1"),
+        "{e}"
+    );
 }

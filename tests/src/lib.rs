@@ -347,3 +347,67 @@ impl Drop for Postgres {
         let _ = self.child.wait();
     }
 }
+
+/// A binary of this workspace (built by `cargo build --workspace --all-targets`, which
+/// `scripts/test.sh` runs before the tests), next to the test executable's `deps/`.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is not built: run `cargo build --workspace --all-targets` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process killed (and reaped) when dropped, with its stderr in a file.
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+    /// Its stderr.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stderr to `log` and stdout piped.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    }
+
+    /// The first stdout line (a start-up banner); panics with the log if the process
+    /// exits first.
+    pub fn banner(&mut self) -> String {
+        use std::io::BufRead as _;
+        let stdout = self.child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            !line.is_empty(),
+            "process exited before its banner: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        line.trim().to_owned()
+    }
+
+    /// Kills the process now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
