@@ -629,3 +629,80 @@ fn server_reports_a_dead_signer_and_recovers_when_it_returns() {
     let list = ok(notary(&trust, &url, &["list", gun]), "list", &[&server.log]);
     assert!(list.contains("v1") && list.contains("v2"), "{list}");
 }
+
+#[test]
+fn keys_are_resealed_under_a_new_alias_while_signers_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("signer.db");
+    let cfg = signer_config(dir.path(), 0, "sqlite3", db.to_str().unwrap());
+    let both = [
+        ("NOTARY_SIGNER_ALIAS1", PASS),
+        ("NOTARY_SIGNER_ALIAS2", "pass-2"),
+    ];
+    let (running, port) = our_signer(&cfg, &both);
+    let keys = rt().block_on(async {
+        let c = client(port, server_identity());
+        let mut keys = Vec::new();
+        for role in ["timestamp", "snapshot"] {
+            keys.push(
+                c.create_key("ecdsa", "example.com/reseal", role)
+                    .await
+                    .unwrap(),
+            );
+        }
+        keys
+    });
+    // Re-seal while the signer runs.
+    let out = Command::new(workspace_bin("notary-signer"))
+        .arg("-config")
+        .arg(&cfg)
+        .args(["reseal", "alias2"])
+        .envs(both)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("re-sealed 2 key(s) under alias alias2"));
+    // The running signer keeps signing.
+    rt().block_on(async {
+        let c = client(port, server_identity());
+        for k in &keys {
+            let (m, s) = c.sign(k.key_id().as_str(), b"during").await.unwrap();
+            k.verify(&m, b"during", &s).unwrap();
+        }
+    });
+    drop(running);
+    // Rows now open with alias2 only: a signer without alias1's variable starts and signs.
+    let (_after, port) = our_signer(
+        &cfg,
+        &[
+            ("NOTARY_SIGNER_ALIAS1", "x"),
+            ("NOTARY_SIGNER_ALIAS2", "pass-2"),
+            ("NOTARY_SIGNER_DEFAULT_ALIAS", "alias2"),
+        ],
+    );
+    rt().block_on(async {
+        let c = client(port, server_identity());
+        for k in &keys {
+            let (m, s) = c.sign(k.key_id().as_str(), b"after").await.unwrap();
+            k.verify(&m, b"after", &s).unwrap();
+        }
+        let store = notary_signer::store::KeyStore::open_sqlite(db.to_str().unwrap())
+            .await
+            .unwrap();
+        let aliases = store.aliases().await.unwrap();
+        assert_eq!(aliases.keys().collect::<Vec<_>>(), ["alias2"]);
+    });
+    // Running it again changes nothing.
+    let out = Command::new(workspace_bin("notary-signer"))
+        .arg("-config")
+        .arg(&cfg)
+        .args(["reseal", "alias2"])
+        .envs(both)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("re-sealed 0 key(s)"));
+}
