@@ -447,13 +447,33 @@ impl Store {
     pub async fn commit(&self, gun: &str, files: &[NewFile]) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(pool) => {
+                if files.is_empty() {
+                    return Ok(());
+                }
                 let _writer = self.writes.lock().await;
-                // BEGIN IMMEDIATE takes the write lock up front (another process sharing
-                // the file then waits on busy_timeout instead of failing a lock upgrade
-                // half-way). The transaction rolls back if dropped unfinished.
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                commit_rows!(&mut *tx, gun, files)?;
-                tx.commit().await?;
+                // One statement, so one implicit transaction and one round trip: the
+                // triggers of migration 0002 refuse non-increasing versions (aborting
+                // the whole statement) and append the changefeed row.
+                let now = now_text();
+                let shas: Vec<String> = files.iter().map(|f| sha256_hex(&f.data)).collect();
+                let sql = insert_files_sql(files.len());
+                let mut q = sqlx::query(&sql);
+                for (f, sha) in files.iter().zip(&shas) {
+                    q = q
+                        .bind(&now)
+                        .bind(&now)
+                        .bind(gun)
+                        .bind(&f.role)
+                        .bind(f.version)
+                        .bind(&f.data)
+                        .bind(sha);
+                }
+                q.execute(pool).await.map_err(|e| match &e {
+                    sqlx::Error::Database(d) if d.message().contains("notary: version conflict") => {
+                        StoreError::Version { role: String::new() }
+                    }
+                    _ => unique_to_version(e),
+                })?;
                 Ok(())
             }
             Backend::Postgres(pool) => {
