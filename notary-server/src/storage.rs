@@ -203,6 +203,24 @@ fn insert_files_sql(n: usize) -> String {
     )
 }
 
+/// The query of [`insert_files_sql`] with every file's values bound.
+macro_rules! insert_files_query {
+    ($sql:expr, $gun:expr, $files:expr, $now:expr, $shas:expr) => {{
+        let mut q = sqlx::query($sql);
+        for (f, sha) in $files.iter().zip($shas) {
+            q = q
+                .bind($now)
+                .bind($now)
+                .bind($gun)
+                .bind(&f.role)
+                .bind(f.version)
+                .bind(&f.data)
+                .bind(sha);
+        }
+        q
+    }};
+}
+
 /// Version checks and inserts of one update, inside an open transaction: three
 /// statements whatever the number of files (each statement is a round trip).
 macro_rules! commit_rows {
@@ -230,18 +248,10 @@ macro_rules! commit_rows {
             }
             let shas: Vec<String> = files.iter().map(|f| sha256_hex(&f.data)).collect();
             let sql = insert_files_sql(files.len());
-            let mut q = sqlx::query(&sql);
-            for (f, sha) in files.iter().zip(&shas) {
-                q = q
-                    .bind(&now)
-                    .bind(&now)
-                    .bind($gun)
-                    .bind(&f.role)
-                    .bind(f.version)
-                    .bind(&f.data)
-                    .bind(sha);
-            }
-            q.execute(&mut *$conn).await.map_err(unique_to_version)?;
+            insert_files_query!(&sql, $gun, files, &now, &shas)
+                .execute(&mut *$conn)
+                .await
+                .map_err(unique_to_version)?;
             if let Some((f, sha)) = files.iter().zip(&shas).find(|(f, _)| f.role == "timestamp") {
                 sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')")
                     .bind(&now)
@@ -457,20 +467,14 @@ impl Store {
                 let now = now_text();
                 let shas: Vec<String> = files.iter().map(|f| sha256_hex(&f.data)).collect();
                 let sql = insert_files_sql(files.len());
-                let mut q = sqlx::query(&sql);
-                for (f, sha) in files.iter().zip(&shas) {
-                    q = q
-                        .bind(&now)
-                        .bind(&now)
-                        .bind(gun)
-                        .bind(&f.role)
-                        .bind(f.version)
-                        .bind(&f.data)
-                        .bind(sha);
-                }
+                let q = insert_files_query!(&sql, gun, files, &now, &shas);
                 q.execute(pool).await.map_err(|e| match &e {
-                    sqlx::Error::Database(d) if d.message().contains("notary: version conflict") => {
-                        StoreError::Version { role: String::new() }
+                    sqlx::Error::Database(d)
+                        if d.message().contains("notary: version conflict") =>
+                    {
+                        StoreError::Version {
+                            role: String::new(),
+                        }
                     }
                     _ => unique_to_version(e),
                 })?;

@@ -73,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
         c.health().await?;
         for _ in 0..a.inflight {
             let (c, id, msg) = (c.clone(), id.clone(), Arc::clone(&msg));
-            let (done, count, errors) = (Arc::clone(&done), Arc::clone(&count), Arc::clone(&errors));
+            let (done, count, errors) =
+                (Arc::clone(&done), Arc::clone(&count), Arc::clone(&errors));
             tasks.push(tokio::spawn(async move {
                 while !done.load(Ordering::Relaxed) {
                     match c.sign(&id, &msg).await {
