@@ -1,0 +1,40 @@
+//! `notary`: the client of a Notary v1 server (Go Notary 0.7 compatible), image signing
+//! for docker versions without `docker trust`, and the `pki` certificate tool.
+
+mod pki;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "notary",
+    version,
+    about = "Notary client: sign and verify TUF trust data; `notary pki` manages certificates",
+    after_help = "Examples:\n  notary pki ca init --cn \"Example Root CA\" --out-dir ca\n  notary pki issue server --ca-dir ca --cn notary.example.com --san DNS:notary.example.com,IP:10.0.0.5 --out-dir certs\n  notary pki verify --ca ca/ca.crt certs/notary.example.com.crt"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Certificate authority and certificates (TLS, mutual TLS, delegations).
+    #[command(subcommand)]
+    Pki(pki::Pki),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Pki(p) => pki::run(p),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            // Go's CLI prints fatal errors this way.
+            eprintln!("* fatal: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
