@@ -1,6 +1,8 @@
 //! `notary`: the client of a Notary v1 server (Go Notary 0.7 compatible), image signing
 //! for docker versions without `docker trust`, and the `pki` certificate tool.
 
+mod client;
+mod commands;
 mod pki;
 
 use clap::{Parser, Subcommand};
@@ -13,6 +15,8 @@ use clap::{Parser, Subcommand};
     after_help = "Examples:\n  notary pki ca init --cn \"Example Root CA\" --out-dir ca\n  notary pki issue server --ca-dir ca --cn notary.example.com --san DNS:notary.example.com,IP:10.0.0.5 --out-dir certs\n  notary pki verify --ca ca/ca.crt certs/notary.example.com.crt"
 )]
 struct Cli {
+    #[command(flatten)]
+    global: client::GlobalOpts,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -22,12 +26,15 @@ enum Cmd {
     /// Certificate authority and certificates (TLS, mutual TLS, delegations).
     #[command(subcommand)]
     Pki(pki::Pki),
+    #[command(flatten)]
+    Repo(commands::RepoCmd),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Pki(p) => pki::run(p),
+        Cmd::Repo(c) => commands::run(c, &cli.global),
     };
     match result {
         Ok(code) => std::process::exit(code),

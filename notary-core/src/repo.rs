@@ -75,6 +75,14 @@ pub enum EditError {
     /// Time out of range.
     #[error(transparent)]
     Time(#[from] TimeError),
+    /// A local file that is not valid metadata.
+    #[error("unusable local {role} metadata: {reason}")]
+    Local {
+        /// Role.
+        role: String,
+        /// Reason.
+        reason: String,
+    },
 }
 
 /// Signers by canonical key ID.
@@ -260,6 +268,54 @@ impl RepoEditor {
             dirty: BTreeSet::new(),
             expiries: Expiries::default(),
         }
+    }
+
+    /// Starts from files signed locally but never published (`notary init` without
+    /// `-p`): the root is kept as signed (upload it as is); targets and snapshot are
+    /// staged to be signed again with whatever changes come on top. The root must
+    /// verify against itself.
+    pub fn from_unpublished(
+        gun: Gun,
+        root: &[u8],
+        targets: &[u8],
+        snapshot: Option<&[u8]>,
+        now: OffsetDateTime,
+    ) -> Result<Self, EditError> {
+        let local = |role: &str, reason: String| EditError::Local {
+            role: role.to_owned(),
+            reason,
+        };
+        let r = Signed::<Root>::parse(root.to_vec()).map_err(|e| local("root", e.to_string()))?;
+        let r = crate::verify::verify_root(
+            r,
+            &gun,
+            None,
+            &crate::verify::TrustPinning::default(),
+            now,
+        )
+        .map_err(|e| local("root", e.to_string()))?;
+        let t = Signed::<Targets>::parse(targets.to_vec())
+            .map_err(|e| local("targets", e.to_string()))?;
+        let sn = snapshot
+            .map(|b| Signed::<Snapshot>::parse(b.to_vec()))
+            .transpose()
+            .map_err(|e| local("snapshot", e.to_string()))?;
+        let mut files = BTreeMap::new();
+        files.insert(RoleName::root(), root.to_vec());
+        files.insert(RoleName::targets(), targets.to_vec());
+        let mut all_targets = BTreeMap::new();
+        all_targets.insert(RoleName::targets(), t.signed().clone());
+        Ok(RepoEditor {
+            gun,
+            root: (*r).clone(),
+            previous_root: None,
+            targets: all_targets,
+            snapshot: sn.map(|s| s.signed().clone()),
+            timestamp: None,
+            files,
+            dirty: [RoleName::targets(), RoleName::snapshot()].into_iter().collect(),
+            expiries: Expiries::default(),
+        })
     }
 
     /// Overrides the expiries used when signing.

@@ -1,0 +1,819 @@
+//! The client's local state and transport: configuration (`~/.notary/config.json` and the
+//! global flags), the trust directory (key files, metadata cache, changelists, all in Go
+//! Notary's formats so Go's `notary` can work on the same directory), passphrases and the
+//! HTTPS connection to a Notary server.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use notary_core::keyfile::{KeyFile, PassphraseFlavor, passphrase_env_var};
+use notary_core::update::{Cache, FetchRequest, Remote, Repository};
+use notary_core::{Gun, KeyId, PrivateKey, RoleName, TrustPinning};
+use zeroize::Zeroizing;
+
+/// Go's default server when neither `-s` nor the config file names one.
+pub const DEFAULT_SERVER: &str = "https://notary-server:4443";
+
+/// Global options (Go's persistent flags).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct GlobalOpts {
+    /// Path to the configuration file (default ~/.notary/config.json).
+    #[arg(short = 'c', long = "configFile", global = true)]
+    pub config_file: Option<PathBuf>,
+    /// Directory where the trust data is kept (default ~/.notary).
+    #[arg(short = 'd', long = "trustDir", global = true)]
+    pub trust_dir: Option<PathBuf>,
+    /// URL of the Notary server.
+    #[arg(short = 's', long = "server", global = true)]
+    pub server: Option<String>,
+    /// CA certificate(s) trusted for the server (replaces the system roots).
+    #[arg(long = "tlscacert", global = true)]
+    pub tls_ca_cert: Option<PathBuf>,
+    /// TLS client certificate.
+    #[arg(long = "tlscert", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS client key.
+    #[arg(long = "tlskey", global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// Debug output.
+    #[arg(short = 'D', long = "debug", global = true)]
+    pub debug: bool,
+    /// Verbose output.
+    #[arg(short = 'v', long = "verbose", global = true)]
+    pub verbose: bool,
+}
+
+/// Effective settings: flags over the configuration file over defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The trust directory.
+    pub trust_dir: PathBuf,
+    /// Server URL (no trailing slash).
+    pub server: String,
+    /// Exclusive CA bundle for the server, if any.
+    pub root_ca: Option<PathBuf>,
+    /// Client certificate and key.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Skip server certificate verification (config `skipTLSVerify`).
+    pub skip_verify: bool,
+    /// Trust pinning.
+    pub pinning: TrustPinning,
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+fn expand_tilde(p: &str) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => home().join(rest),
+        None if p == "~" => home(),
+        None => PathBuf::from(p),
+    }
+}
+
+impl Settings {
+    /// Reads the configuration file (a missing default file is fine; a missing explicit
+    /// one is an error) and applies the flags.
+    pub fn load(g: &GlobalOpts) -> anyhow::Result<Settings> {
+        let (path, explicit) = match &g.config_file {
+            Some(p) => (p.clone(), true),
+            None => (home().join(".notary/config.json"), false),
+        };
+        let cfg: serde_json::Value = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .with_context(|| format!("could not read config file {}", path.display()))?,
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+            Err(e) => bail!("could not read config file {}: {e}", path.display()),
+        };
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let rel = |v: &serde_json::Value| -> Option<PathBuf> {
+            v.as_str().filter(|s| !s.is_empty()).map(|s| {
+                let p = expand_tilde(s);
+                if p.is_relative() { base.join(p) } else { p }
+            })
+        };
+        let rs = &cfg["remote_server"];
+        let trust_dir = g
+            .trust_dir
+            .clone()
+            .or_else(|| cfg["trust_dir"].as_str().map(expand_tilde))
+            .unwrap_or_else(|| home().join(".notary"));
+        let server = g
+            .server
+            .clone()
+            .or_else(|| rs["url"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| DEFAULT_SERVER.to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        let root_ca = g.tls_ca_cert.clone().or_else(|| rel(&rs["root_ca"]));
+        let cert = g.tls_cert.clone().or_else(|| rel(&rs["tls_client_cert"]));
+        let key = g.tls_key.clone().or_else(|| rel(&rs["tls_client_key"]));
+        let client_cert = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => bail!("tls_client_cert and tls_client_key must be given together"),
+        };
+        let mut pinning = TrustPinning::default();
+        let tp = &cfg["trust_pinning"];
+        if let Some(certs) = tp["certs"].as_object() {
+            for (gun, ids) in certs {
+                let ids = ids
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().and_then(|s| KeyId::new(s).ok()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                pinning.certs.insert(gun.clone(), ids);
+            }
+        }
+        if let Some(ca) = tp["ca"].as_object() {
+            for (prefix, file) in ca {
+                if let Some(f) = file.as_str() {
+                    let pem = std::fs::read(expand_tilde(f))
+                        .with_context(|| format!("trust_pinning.ca file {f}"))?;
+                    pinning.ca.insert(prefix.clone(), pem);
+                }
+            }
+        }
+        pinning.disable_tofu = tp["disable_tofu"].as_bool().unwrap_or(false);
+        Ok(Settings {
+            trust_dir,
+            server,
+            root_ca,
+            client_cert,
+            skip_verify: rs["skipTLSVerify"].as_bool().unwrap_or(false),
+            pinning,
+        })
+    }
+
+    /// `tuf/<gun>/` of the trust directory.
+    pub fn gun_dir(&self, gun: &Gun) -> PathBuf {
+        self.trust_dir.join("tuf").join(gun.as_str())
+    }
+
+    /// `private/`.
+    pub fn private_dir(&self) -> PathBuf {
+        self.trust_dir.join("private")
+    }
+
+    /// The server's host as Go prints it in errors (`host:port`).
+    pub fn server_host(&self) -> String {
+        let s = self.server.split("://").nth(1).unwrap_or(&self.server);
+        s.split('/').next().unwrap_or(s).to_owned()
+    }
+}
+
+/// Creates `dir` (and parents) with mode 0700.
+pub fn mkdir_private(dir: &Path) -> anyhow::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// Writes a file atomically with mode 0600.
+pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent() {
+        mkdir_private(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------
+// Passphrases
+
+/// Go's passphrase retriever for the `notary` CLI: environment variables by alias
+/// (spec §9.3), else prompts on the terminal; answers cached per alias.
+#[derive(Default)]
+pub struct Passphrases {
+    cache: BTreeMap<String, Zeroizing<String>>,
+}
+
+impl Passphrases {
+    fn env(alias: &str) -> Option<Zeroizing<String>> {
+        std::env::var(passphrase_env_var(alias, PassphraseFlavor::Notary))
+            .ok()
+            .map(Zeroizing::new)
+    }
+
+    fn display_alias(alias: &str) -> &str {
+        alias
+    }
+
+    /// The passphrase to encrypt a new key of `alias`.
+    pub fn for_new_key(&mut self, alias: &str, key_id: &str) -> anyhow::Result<Zeroizing<String>> {
+        if let Some(p) = self.cache.get(alias) {
+            return Ok(p.clone());
+        }
+        if let Some(p) = Self::env(alias) {
+            self.cache.insert(alias.to_owned(), p.clone());
+            return Ok(p);
+        }
+        require_tty()?;
+        if alias == "root" {
+            eprintln!(
+                "You are about to create a new root signing key passphrase. This passphrase\nwill be used to protect the most sensitive key in your signing system. Please\nchoose a long, complex passphrase and be careful to keep the password and the\nkey file itself secure and backed up. It is highly recommended that you use a\npassword manager to generate the passphrase and keep it safe. There will be no\nway to recover this key. You can find the key in your config directory."
+            );
+        }
+        let short = &key_id[..key_id.len().min(7)];
+        for _ in 0..3 {
+            let p = Zeroizing::new(rpassword::prompt_password(format!(
+                "Enter passphrase for new {} key with ID {short}: ",
+                Self::display_alias(alias)
+            ))?);
+            if p.chars().count() < 8 {
+                eprintln!("Passphrase is too short. Please use a password manager to generate and store a good random passphrase.");
+                continue;
+            }
+            let again = Zeroizing::new(rpassword::prompt_password(format!(
+                "Repeat passphrase for new {} key with ID {short}: ",
+                Self::display_alias(alias)
+            ))?);
+            if *again != *p {
+                eprintln!("Passphrases do not match. Please retry.");
+                continue;
+            }
+            self.cache.insert(alias.to_owned(), p.clone());
+            return Ok(p);
+        }
+        bail!("too many attempts")
+    }
+
+    /// Decrypts a key file, asking for the passphrase of `alias` as Go does.
+    pub fn open(&mut self, pem: &[u8], alias: &str, key_id: &str) -> anyhow::Result<KeyFile> {
+        if !KeyFile::is_encrypted(pem)? {
+            return Ok(KeyFile::decode(pem, None)?);
+        }
+        if let Some(p) = self.cache.get(alias).cloned() {
+            if let Ok(k) = KeyFile::decode(pem, Some(&p)) {
+                return Ok(k);
+            }
+        }
+        if let Some(p) = Self::env(alias) {
+            return match KeyFile::decode(pem, Some(&p)) {
+                Ok(k) => {
+                    self.cache.insert(alias.to_owned(), p);
+                    Ok(k)
+                }
+                Err(notary_core::keyfile::KeyFileError::WrongPassphrase) => bail!(
+                    "could not decrypt the {alias} key {key_id}: wrong passphrase in {}",
+                    passphrase_env_var(alias, PassphraseFlavor::Notary)
+                ),
+                Err(e) => Err(e.into()),
+            };
+        }
+        require_tty()?;
+        let short = &key_id[..key_id.len().min(7)];
+        for _ in 0..3 {
+            let p = Zeroizing::new(rpassword::prompt_password(format!(
+                "Enter passphrase for {} key with ID {short}: ",
+                Self::display_alias(alias)
+            ))?);
+            match KeyFile::decode(pem, Some(&p)) {
+                Ok(k) => {
+                    self.cache.insert(alias.to_owned(), p);
+                    return Ok(k);
+                }
+                Err(notary_core::keyfile::KeyFileError::WrongPassphrase) => {
+                    eprintln!("Passphrase incorrect. Please retry.");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bail!("could not decrypt the {alias} key {key_id}: too many passphrase attempts")
+    }
+}
+
+fn require_tty() -> anyhow::Result<()> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("Please either use environment variables or STDIN with a terminal to provide key passphrases");
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------
+// Key store: `private/<canonical id>.key`
+
+/// One key file, read without decrypting it.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    /// Canonical key ID (the file name).
+    pub id: String,
+    /// `role` header.
+    pub role: String,
+    /// `gun` header.
+    pub gun: Option<String>,
+}
+
+/// The key files of a trust directory.
+pub struct KeyStore {
+    dir: PathBuf,
+}
+
+impl KeyStore {
+    /// `private/` of `settings`.
+    pub fn new(settings: &Settings) -> KeyStore {
+        KeyStore {
+            dir: settings.private_dir(),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Every key file (sorted by role, then GUN, then ID, as Go lists them).
+    pub fn list(&self) -> anyhow::Result<Vec<StoredKey>> {
+        let mut out = Vec::new();
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in rd {
+            let path = entry?.path();
+            let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".key"))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let Ok(block) = notary_core::pem::decode_one(&bytes) else { continue };
+            out.push(StoredKey {
+                id,
+                role: block.header("role").unwrap_or("").to_owned(),
+                gun: block.header("gun").map(str::to_owned),
+            });
+        }
+        out.sort_by(|a, b| (&a.role, &a.gun, &a.id).cmp(&(&b.role, &b.gun, &b.id)));
+        Ok(out)
+    }
+
+    /// The key with canonical ID `id`, decrypted.
+    pub fn load(&self, id: &str, pass: &mut Passphrases) -> anyhow::Result<Option<KeyFile>> {
+        let path = self.dir.join(format!("{id}.key"));
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let role = notary_core::pem::decode_one(&bytes)
+            .ok()
+            .and_then(|b| b.header("role").map(str::to_owned))
+            .unwrap_or_default();
+        Ok(Some(pass.open(&bytes, &role, id)?))
+    }
+
+    /// Stores a key encrypted under the passphrase for `role` (`gun` header for base
+    /// roles other than root, as Go writes it). Returns its canonical ID.
+    pub fn add(
+        &self,
+        key: &PrivateKey,
+        role: &str,
+        gun: Option<&Gun>,
+        pass: &mut Passphrases,
+    ) -> anyhow::Result<String> {
+        let id = key.public().canonical_id()?.to_string();
+        let p = pass.for_new_key(role, &id)?;
+        let gun = match role {
+            "targets" | "snapshot" | "timestamp" => gun,
+            _ => None,
+        };
+        let pem = KeyFile::encode(key, role, gun, Some(&p))?;
+        write_private(&self.dir.join(format!("{id}.key")), pem.as_bytes())?;
+        Ok(id)
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Metadata cache: `tuf/<gun>/metadata/<role>.json`
+
+/// The cached metadata of one GUN.
+pub struct MetadataCache {
+    dir: PathBuf,
+}
+
+impl MetadataCache {
+    /// `tuf/<gun>/metadata/`.
+    pub fn new(settings: &Settings, gun: &Gun) -> Self {
+        MetadataCache {
+            dir: settings.gun_dir(gun).join("metadata"),
+        }
+    }
+
+    fn path(&self, role: &str) -> PathBuf {
+        self.dir.join(format!("{role}.json"))
+    }
+
+    /// A cached file.
+    pub fn get(&self, role: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.path(role)).ok()
+    }
+
+    /// Stores a file.
+    pub fn put(&self, role: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        write_private(&self.path(role), bytes)
+    }
+
+    /// What the update engine starts from.
+    pub fn engine_cache(&self) -> Cache {
+        let mut c = Cache {
+            root: self.get("root"),
+            timestamp: self.get("timestamp"),
+            snapshot: self.get("snapshot"),
+            targets: BTreeMap::new(),
+        };
+        if let Some(t) = self.get("targets") {
+            c.targets.insert(RoleName::targets(), t);
+        }
+        let deleg = self.dir.join("targets");
+        let mut stack = vec![deleg];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Some(rel) = p
+                    .strip_prefix(&self.dir)
+                    .ok()
+                    .and_then(|r| r.to_str())
+                    .and_then(|r| r.strip_suffix(".json"))
+                {
+                    if let (Ok(role), Ok(b)) = (RoleName::new(rel), std::fs::read(&p)) {
+                        c.targets.insert(role, b);
+                    }
+                }
+            }
+        }
+        c
+    }
+
+    /// Writes every file of a verified repository.
+    pub fn store(&self, repo: &Repository) -> anyhow::Result<()> {
+        self.put("root", repo.root().file_bytes())?;
+        self.put("timestamp", repo.timestamp().file_bytes())?;
+        self.put("snapshot", repo.snapshot().file_bytes())?;
+        for (name, role) in repo.roles() {
+            self.put(name.as_str(), role.metadata.file_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Changelist: `tuf/<gun>/changelist/<%020d nanos>_<uuid>.change`
+
+/// One staged change, in Go's JSON shape (fields in Go's order).
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub struct Change {
+    /// `create`, `update`, `delete`.
+    pub action: String,
+    /// The scope: `targets`, `targets/x`, `root`.
+    pub role: String,
+    /// `target`, `delegation`, `witness`, `role`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Target name (or `""`).
+    pub path: String,
+    /// Base64 of the inner JSON, or null.
+    pub data: Option<String>,
+}
+
+impl Change {
+    /// The decoded `data`.
+    pub fn data_bytes(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.data
+            .as_deref()
+            .map(|d| base64::engine::general_purpose::STANDARD.decode(d))
+            .transpose()
+            .context("changelist data is not base64")
+    }
+}
+
+/// The changelist of one GUN.
+pub struct Changelist {
+    dir: PathBuf,
+}
+
+impl Changelist {
+    /// `tuf/<gun>/changelist/`.
+    pub fn new(settings: &Settings, gun: &Gun) -> Self {
+        Changelist {
+            dir: settings.gun_dir(gun).join("changelist"),
+        }
+    }
+
+    /// Changes in application order (file-name order), with their files.
+    pub fn list(&self) -> anyhow::Result<Vec<(PathBuf, Change)>> {
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "change"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        files.sort();
+        let mut out = Vec::with_capacity(files.len());
+        for f in files {
+            let bytes = std::fs::read(&f)?;
+            let c: Change = serde_json::from_slice(&bytes)
+                .with_context(|| format!("corrupt change file {}", f.display()))?;
+            out.push((f, c));
+        }
+        Ok(out)
+    }
+
+    /// Stages a change.
+    pub fn add(&self, change: &Change) -> anyhow::Result<()> {
+        let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let mut u = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut u)
+            .map_err(|_| anyhow::anyhow!("random"))?;
+        u[6] = (u[6] & 0x0f) | 0x40;
+        u[8] = (u[8] & 0x3f) | 0x80;
+        let h = hex::encode(u);
+        let name = format!(
+            "{nanos:020}_{}-{}-{}-{}-{}.change",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        );
+        write_private(&self.dir.join(name), &serde_json::to_vec(change)?)
+    }
+
+    /// Deletes every staged change.
+    pub fn clear(&self) -> anyhow::Result<()> {
+        for (f, _) in self.list()? {
+            std::fs::remove_file(&f)?;
+        }
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// HTTPS to the server
+
+/// An HTTP(S) connection to a Notary server.
+pub struct Server {
+    agent: ureq::Agent,
+    base: String,
+    host: String,
+}
+
+/// Transport errors (Go's messages where they matter to users).
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Could not talk to the server at all.
+    #[error("could not reach {host}: {cause}")]
+    Unreachable {
+        /// host:port.
+        host: String,
+        /// Cause.
+        cause: String,
+    },
+    /// The server answered with an error.
+    #[error("trust server returned {status}{detail}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Error detail from the body.
+        detail: String,
+    },
+    /// Authentication is required (token auth comes with its own support).
+    #[error("you are not authorized to perform this operation: server returned 401.")]
+    Unauthorized,
+    /// Body larger than allowed.
+    #[error("trust server returned a bad response.")]
+    TooLarge,
+}
+
+impl Server {
+    /// Prepares a connection per `settings` (TLS roots, client certificate).
+    pub fn new(settings: &Settings) -> anyhow::Result<Server> {
+        use ureq::tls::{Certificate, ClientCert, PrivateKey as TlsKey, RootCerts, TlsConfig};
+        let mut tls = TlsConfig::builder();
+        if let Some(ca) = &settings.root_ca {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|i| match i {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                bail!("no certificate in {}", ca.display());
+            }
+            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+        }
+        if let Some((c, k)) = &settings.client_cert {
+            let cpem = std::fs::read(c).with_context(|| format!("reading {}", c.display()))?;
+            let kpem = Zeroizing::new(std::fs::read(k).with_context(|| format!("reading {}", k.display()))?);
+            let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&cpem)
+                .filter_map(|i| match i {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            let key = TlsKey::from_pem(&kpem).with_context(|| format!("reading {}", k.display()))?;
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&certs, key)));
+        }
+        if settings.skip_verify {
+            tls = tls.disable_verification(true);
+        }
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls.build())
+            .http_status_as_error(false)
+            .timeout_connect(Some(std::time::Duration::from_secs(30)))
+            .timeout_global(Some(std::time::Duration::from_secs(120)))
+            .user_agent("notary-rs")
+            .build()
+            .new_agent();
+        Ok(Server {
+            agent,
+            base: settings.server.clone(),
+            host: settings.server_host(),
+        })
+    }
+
+    fn url(&self, gun: &Gun, file: &str) -> String {
+        format!("{}/v2/{}/_trust/tuf/{file}", self.base, gun.as_str())
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> TransportError {
+        TransportError::Unreachable {
+            host: self.host.clone(),
+            cause: e.to_string(),
+        }
+    }
+
+    fn read_body(resp: ureq::http::Response<ureq::Body>, limit: u64) -> Result<Vec<u8>, TransportError> {
+        if let Some(len) = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > limit {
+                return Err(TransportError::TooLarge);
+            }
+        }
+        let mut out = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| TransportError::Unreachable {
+                host: String::new(),
+                cause: e.to_string(),
+            })?;
+        if out.len() as u64 > limit {
+            return Err(TransportError::TooLarge);
+        }
+        Ok(out)
+    }
+
+    fn status_error(resp: ureq::http::Response<ureq::Body>) -> TransportError {
+        let status = resp.status().as_u16();
+        if status == 401 {
+            return TransportError::Unauthorized;
+        }
+        let body = Self::read_body(resp, 1024).unwrap_or_default();
+        let detail = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v["errors"][0]["message"].as_str().map(|m| {
+                    let d = &v["errors"][0]["detail"];
+                    if d.is_null() { format!(": {m}") } else { format!(": {m} {d}") }
+                })
+            })
+            .unwrap_or_default();
+        TransportError::Status { status, detail }
+    }
+
+    /// GET a metadata file; `None` on 404.
+    pub fn get(&self, gun: &Gun, file: &str, limit: u64) -> Result<Option<Vec<u8>>, TransportError> {
+        let resp = self
+            .agent
+            .get(&self.url(gun, file))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        match resp.status().as_u16() {
+            200 => Self::read_body(resp, limit).map(Some),
+            404 => Ok(None),
+            _ => Err(Self::status_error(resp)),
+        }
+    }
+
+    /// GET `<role>.key`: the server-held public key of a role.
+    pub fn get_key(&self, gun: &Gun, role: &str) -> anyhow::Result<notary_core::PublicKey> {
+        let body = self
+            .get(gun, &format!("{role}.key"), 256 * 1024)?
+            .with_context(|| format!("the server holds no {role} key for {gun}"))?;
+        Ok(serde_json::from_slice(&body).context("bad key from the server")?)
+    }
+
+    /// The atomic multipart update.
+    pub fn publish(&self, gun: &Gun, files: &BTreeMap<RoleName, Vec<u8>>) -> Result<(), TransportError> {
+        let mut u = [0u8; 16];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut u);
+        let boundary = hex::encode(u);
+        let mut body = Vec::new();
+        for (role, bytes) in files {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{role}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let resp = self
+            .agent
+            .post(&self.url(gun, ""))
+            .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+            .send(&body[..])
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status().as_u16() == 200 {
+            Ok(())
+        } else {
+            Err(Self::status_error(resp))
+        }
+    }
+
+    /// DELETE of the whole GUN.
+    pub fn delete(&self, gun: &Gun) -> Result<(), TransportError> {
+        let resp = self
+            .agent
+            .delete(&self.url(gun, ""))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        match resp.status().as_u16() {
+            200 | 404 => Ok(()),
+            _ => Err(Self::status_error(resp)),
+        }
+    }
+}
+
+/// [`Remote`] over a [`Server`] for the update engine.
+pub struct ServerRemote<'a> {
+    /// The server.
+    pub server: &'a Server,
+    /// The GUN.
+    pub gun: Gun,
+}
+
+impl Remote for ServerRemote<'_> {
+    type Error = TransportError;
+
+    fn fetch(
+        &mut self,
+        req: &FetchRequest,
+    ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, Self::Error>> + Send {
+        let r = self.server.get(&self.gun, &req.file_name(), req.max_len);
+        std::future::ready(r)
+    }
+}
+
+/// Runs a future that never waits on IO (the engine's fetches are blocking calls).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
