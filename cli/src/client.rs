@@ -86,7 +86,9 @@ impl Settings {
         let cfg: serde_json::Value = match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b)
                 .with_context(|| format!("could not read config file {}", path.display()))?,
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                serde_json::json!({})
+            }
             Err(e) => bail!("could not read config file {}: {e}", path.display()),
         };
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -243,7 +245,9 @@ impl Passphrases {
                 Self::display_alias(alias)
             ))?);
             if p.chars().count() < 8 {
-                eprintln!("Passphrase is too short. Please use a password manager to generate and store a good random passphrase.");
+                eprintln!(
+                    "Passphrase is too short. Please use a password manager to generate and store a good random passphrase."
+                );
                 continue;
             }
             let again = Zeroizing::new(rpassword::prompt_password(format!(
@@ -307,7 +311,9 @@ impl Passphrases {
 
 fn require_tty() -> anyhow::Result<()> {
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        bail!("Please either use environment variables or STDIN with a terminal to provide key passphrases");
+        bail!(
+            "Please either use environment variables or STDIN with a terminal to provide key passphrases"
+        );
     }
     Ok(())
 }
@@ -362,8 +368,12 @@ impl KeyStore {
             else {
                 continue;
             };
-            let Ok(bytes) = std::fs::read(&path) else { continue };
-            let Ok(block) = notary_core::pem::decode_one(&bytes) else { continue };
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let Ok(block) = notary_core::pem::decode_one(&bytes) else {
+                continue;
+            };
             out.push(StoredKey {
                 id,
                 role: block.header("role").unwrap_or("").to_owned(),
@@ -454,7 +464,9 @@ impl MetadataCache {
         let deleg = self.dir.join("targets");
         let mut stack = vec![deleg];
         while let Some(d) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else { continue };
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
             for e in rd.flatten() {
                 let p = e.path();
                 if p.is_dir() {
@@ -637,14 +649,17 @@ impl Server {
         }
         if let Some((c, k)) = &settings.client_cert {
             let cpem = std::fs::read(c).with_context(|| format!("reading {}", c.display()))?;
-            let kpem = Zeroizing::new(std::fs::read(k).with_context(|| format!("reading {}", k.display()))?);
+            let kpem = Zeroizing::new(
+                std::fs::read(k).with_context(|| format!("reading {}", k.display()))?,
+            );
             let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&cpem)
                 .filter_map(|i| match i {
                     Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
                     _ => None,
                 })
                 .collect();
-            let key = TlsKey::from_pem(&kpem).with_context(|| format!("reading {}", k.display()))?;
+            let key =
+                TlsKey::from_pem(&kpem).with_context(|| format!("reading {}", k.display()))?;
             tls = tls.client_cert(Some(ClientCert::new_with_certs(&certs, key)));
         }
         if settings.skip_verify {
@@ -676,7 +691,10 @@ impl Server {
         }
     }
 
-    fn read_body(resp: ureq::http::Response<ureq::Body>, limit: u64) -> Result<Vec<u8>, TransportError> {
+    fn read_body(
+        resp: ureq::http::Response<ureq::Body>,
+        limit: u64,
+    ) -> Result<Vec<u8>, TransportError> {
         if let Some(len) = resp
             .headers()
             .get("content-length")
@@ -713,7 +731,11 @@ impl Server {
             .and_then(|v| {
                 v["errors"][0]["message"].as_str().map(|m| {
                     let d = &v["errors"][0]["detail"];
-                    if d.is_null() { format!(": {m}") } else { format!(": {m} {d}") }
+                    if d.is_null() {
+                        format!(": {m}")
+                    } else {
+                        format!(": {m} {d}")
+                    }
                 })
             })
             .unwrap_or_default();
@@ -721,7 +743,12 @@ impl Server {
     }
 
     /// GET a metadata file; `None` on 404.
-    pub fn get(&self, gun: &Gun, file: &str, limit: u64) -> Result<Option<Vec<u8>>, TransportError> {
+    pub fn get(
+        &self,
+        gun: &Gun,
+        file: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, TransportError> {
         let resp = self
             .agent
             .get(&self.url(gun, file))
@@ -739,11 +766,15 @@ impl Server {
         let body = self
             .get(gun, &format!("{role}.key"), 256 * 1024)?
             .with_context(|| format!("the server holds no {role} key for {gun}"))?;
-        Ok(serde_json::from_slice(&body).context("bad key from the server")?)
+        serde_json::from_slice(&body).context("bad key from the server")
     }
 
     /// The atomic multipart update.
-    pub fn publish(&self, gun: &Gun, files: &BTreeMap<RoleName, Vec<u8>>) -> Result<(), TransportError> {
+    pub fn publish(
+        &self,
+        gun: &Gun,
+        files: &BTreeMap<RoleName, Vec<u8>>,
+    ) -> Result<(), TransportError> {
         let mut u = [0u8; 16];
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut u);
         let boundary = hex::encode(u);
@@ -762,7 +793,10 @@ impl Server {
         let resp = self
             .agent
             .post(&self.url(gun, ""))
-            .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .send(&body[..])
             .map_err(|e| self.unreachable(e))?;
         if resp.status().as_u16() == 200 {

@@ -332,7 +332,9 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
                 }
             }
             if hashes.is_empty() {
-                bail!("Must specify a GUN, target, byte size of target data, and at least one hash");
+                bail!(
+                    "Must specify a GUN, target, byte size of target data, and at least one hash"
+                );
             }
             let meta = FileMeta {
                 custom: read_custom(&custom)?,
@@ -382,9 +384,9 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
             let mut rows = Vec::new();
             for e in repo.list() {
                 if !wanted.is_empty()
-                    && !wanted.iter().any(|w| {
-                        e.role == w || e.role.as_str().starts_with(&format!("{w}/"))
-                    })
+                    && !wanted
+                        .iter()
+                        .any(|w| e.role == w || e.role.as_str().starts_with(&format!("{w}/")))
                 {
                     continue;
                 }
@@ -405,7 +407,10 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
             if rows.is_empty() {
                 println!("\nNo targets present in this repository.\n");
             } else {
-                print!("{}", table(&["NAME", "DIGEST", "SIZE (BYTES)", "ROLE"], &rows));
+                print!(
+                    "{}",
+                    table(&["NAME", "DIGEST", "SIZE (BYTES)", "ROLE"], &rows)
+                );
             }
         }
         RepoCmd::Lookup { gun, target } => {
@@ -451,7 +456,9 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
             for (alg, want) in &e.meta.hashes {
                 if let Some(got) = actual.hashes.get(alg) {
                     if got != want {
-                        bail!("data not present in the trusted collection, {alg} checksum did not match");
+                        bail!(
+                            "data not present in the trusted collection, {alg} checksum did not match"
+                        );
                     }
                     checked += 1;
                 }
@@ -487,7 +494,10 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
                         ]
                     })
                     .collect();
-                print!("{}", table(&["#", "ACTION", "SCOPE", "TYPE", "PATH"], &rows));
+                print!(
+                    "{}",
+                    table(&["#", "ACTION", "SCOPE", "TYPE", "PATH"], &rows)
+                );
             }
         }
         RepoCmd::Reset { gun, all, number } => {
@@ -498,7 +508,10 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
             let changes = Changelist::new(&s, &gun).list()?;
             for n in &number {
                 if *n >= changes.len() {
-                    bail!("no change number {n} (status shows 0 to {})", changes.len().saturating_sub(1));
+                    bail!(
+                        "no change number {n} (status shows 0 to {})",
+                        changes.len().saturating_sub(1)
+                    );
                 }
             }
             for (i, (f, _)) in changes.iter().enumerate() {
@@ -528,15 +541,18 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
         RepoCmd::Key(KeyCmd::List) => {
             let keys = KeyStore::new(&s).list()?;
             let dir = KeyStore::new(&s).dir().to_path_buf();
-            let loc = std::path::absolute(&dir).unwrap_or(dir).display().to_string();
+            let loc = std::path::absolute(&dir)
+                .unwrap_or(dir)
+                .display()
+                .to_string();
             let rows: Vec<Vec<String>> = keys
                 .iter()
                 .map(|k| {
                     vec![
                         k.role.clone(),
-                        k.gun.clone().unwrap_or_default(),
+                        truncate_left(k.gun.as_deref().unwrap_or_default(), 25),
                         k.id.clone(),
-                        loc.clone(),
+                        truncate_left(&loc, 40),
                     ]
                 })
                 .collect();
@@ -550,6 +566,16 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Go's `truncateWithEllipsis(s, width, true)`: long values keep their end.
+fn truncate_left(s: &str, width: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= width {
+        return s.to_owned();
+    }
+    let keep: String = chars[chars.len() - (width - 3)..].iter().collect();
+    format!("...{keep}")
 }
 
 /// Sizes as Go's `strconv.ParseInt(s, 0, 64)`: decimal, `0x`, `0o`/`0`, `0b`.
@@ -668,7 +694,10 @@ fn init(
             let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
             let cert = certificate_key(&pem)?;
             if cert.canonical_id()? != root_key.public().canonical_id()? {
-                bail!("the certificate {} does not match the root key", p.display());
+                bail!(
+                    "the certificate {} does not match the root key",
+                    p.display()
+                );
             }
             RepoEditor::create_with_root_cert(
                 gun.clone(),
@@ -692,7 +721,10 @@ fn init(
 /// The `ecdsa-x509` or `rsa-x509` key of a PEM certificate (bundle).
 fn certificate_key(pem: &[u8]) -> anyhow::Result<PublicKey> {
     use notary_core::KeyType;
-    for (kt, plain) in [(KeyType::EcdsaX509, KeyType::Ecdsa), (KeyType::RsaX509, KeyType::Rsa)] {
+    for (kt, plain) in [
+        (KeyType::EcdsaX509, KeyType::Ecdsa),
+        (KeyType::RsaX509, KeyType::Rsa),
+    ] {
         let k = PublicKey::new(kt, pem.to_vec());
         if k.to_plain().is_ok_and(|p| *p.key_type() == plain) {
             return Ok(k);
@@ -711,7 +743,8 @@ fn signing_keys(
 ) -> anyhow::Result<Vec<PrivateKey>> {
     let root = editor.root();
     let mut ids: Vec<PublicKey> = Vec::new();
-    let mut want = |keyids: &[notary_core::KeyId], keys: &BTreeMap<notary_core::KeyId, PublicKey>| {
+    let mut want = |keyids: &[notary_core::KeyId],
+                    keys: &BTreeMap<notary_core::KeyId, PublicKey>| {
         for id in keyids {
             if let Some(k) = keys.get(id) {
                 ids.push(k.clone());
@@ -776,7 +809,13 @@ fn publish(s: &Settings, gun: &Gun, auto: bool) -> anyhow::Result<()> {
             };
             let snapshot = cache.get("snapshot");
             (
-                RepoEditor::from_unpublished(gun.clone(), &root, &targets, snapshot.as_deref(), now)?,
+                RepoEditor::from_unpublished(
+                    gun.clone(),
+                    &root,
+                    &targets,
+                    snapshot.as_deref(),
+                    now,
+                )?,
                 true,
             )
         }
@@ -788,9 +827,7 @@ fn publish(s: &Settings, gun: &Gun, auto: bool) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("bad scope {:?} in the changelist: {e}", c.role))?;
         match (c.action.as_str(), c.kind.as_str()) {
             ("create" | "update", "target") => {
-                let data = c
-                    .data_bytes()?
-                    .context("target change without data")?;
+                let data = c.data_bytes()?.context("target change without data")?;
                 let meta: FileMeta =
                     serde_json::from_slice(&data).context("bad target data in the changelist")?;
                 editor.add_target(&role, &c.path, meta)?;

@@ -286,14 +286,9 @@ impl RepoEditor {
             reason,
         };
         let r = Signed::<Root>::parse(root.to_vec()).map_err(|e| local("root", e.to_string()))?;
-        let r = crate::verify::verify_root(
-            r,
-            &gun,
-            None,
-            &crate::verify::TrustPinning::default(),
-            now,
-        )
-        .map_err(|e| local("root", e.to_string()))?;
+        let r =
+            crate::verify::verify_root(r, &gun, None, &crate::verify::TrustPinning::default(), now)
+                .map_err(|e| local("root", e.to_string()))?;
         let t = Signed::<Targets>::parse(targets.to_vec())
             .map_err(|e| local("targets", e.to_string()))?;
         let sn = snapshot
@@ -313,7 +308,9 @@ impl RepoEditor {
             snapshot: sn.map(|s| s.signed().clone()),
             timestamp: None,
             files,
-            dirty: [RoleName::targets(), RoleName::snapshot()].into_iter().collect(),
+            dirty: [RoleName::targets(), RoleName::snapshot()]
+                .into_iter()
+                .collect(),
             expiries: Expiries::default(),
         })
     }

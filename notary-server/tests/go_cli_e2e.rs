@@ -4,7 +4,7 @@
 //! TLS with the certificate the server generates on embedded defaults.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -106,15 +106,7 @@ impl Client<'_> {
         for (k, v) in ENV {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
+        notary_tests::output_with_stdin(cmd, stdin)
     }
 
     fn ok(&self, args: &[&str]) -> String {

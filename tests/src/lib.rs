@@ -153,6 +153,20 @@ pub fn go_notary(trust_dir: &Path, server: &str, args: &[&str], env: &[(&str, &s
     cmd.output().unwrap()
 }
 
+/// Runs `cmd` with `stdin` fed to it (or an empty, closed stdin), capturing output.
+pub fn output_with_stdin(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
+    use std::io::Write as _;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
 /// Asserts success and returns stdout.
 pub fn ok(out: Output, what: &str) -> String {
     assert!(

@@ -1,0 +1,360 @@
+//! Our `notary` (issue 5, part 1) against the Go notary-server and ours, and side by side
+//! with the Go `notary` on the same trust directory: what one publishes the other lists,
+//! changes staged by one are published by the other, keys made by one sign for the other.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use notary_tests::{GoNotaryServer, Proc, ok, output_with_stdin, require, workspace_bin};
+
+const ENV: [(&str, &str); 3] = [
+    ("NOTARY_ROOT_PASSPHRASE", "root-pass-1"),
+    ("NOTARY_TARGETS_PASSPHRASE", "targets-pass-1"),
+    ("NOTARY_SNAPSHOT_PASSPHRASE", "snapshot-pass-1"),
+];
+
+/// A server to talk to: URL and, for HTTPS, the CA to trust.
+struct Target {
+    url: String,
+    ca: Option<PathBuf>,
+}
+
+fn run(bin: &str, t: &Target, trust: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.arg("-s").arg(&t.url).arg("-d").arg(trust);
+    if let Some(ca) = &t.ca {
+        cmd.arg("--tlscacert").arg(ca);
+    }
+    cmd.args(args)
+        .envs(ENV)
+        .env("HOME", trust.parent().unwrap());
+    output_with_stdin(cmd, stdin)
+}
+
+/// Ours with environment changes (`None` removes a variable), stdin closed.
+fn ours_env(t: &Target, trust: &Path, args: &[&str], env: &[(&str, Option<&str>)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_notary"));
+    cmd.arg("-s")
+        .arg(&t.url)
+        .arg("-d")
+        .arg(trust)
+        .args(args)
+        .envs(ENV);
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    output_with_stdin(cmd, None)
+}
+
+fn ours(t: &Target, trust: &Path, args: &[&str]) -> Output {
+    run(env!("CARGO_BIN_EXE_notary"), t, trust, args, None)
+}
+
+fn go(t: &Target, trust: &Path, args: &[&str]) -> Output {
+    require("notary");
+    run("notary", t, trust, args, None)
+}
+
+fn fails(out: Output, what: &str) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what} should fail with status 1: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The scenario of notary-cli-e2e.sh that this CLI covers, with Go's `notary` reading and
+/// writing the same repository in between.
+fn scenario(t: &Target, gun: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust");
+    let f1 = dir.path().join("f1");
+    std::fs::write(&f1, b"hello\n").unwrap();
+    let f1s = f1.to_str().unwrap();
+
+    ok(ours(t, &trust, &["init", gun, "-p"]), "init -p");
+    let out = ok(ours(t, &trust, &["add", gun, "v1", f1s, "-p"]), "add -p");
+    assert!(
+        out.contains(&format!(
+            "Addition of target \"v1\" to repository \"{gun}\" staged for next publish."
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("Auto-publishing changes to {gun}"))
+            && out.contains(&format!(
+                "Successfully published changes for repository {gun}"
+            )),
+        "{out}"
+    );
+    let sha = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+    let list = ok(ours(t, &trust, &["list", gun]), "list");
+    assert_eq!(
+        list,
+        format!(
+            "NAME    DIGEST                                                              SIZE (BYTES)    ROLE\n\
+             ----    ------                                                              ------------    ----\n\
+             v1      {sha}    6               targets\n"
+        )
+    );
+    // Go reads what we published, byte for byte the same table.
+    assert_eq!(ok(go(t, &trust, &["list", gun]), "go list"), list);
+    assert_eq!(
+        ok(ours(t, &trust, &["lookup", gun, "v1"]), "lookup"),
+        format!("v1 sha256:{sha} 6\n")
+    );
+    let v = run(
+        env!("CARGO_BIN_EXE_notary"),
+        t,
+        &trust,
+        &["verify", gun, "v1"],
+        Some(b"hello\n"),
+    );
+    assert_eq!(ok(v, "verify"), "hello\n");
+    let v = run(
+        env!("CARGO_BIN_EXE_notary"),
+        t,
+        &trust,
+        &["verify", gun, "v1"],
+        Some(b"tampered\n"),
+    );
+    let e = fails(v, "verify of other data");
+    assert!(
+        e.contains("* fatal: data not present in the trusted collection"),
+        "{e}"
+    );
+
+    // addhash, staged; status; reset one; publish by Go (our changelist, Go's publish).
+    ok(
+        ours(
+            t,
+            &trust,
+            &["addhash", gun, "v2", "0x10", "--sha256", &"ab".repeat(32)],
+        ),
+        "addhash",
+    );
+    ok(
+        ours(
+            t,
+            &trust,
+            &["addhash", gun, "v3", "3", "--sha512", &"cd".repeat(64)],
+        ),
+        "addhash sha512",
+    );
+    let st = ok(ours(t, &trust, &["status", gun]), "status");
+    assert_eq!(
+        st,
+        format!(
+            "Unpublished changes for {gun}:\n\n\
+             #    ACTION    SCOPE      TYPE      PATH\n\
+             -    ------    -----      ----      ----\n\
+             0    create    targets    target    v2\n\
+             1    create    targets    target    v3\n"
+        )
+    );
+    assert_eq!(st, ok(go(t, &trust, &["status", gun]), "go status"));
+    ok(ours(t, &trust, &["reset", gun, "-n", "1"]), "reset -n 1");
+    ok(
+        go(t, &trust, &["publish", gun]),
+        "go publish of our staged change",
+    );
+    let list = ok(ours(t, &trust, &["list", gun]), "list after go publish");
+    assert!(
+        list.contains("v2")
+            && list.contains(&"ab".repeat(32))
+            && list.contains("16 ")
+            && !list.contains("v3"),
+        "{list}"
+    );
+
+    // Go stages and publishes; ours lists. Go stages, ours publishes.
+    ok(go(t, &trust, &["add", gun, "go1", f1s, "-p"]), "go add -p");
+    ok(go(t, &trust, &["remove", gun, "v2"]), "go remove");
+    ok(
+        ours(t, &trust, &["publish", gun]),
+        "our publish of Go's staged change",
+    );
+    let list = ok(go(t, &trust, &["list", gun]), "go list");
+    assert!(
+        list.contains("go1") && list.contains("v1") && !list.contains("v2"),
+        "{list}"
+    );
+
+    // remove -p, and a fresh client (trust on first use).
+    ok(ours(t, &trust, &["remove", gun, "go1", "-p"]), "remove -p");
+    let fresh = dir.path().join("fresh");
+    let list = ok(ours(t, &fresh, &["list", gun]), "fresh list");
+    assert!(list.contains("v1") && !list.contains("go1"), "{list}");
+
+    // key list: same keys, same table as Go's.
+    let keys = ok(ours(t, &trust, &["key", "list"]), "key list");
+    assert_eq!(keys, ok(go(t, &trust, &["key", "list"]), "go key list"));
+    assert!(
+        keys.contains("root") && keys.contains("targets") && keys.contains("snapshot"),
+        "{keys}"
+    );
+
+    // delete --remote; then there is nothing to list.
+    ok(
+        ours(t, &trust, &["delete", gun, "--remote"]),
+        "delete --remote",
+    );
+    assert!(!trust.join("tuf").join(gun).exists());
+    let e = fails(
+        ours(t, &dir.path().join("fresh2"), &["list", gun]),
+        "list after delete",
+    );
+    assert!(
+        e.contains(&format!("does not have trust data for {gun}")),
+        "{e}"
+    );
+}
+
+#[test]
+fn against_go_notary_server() {
+    let server = GoNotaryServer::start();
+    scenario(
+        &Target {
+            url: server.url.clone(),
+            ca: None,
+        },
+        "example.com/client/go-server",
+    );
+}
+
+#[test]
+fn against_our_notary_server_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(workspace_bin("notary-server"));
+    cmd.arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"]);
+    let mut p = Proc::spawn(cmd, dir.path().join("server.log"));
+    let url = p.banner().rsplit(' ').next().unwrap().to_owned();
+    let t = Target {
+        url,
+        ca: Some(dir.path().join("notary-server.crt")),
+    };
+    scenario(&t, "example.com/client/our-server");
+}
+
+/// A Go notary-server (memory, HTTP), its target and a scratch directory.
+fn on_go_server() -> (GoNotaryServer, Target, tempfile::TempDir) {
+    let server = GoNotaryServer::start();
+    let t = Target {
+        url: server.url.clone(),
+        ca: None,
+    };
+    (server, t, tempfile::tempdir().unwrap())
+}
+
+#[test]
+fn go_created_repository_is_used_by_ours() {
+    let (_server, t, dir) = on_go_server();
+    let trust = dir.path().join("trust");
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"payload").unwrap();
+    let gun = "example.com/client/from-go";
+    ok(go(&t, &trust, &["init", gun, "-p"]), "go init");
+    ok(
+        go(&t, &trust, &["add", gun, "a", f.to_str().unwrap(), "-p"]),
+        "go add",
+    );
+    // Ours signs with Go's keys.
+    ok(
+        ours(&t, &trust, &["add", gun, "b", f.to_str().unwrap(), "-p"]),
+        "our add with Go's keys",
+    );
+    let list = ok(go(&t, &trust, &["list", gun]), "go list");
+    assert!(list.contains("a ") && list.contains("b "), "{list}");
+    // Our init reuses Go's root key, as Go does.
+    let out = ok(
+        ours(&t, &trust, &["init", "example.com/client/second"]),
+        "init with an existing root key",
+    );
+    assert!(out.contains("Root key found, using: "), "{out}");
+    ok(
+        go(&t, &trust, &["publish", "example.com/client/second"]),
+        "go publishes our init",
+    );
+    assert!(
+        ok(
+            ours(&t, &trust, &["list", "example.com/client/second"]),
+            "list"
+        )
+        .contains("No targets present")
+    );
+}
+
+#[test]
+fn errors_are_actionable() {
+    let (_server, t, dir) = on_go_server();
+    let trust = dir.path().join("trust");
+    // No passphrase in the environment and no terminal.
+    let out = ours_env(
+        &t,
+        &trust,
+        &["init", "example.com/client/nopass"],
+        &[
+            ("NOTARY_ROOT_PASSPHRASE", None),
+            ("NOTARY_TARGETS_PASSPHRASE", None),
+            ("NOTARY_SNAPSHOT_PASSPHRASE", None),
+        ],
+    );
+    let e = fails(out, "init without passphrases");
+    assert!(e.contains("Please either use environment variables or STDIN with a terminal to provide key passphrases"), "{e}");
+    // A wrong passphrase names the variable.
+    let gun = "example.com/client/wrongpass";
+    ok(ours(&t, &trust, &["init", gun, "-p"]), "init");
+    ok(
+        ours(
+            &t,
+            &trust,
+            &["addhash", gun, "x", "1", "--sha256", &"00".repeat(32)],
+        ),
+        "addhash",
+    );
+    let out = ours_env(
+        &t,
+        &trust,
+        &["publish", gun],
+        &[("NOTARY_TARGETS_PASSPHRASE", Some("nope"))],
+    );
+    let e = fails(out, "publish with a wrong passphrase");
+    assert!(
+        e.contains("wrong passphrase in NOTARY_TARGETS_PASSPHRASE"),
+        "{e}"
+    );
+    // Unknown repository, bad GUN, bad hash, unreachable server.
+    let e = fails(
+        ours(&t, &trust, &["list", "example.com/client/none"]),
+        "list unknown",
+    );
+    assert!(
+        e.starts_with("* fatal: ")
+            && e.contains("does not have trust data for example.com/client/none"),
+        "{e}"
+    );
+    let e = fails(ours(&t, &trust, &["list", "bad//gun"]), "bad gun");
+    assert!(e.contains("invalid GUN"), "{e}");
+    let e = fails(
+        ours(&t, &trust, &["addhash", gun, "y", "1", "--sha256", "zz"]),
+        "bad hash",
+    );
+    assert!(e.contains("invalid sha256 hex contents provided"), "{e}");
+    let down = Target {
+        url: "http://127.0.0.1:9".into(),
+        ca: None,
+    };
+    let e = fails(
+        ours(&down, &dir.path().join("empty"), &["list", gun]),
+        "server down",
+    );
+    assert!(e.contains("could not reach 127.0.0.1:9"), "{e}");
+}
