@@ -350,7 +350,7 @@ impl KeyStore {
         &self.dir
     }
 
-    /// Every key file (sorted by role, then GUN, then ID, as Go lists them).
+    /// Every key file (sorted by GUN, then role, then ID, as Go lists them).
     pub fn list(&self) -> anyhow::Result<Vec<StoredKey>> {
         let mut out = Vec::new();
         let rd = match std::fs::read_dir(&self.dir) {
@@ -380,7 +380,7 @@ impl KeyStore {
                 gun: block.header("gun").map(str::to_owned),
             });
         }
-        out.sort_by(|a, b| (&a.role, &a.gun, &a.id).cmp(&(&b.role, &b.gun, &b.id)));
+        out.sort_by(|a, b| (&a.gun, &a.role, &a.id).cmp(&(&b.gun, &b.role, &b.id)));
         Ok(out)
     }
 
@@ -397,6 +397,15 @@ impl KeyStore {
             .and_then(|b| b.header("role").map(str::to_owned))
             .unwrap_or_default();
         Ok(Some(pass.open(&bytes, &role, id)?))
+    }
+
+    /// Deletes a key file (if present).
+    pub fn remove(&self, id: &str) -> anyhow::Result<()> {
+        match std::fs::remove_file(self.dir.join(format!("{id}.key"))) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Stores a key encrypted under the passphrase for `role` (`gun` header for base
@@ -766,6 +775,20 @@ impl Server {
         let body = self
             .get(gun, &format!("{role}.key"), 256 * 1024)?
             .with_context(|| format!("the server holds no {role} key for {gun}"))?;
+        serde_json::from_slice(&body).context("bad key from the server")
+    }
+
+    /// POST `<role>.key`: the server rotates to a new key and returns it.
+    pub fn rotate_key(&self, gun: &Gun, role: &str) -> anyhow::Result<notary_core::PublicKey> {
+        let resp = self
+            .agent
+            .post(&self.url(gun, &format!("{role}.key")))
+            .send_empty()
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status().as_u16() != 200 {
+            return Err(Self::status_error(resp).into());
+        }
+        let body = Self::read_body(resp, 256 * 1024)?;
         serde_json::from_slice(&body).context("bad key from the server")
     }
 

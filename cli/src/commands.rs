@@ -150,9 +150,23 @@ pub enum RepoCmd {
         #[arg(long)]
         remote: bool,
     },
+    /// Marks roles to be re-signed at the next publish.
+    Witness {
+        /// The collection.
+        gun: String,
+        /// Roles to witness.
+        #[arg(required = true)]
+        roles: Vec<String>,
+        /// Publish right away.
+        #[arg(short = 'p', long)]
+        publish: bool,
+    },
     /// Key operations.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Delegation operations.
+    #[command(subcommand)]
+    Delegation(DelegationCmd),
     /// Prints the version.
     Version,
 }
@@ -162,6 +176,70 @@ pub enum RepoCmd {
 pub enum KeyCmd {
     /// Lists the signing keys in the trust directory.
     List,
+    /// Rotates the key of a base role (snapshot or timestamp to the server with -r) and
+    /// publishes the new root.
+    Rotate {
+        /// The collection.
+        gun: String,
+        /// targets, snapshot or timestamp.
+        role: String,
+        /// Let the server manage the key (snapshot, timestamp).
+        #[arg(short = 'r', long = "server-managed")]
+        server_managed: bool,
+    },
+    /// Imports private keys (PEM) into the trust directory.
+    Import {
+        /// Key files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Role when the file has no `role` header.
+        #[arg(short = 'r', long)]
+        role: Option<String>,
+        /// GUN when the file has no `gun` header.
+        #[arg(short = 'g', long)]
+        gun: Option<String>,
+    },
+}
+
+/// `notary delegation …`
+#[derive(Subcommand, Debug)]
+pub enum DelegationCmd {
+    /// Stages a delegation: keys (certificate or public key PEM files) and paths.
+    Add {
+        /// The collection.
+        gun: String,
+        /// Delegation role, e.g. targets/releases.
+        role: String,
+        /// Certificate or public key files.
+        keys: Vec<PathBuf>,
+        /// Paths the role may sign (prefixes).
+        #[arg(long, value_delimiter = ',')]
+        paths: Vec<String>,
+        /// Every path.
+        #[arg(long)]
+        all_paths: bool,
+        /// Publish right away.
+        #[arg(short = 'p', long)]
+        publish: bool,
+    },
+    /// Stages the removal of a delegation role.
+    Remove {
+        /// The collection.
+        gun: String,
+        /// Delegation role.
+        role: String,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+        /// Publish right away.
+        #[arg(short = 'p', long)]
+        publish: bool,
+    },
+    /// Lists the delegations of a collection.
+    List {
+        /// The collection.
+        gun: String,
+    },
 }
 
 fn gun_arg(s: &str) -> anyhow::Result<Gun> {
@@ -538,6 +616,230 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
                 println!("Successfully deleted local trust data for repository {gun}");
             }
         }
+        RepoCmd::Witness {
+            gun,
+            roles,
+            publish: p,
+        } => {
+            let gun = gun_arg(&gun)?;
+            let cl = Changelist::new(&s, &gun);
+            let roles = scopes(&roles)?;
+            for role in &roles {
+                cl.add(&Change {
+                    action: "update".into(),
+                    role: role.to_string(),
+                    kind: "witness".into(),
+                    path: String::new(),
+                    data: None,
+                })?;
+            }
+            println!(
+                "The following roles were successfully marked for witnessing on the next publish:"
+            );
+            for r in &roles {
+                println!("\t- {r}");
+            }
+            if p {
+                publish(&s, &gun, true)?;
+            }
+        }
+        RepoCmd::Key(KeyCmd::Rotate {
+            gun,
+            role,
+            server_managed,
+        }) => {
+            let gun = gun_arg(&gun)?;
+            rotate(&s, &gun, &role, server_managed)?;
+            println!("Successfully rotated {role} key for repository {gun}");
+        }
+        RepoCmd::Key(KeyCmd::Import { files, role, gun }) => {
+            let store = KeyStore::new(&s);
+            let mut pass = Passphrases::default();
+            for f in files {
+                let pem = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+                let block = notary_core::pem::decode_one(&pem)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                let role = block
+                    .header("role")
+                    .map(str::to_owned)
+                    .or_else(|| role.clone())
+                    .unwrap_or_else(|| "delegation".to_owned());
+                let encrypted = notary_core::keyfile::KeyFile::is_encrypted(&pem)?;
+                if encrypted && block.header("path").is_none() {
+                    bail!(
+                        "Invalid key generated, key may be encrypted and does not contain path header"
+                    );
+                }
+                let kf = pass.open(&pem, &role, &f.display().to_string())?;
+                let base = matches!(role.as_str(), "root" | "targets" | "snapshot" | "timestamp");
+                let key_gun = block
+                    .header("gun")
+                    .map(str::to_owned)
+                    .or_else(|| gun.clone());
+                let key_gun = match (base && role != "root", key_gun) {
+                    (true, Some(g)) => Some(gun_arg(&g)?),
+                    (true, None) => bail!("{}: a {role} key needs a GUN (--gun)", f.display()),
+                    (false, _) => None,
+                };
+                store.add(&kf.key, &role, key_gun.as_ref(), &mut pass)?;
+            }
+        }
+        RepoCmd::Delegation(DelegationCmd::Add {
+            gun,
+            role,
+            keys,
+            paths,
+            all_paths,
+            publish: p,
+        }) => {
+            let gun = gun_arg(&gun)?;
+            let role = role_arg(&role)?;
+            if !role.is_delegation() {
+                bail!("{role} is not a delegation role (targets/<name>)");
+            }
+            let mut pubs = Vec::new();
+            for f in &keys {
+                pubs.push(public_key_file(f)?);
+            }
+            let mut paths = paths;
+            if all_paths {
+                paths = vec![String::new()];
+            }
+            if pubs.is_empty() && paths.is_empty() {
+                bail!("need at least one key or path for delegation {role}");
+            }
+            let cl = Changelist::new(&s, &gun);
+            let b64 = |v: String| base64::engine::general_purpose::STANDARD.encode(v);
+            let mut ids = Vec::new();
+            if !pubs.is_empty() {
+                let objs: Vec<String> = pubs.iter().map(key_object).collect();
+                for k in &pubs {
+                    ids.push(k.canonical_id()?.to_string());
+                }
+                cl.add(&Change {
+                    action: "create".into(),
+                    role: role.to_string(),
+                    kind: "delegation".into(),
+                    path: String::new(),
+                    data: Some(b64(format!(
+                        "{{\"threshold\":1,\"add_keys\":[{}]}}",
+                        objs.join(",")
+                    ))),
+                })?;
+            }
+            if !paths.is_empty() {
+                cl.add(&Change {
+                    action: "create".into(),
+                    role: role.to_string(),
+                    kind: "delegation".into(),
+                    path: String::new(),
+                    data: Some(b64(format!(
+                        "{{\"add_paths\":{}}}",
+                        serde_json::to_string(&paths)?
+                    ))),
+                })?;
+            }
+            let mut msg = format!("\nAddition of delegation role {role}");
+            if !ids.is_empty() {
+                msg.push_str(&format!(" with keys [{}]", ids.join(" ")));
+            }
+            if !paths.is_empty() {
+                let shown: Vec<String> = paths
+                    .iter()
+                    .map(|p| {
+                        if p.is_empty() {
+                            "\"\" <all paths>".to_owned()
+                        } else {
+                            p.clone()
+                        }
+                    })
+                    .collect();
+                msg.push_str(&format!(", with paths [{}]", shown.join("\n")));
+            }
+            println!("{msg}, to repository \"{gun}\" staged for next publish.\n");
+            if p {
+                publish(&s, &gun, true)?;
+            }
+        }
+        RepoCmd::Delegation(DelegationCmd::Remove {
+            gun,
+            role,
+            yes: _,
+            publish: p,
+        }) => {
+            let gun = gun_arg(&gun)?;
+            let role = role_arg(&role)?;
+            Changelist::new(&s, &gun).add(&Change {
+                action: "delete".into(),
+                role: role.to_string(),
+                kind: "delegation".into(),
+                path: String::new(),
+                data: None,
+            })?;
+            println!(
+                "\nRemoval of delegation role {role} from repository \"{gun}\" staged for next publish.\n"
+            );
+            if p {
+                publish(&s, &gun, true)?;
+            }
+        }
+        RepoCmd::Delegation(DelegationCmd::List { gun }) => {
+            let gun = gun_arg(&gun)?;
+            let repo = load(&s, &gun)?;
+            let mut entries: Vec<(String, Vec<String>, Vec<String>, u32)> = Vec::new();
+            for (_, loaded) in repo.roles() {
+                for d in &loaded.metadata.delegations.roles {
+                    let mut ids = Vec::new();
+                    for id in &d.keyids {
+                        match loaded.metadata.delegations.keys.get(id) {
+                            Some(k) => ids.push(k.canonical_id()?.to_string()),
+                            None => ids.push(id.to_string()),
+                        }
+                    }
+                    ids.sort();
+                    let paths: Vec<String> = d
+                        .paths
+                        .iter()
+                        .map(|p| {
+                            if p.is_empty() {
+                                "\"\" <all paths>".to_owned()
+                            } else {
+                                p.clone()
+                            }
+                        })
+                        .collect();
+                    entries.push((d.name.to_string(), paths, ids, d.threshold));
+                }
+            }
+            entries.sort();
+            if entries.is_empty() {
+                println!("\nNo delegations present in this repository.\n");
+            } else {
+                // Multi-valued cells continue on the next lines, as Go's tabwriter shows them.
+                let mut rows = Vec::new();
+                for (name, paths, ids, threshold) in entries {
+                    let n = paths.len().max(ids.len()).max(1);
+                    for i in 0..n {
+                        rows.push(vec![
+                            if i == 0 { name.clone() } else { String::new() },
+                            paths.get(i).cloned().unwrap_or_default(),
+                            ids.get(i).cloned().unwrap_or_default(),
+                            if i == 0 {
+                                threshold.to_string()
+                            } else {
+                                String::new()
+                            },
+                        ]);
+                    }
+                }
+                println!();
+                print!(
+                    "{}",
+                    table(&["ROLE", "PATHS", "KEY IDS", "THRESHOLD"], &rows)
+                );
+                println!();
+            }
+        }
         RepoCmd::Key(KeyCmd::List) => {
             let keys = KeyStore::new(&s).list()?;
             let dir = KeyStore::new(&s).dir().to_path_buf();
@@ -733,6 +1035,133 @@ fn certificate_key(pem: &[u8]) -> anyhow::Result<PublicKey> {
     bail!("not a usable ECDSA or RSA certificate")
 }
 
+/// A public key from a file: a `CERTIFICATE` (→ `ecdsa-x509`/`rsa-x509`, valid now) or a
+/// `PUBLIC KEY` (→ `ecdsa`/`rsa`/`ed25519`).
+fn public_key_file(path: &std::path::Path) -> anyhow::Result<PublicKey> {
+    use notary_core::KeyType;
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let block = notary_core::pem::decode_one(&pem)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    match block.label.as_str() {
+        "CERTIFICATE" => {
+            let k = certificate_key(&pem).with_context(|| path.display().to_string())?;
+            let der = notary_core::x509::parse_pem_bundle(&pem)?;
+            let first = der.first().context("empty certificate file")?;
+            let (_, cert) = x509_parser::parse_x509_certificate(first)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if !cert.validity().is_valid() {
+                bail!(
+                    "{}: the certificate is expired or not yet valid",
+                    path.display()
+                );
+            }
+            Ok(k)
+        }
+        "PUBLIC KEY" => {
+            let (_, spki) = <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<_>>::from_der(&block.body)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let kt = match spki.algorithm.algorithm.to_id_string().as_str() {
+                "1.2.840.10045.2.1" => KeyType::Ecdsa,
+                "1.2.840.113549.1.1.1" => KeyType::Rsa,
+                "1.3.101.112" => {
+                    return Ok(PublicKey::new(
+                        KeyType::Ed25519,
+                        spki.subject_public_key.data.to_vec(),
+                    ));
+                }
+                other => bail!("{}: unsupported key algorithm {other}", path.display()),
+            };
+            Ok(PublicKey::new(kt, block.body.to_vec()))
+        }
+        other => bail!(
+            "{}: expected a CERTIFICATE or PUBLIC KEY, found {other}",
+            path.display()
+        ),
+    }
+}
+
+/// A key object as Go writes it in changelists (`keytype`, then `keyval` with `public`
+/// before `private`).
+fn key_object(k: &PublicKey) -> String {
+    format!(
+        "{{\"keytype\":{},\"keyval\":{{\"public\":\"{}\",\"private\":null}}}}",
+        serde_json::Value::from(k.key_type().as_str()),
+        base64::engine::general_purpose::STANDARD.encode(k.public_bytes())
+    )
+}
+
+/// `notary key rotate` (spec §10.5) for targets and snapshot (local) or snapshot and
+/// timestamp (`-r`, server-managed); publishes the new root right away.
+fn rotate(s: &Settings, gun: &Gun, role: &str, server_managed: bool) -> anyhow::Result<()> {
+    let role_name = match role {
+        "targets" | "snapshot" | "timestamp" => {
+            RoleName::new(role).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+        "root" => bail!("root key rotation is not supported by this notary yet"),
+        other => {
+            bail!("invalid role {other}: only targets, snapshot and timestamp keys can be rotated")
+        }
+    };
+    if role == "timestamp" && !server_managed {
+        bail!("notary does not support client-managed timestamp keys: use -r");
+    }
+    if role == "targets" && server_managed {
+        bail!("notary does not support server-managed targets keys");
+    }
+    let server = Server::new(s)?;
+    let cache = MetadataCache::new(s, gun);
+    let now = OffsetDateTime::now_utc();
+    let updater = Updater::new(gun.clone(), now)
+        .pinning(s.pinning.clone())
+        .cache(cache.engine_cache())
+        .force_root_download(true);
+    let mut remote = ServerRemote {
+        server: &server,
+        gun: gun.clone(),
+    };
+    let repo = block_on(updater.update(&mut remote)).map_err(|e| update_error(s, e))?;
+    cache.store(&repo)?;
+    let mut editor = RepoEditor::from_repository(&repo);
+    let old: Vec<PublicKey> = editor
+        .root()
+        .roles
+        .get(role)
+        .map(|r| {
+            r.keyids
+                .iter()
+                .filter_map(|id| editor.root().keys.get(id).cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let store = KeyStore::new(s);
+    let mut pass = Passphrases::default();
+    let new_key = if server_managed {
+        server.rotate_key(gun, role)?
+    } else {
+        let k = PrivateKey::generate(Algorithm::EcdsaP256)?;
+        store.add(&k, role, Some(gun), &mut pass)?;
+        k.public().clone()
+    };
+    editor.rotate_base_role(&role_name, vec![new_key])?;
+    let mut keys = signing_keys(&store, &mut pass, &editor, &[])?;
+    if let Some(r) = editor.root().roles.get("root") {
+        for id in &r.keyids {
+            if let Some(k) = editor.root().keys.get(id) {
+                if let Some(kf) = store.load(k.canonical_id()?.as_str(), &mut pass)? {
+                    keys.push(kf.key);
+                }
+            }
+        }
+    }
+    let signed = editor.sign(&KeyRing::from_keys(&keys), now)?;
+    server.publish(gun, &signed.files)?;
+    // Go drops the replaced keys from the local store.
+    for k in old {
+        store.remove(k.canonical_id()?.as_str())?;
+    }
+    Ok(())
+}
+
 /// Loads, decrypted, the local keys able to sign for the roles of `editor` that need
 /// signing (targets roles, and the snapshot if this client holds its key).
 fn signing_keys(
@@ -773,6 +1202,19 @@ fn signing_keys(
         }
     }
     Ok(out)
+}
+
+/// The data of a delegation change (Go's `TUFDelegation`).
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct DelegationChange {
+    new_name: Option<String>,
+    threshold: Option<u32>,
+    add_keys: Vec<PublicKey>,
+    remove_keys: Vec<String>,
+    add_paths: Vec<String>,
+    remove_paths: Vec<String>,
+    clear_paths: bool,
 }
 
 /// `notary publish` (spec §10.4).
@@ -836,6 +1278,30 @@ fn publish(s: &Settings, gun: &Gun, auto: bool) -> anyhow::Result<()> {
                 editor.remove_target(&role, &c.path)?;
             }
             ("update", "witness") => editor.witness(&role)?,
+            ("create" | "update", "delegation") => {
+                let data = c.data_bytes()?.context("delegation change without data")?;
+                let d: DelegationChange = serde_json::from_slice(&data)
+                    .context("bad delegation data in the changelist")?;
+                if !d.remove_keys.is_empty()
+                    || !d.remove_paths.is_empty()
+                    || d.clear_paths
+                    || d.new_name.is_some()
+                {
+                    bail!(
+                        "removing keys or paths from {} is not supported by this notary yet",
+                        c.role
+                    );
+                }
+                let threshold = match d.threshold {
+                    Some(t) => t,
+                    None => editor
+                        .targets(&role.parent().unwrap_or_else(RoleName::targets))
+                        .and_then(|t| t.delegation(&role))
+                        .map_or(1, |e| e.threshold),
+                };
+                editor.add_delegation(&role, d.add_keys, d.add_paths, threshold)?;
+            }
+            ("delete", "delegation") => editor.remove_delegation(&role)?,
             (action, kind) => bail!(
                 "staged change {action} {kind} on {} is not supported by this notary yet",
                 c.role
