@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 
 use notary_tests::{GoNotaryServer, Proc, ok, output_with_stdin, require, workspace_bin};
 
-const ENV: [(&str, &str); 3] = [
+const ENV: [(&str, &str); 4] = [
+    ("NOTARY_DELEGATION_PASSPHRASE", "delegation-pass-1"),
     ("NOTARY_ROOT_PASSPHRASE", "root-pass-1"),
     ("NOTARY_TARGETS_PASSPHRASE", "targets-pass-1"),
     ("NOTARY_SNAPSHOT_PASSPHRASE", "snapshot-pass-1"),
@@ -357,4 +358,168 @@ fn errors_are_actionable() {
         "server down",
     );
     assert!(e.contains("could not reach 127.0.0.1:9"), "{e}");
+}
+
+/// The whole notary-cli-e2e.sh scenario with our binary in place of Go's; the delegation
+/// certificate and key come from `notary pki`. Go's CLI checks the result.
+fn e2e(t: &Target, gun: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust");
+    let file = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let (f1, _f2, f3, f4) = (
+        file("file1", "one\n"),
+        file("file2", "two!\n"),
+        file("file3", "3\n"),
+        file("file4", "four\n"),
+    );
+    let n = |args: &[&str]| {
+        let what = args.join(" ");
+        ok(ours(t, &trust, args), &what)
+    };
+    n(&["init", gun, "-p"]);
+    n(&["add", gun, "t1", &f1]);
+    let sha2 = hex_sha256(b"two!\n");
+    n(&["addhash", gun, "t2", "5", "--sha256", &sha2]);
+    assert!(n(&["status", gun]).contains("create    targets    target    t2"));
+    n(&["publish", gun]);
+    let list = n(&["list", gun]);
+    assert!(list.contains("t1 ") && list.contains(&sha2), "{list}");
+    assert!(n(&["lookup", gun, "t1"]).starts_with("t1 sha256:"));
+    let v = run(
+        env!("CARGO_BIN_EXE_notary"),
+        t,
+        &trust,
+        &["verify", gun, "t1"],
+        Some(b"one\n"),
+    );
+    assert_eq!(ok(v, "verify"), "one\n");
+    n(&["key", "rotate", gun, "snapshot", "-r"]);
+    n(&["add", gun, "t3", &f3, "-p"]);
+    assert!(n(&["list", gun]).lines().any(|l| l.starts_with("t3 ")));
+    n(&["key", "rotate", gun, "timestamp", "-r"]);
+    // A delegation certificate and key from our PKI tool.
+    let pki = dir.path().join("pki");
+    let pki_s = pki.to_str().unwrap();
+    ok(
+        ours(
+            t,
+            &trust,
+            &[
+                "pki",
+                "ca",
+                "init",
+                "--cn",
+                "Release CA",
+                "--out-dir",
+                pki_s,
+            ],
+        ),
+        "pki ca",
+    );
+    ok(
+        ours(
+            t,
+            &trust,
+            &[
+                "pki",
+                "issue",
+                "delegation",
+                "--ca-dir",
+                pki_s,
+                "--cn",
+                "releases",
+                "--out-dir",
+                pki_s,
+            ],
+        ),
+        "pki issue",
+    );
+    let key = pki.join("releases.key");
+    let crt = pki.join("releases.crt");
+    n(&[
+        "key",
+        "import",
+        key.to_str().unwrap(),
+        "--role",
+        "targets/releases",
+    ]);
+    n(&[
+        "delegation",
+        "add",
+        gun,
+        "targets/releases",
+        crt.to_str().unwrap(),
+        "--all-paths",
+    ]);
+    n(&["publish", gun]);
+    let deleg = n(&["delegation", "list", gun]);
+    assert!(
+        deleg.contains("targets/releases    \"\" <all paths>"),
+        "{deleg}"
+    );
+    assert_eq!(
+        deleg,
+        ok(
+            go(t, &trust, &["delegation", "list", gun]),
+            "go delegation list"
+        )
+    );
+    n(&["add", gun, "t4", &f4, "--roles", "targets/releases", "-p"]);
+    let rel = n(&["list", gun, "--roles", "targets/releases"]);
+    assert!(
+        rel.contains("t4 ") && rel.contains("targets/releases") && !rel.contains("t1 "),
+        "{rel}"
+    );
+    n(&["witness", gun, "targets/releases", "-p"]);
+    n(&["remove", gun, "t1", "-p"]);
+    // A fresh client (ours and Go's) sees the final state.
+    let fresh = dir.path().join("fresh");
+    let list = ok(ours(t, &fresh, &["list", gun]), "fresh list");
+    for name in ["t2", "t3", "t4"] {
+        assert!(list.contains(&format!("{name} ")), "{name}: {list}");
+    }
+    assert!(!list.contains("t1 "), "{list}");
+    let go_fresh = dir.path().join("go-fresh");
+    assert_eq!(list, ok(go(t, &go_fresh, &["list", gun]), "go fresh list"));
+    n(&["delete", gun, "--remote"]);
+    let e = fails(
+        ours(t, &dir.path().join("after"), &["list", gun]),
+        "list after delete",
+    );
+    assert!(e.contains("does not have trust data"), "{e}");
+}
+
+fn hex_sha256(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let d = notary_core::crypto::sha256(b);
+    d.iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+#[test]
+fn e2e_scenario_against_go_notary_server() {
+    let (_server, t, _dir) = on_go_server();
+    e2e(&t, "example.com/e2e/ours-on-go");
+}
+
+#[test]
+fn e2e_scenario_against_our_notary_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(workspace_bin("notary-server"));
+    cmd.arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"]);
+    let mut p = Proc::spawn(cmd, dir.path().join("server.log"));
+    let url = p.banner().rsplit(' ').next().unwrap().to_owned();
+    let t = Target {
+        url,
+        ca: Some(dir.path().join("notary-server.crt")),
+    };
+    e2e(&t, "example.com/e2e/ours-on-ours");
 }
