@@ -229,8 +229,8 @@ fn against_go_notary_server() {
     );
 }
 
-#[test]
-fn against_our_notary_server_over_tls() {
+/// Our notary-server on embedded defaults (SQLite, generated TLS certificate).
+fn on_our_server() -> (Proc, Target, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(workspace_bin("notary-server"));
     cmd.arg("--data-dir")
@@ -242,6 +242,12 @@ fn against_our_notary_server_over_tls() {
         url,
         ca: Some(dir.path().join("notary-server.crt")),
     };
+    (p, t, dir)
+}
+
+#[test]
+fn against_our_notary_server_over_tls() {
+    let (_p, t, _dir) = on_our_server();
     scenario(&t, "example.com/client/our-server");
 }
 
@@ -510,16 +516,6 @@ fn e2e_scenario_against_go_notary_server() {
 
 #[test]
 fn e2e_scenario_against_our_notary_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(workspace_bin("notary-server"));
-    cmd.arg("--data-dir")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0"]);
-    let mut p = Proc::spawn(cmd, dir.path().join("server.log"));
-    let url = p.banner().rsplit(' ').next().unwrap().to_owned();
-    let t = Target {
-        url,
-        ca: Some(dir.path().join("notary-server.crt")),
-    };
+    let (_p, t, _dir) = on_our_server();
     e2e(&t, "example.com/e2e/ours-on-ours");
 }
