@@ -181,8 +181,18 @@ pub fn mkdir_private(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", dir.display()))
 }
 
-/// Writes a file atomically with mode 0600.
+/// Writes a file atomically with mode 0600 (metadata cache, changelist: like Go, not
+/// flushed to disk; losing them costs a download or a re-staged change).
 pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    write_file(path, data, false)
+}
+
+/// Like [`write_private`], flushed to disk before it replaces anything (key files).
+pub fn write_private_durable(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    write_file(path, data, true)
+}
+
+fn write_file(path: &Path, data: &[u8], durable: bool) -> anyhow::Result<()> {
     use std::io::Write as _;
     if let Some(dir) = path.parent() {
         mkdir_private(dir)?;
@@ -196,7 +206,9 @@ pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(data)?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     drop(f);
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
@@ -424,7 +436,7 @@ impl KeyStore {
             _ => None,
         };
         let pem = KeyFile::encode(key, role, gun, Some(&p))?;
-        write_private(&self.dir.join(format!("{id}.key")), pem.as_bytes())?;
+        write_private_durable(&self.dir.join(format!("{id}.key")), pem.as_bytes())?;
         Ok(id)
     }
 }
@@ -454,9 +466,13 @@ impl MetadataCache {
         std::fs::read(self.path(role)).ok()
     }
 
-    /// Stores a file.
+    /// Stores a file (not rewritten when unchanged).
     pub fn put(&self, role: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        write_private(&self.path(role), bytes)
+        let path = self.path(role);
+        if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+            return Ok(());
+        }
+        write_private(&path, bytes)
     }
 
     /// What the update engine starts from.
@@ -677,8 +693,13 @@ impl Server {
         let agent = ureq::Agent::config_builder()
             .tls_config(tls.build())
             .http_status_as_error(false)
+            // Per-phase deadlines; none on name resolution, which ureq would otherwise run
+            // on a new thread for every request.
             .timeout_connect(Some(std::time::Duration::from_secs(30)))
-            .timeout_global(Some(std::time::Duration::from_secs(120)))
+            .timeout_send_request(Some(std::time::Duration::from_secs(60)))
+            .timeout_send_body(Some(std::time::Duration::from_secs(120)))
+            .timeout_recv_response(Some(std::time::Duration::from_secs(60)))
+            .timeout_recv_body(Some(std::time::Duration::from_secs(120)))
             .user_agent("notary-rs")
             .build()
             .new_agent();

@@ -323,13 +323,19 @@ pub async fn serve(
         Some((cert, key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let cfg = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
-            axum_server::from_tcp_rustls(listener, cfg)
+            // TCP_NODELAY: a response written in two pieces must not wait for the
+            // client's delayed ACK (40 ms stalls otherwise).
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(cfg)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            axum_server::from_tcp(listener)
+                .acceptor(acceptor)
                 .handle(handle)
                 .serve(app)
                 .await?;
         }
         None => {
             axum_server::from_tcp(listener)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new())
                 .handle(handle)
                 .serve(app)
                 .await?;
