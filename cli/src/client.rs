@@ -620,11 +620,96 @@ impl Changelist {
 // ------------------------------------------------------------------------------------
 // HTTPS to the server
 
-/// An HTTP(S) connection to a Notary server.
+/// An HTTP(S) connection to a Notary server, answering Docker token-auth challenges
+/// (spec §7.5): on a 401 with `Bearer realm=…,service=…,scope=…` it asks the realm for a
+/// token (with the user's credentials when it has some) and retries.
 pub struct Server {
     agent: ureq::Agent,
     base: String,
     host: String,
+    credentials: Option<Zeroizing<String>>,
+    token: std::cell::RefCell<Option<Zeroizing<String>>>,
+}
+
+/// What a request carries.
+enum Body<'a> {
+    None,
+    Bytes(&'a [u8], &'a str),
+}
+
+/// `Basic` credentials for `host`: `NOTARY_AUTH` (base64 `user:pass`), else the docker
+/// configuration (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`): `auths`, or a
+/// credential helper (`credHelpers`, `credsStore`).
+fn credentials_for(host: &str) -> Option<Zeroizing<String>> {
+    if let Ok(a) = std::env::var("NOTARY_AUTH") {
+        if !a.is_empty() {
+            return Some(Zeroizing::new(a));
+        }
+    }
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".docker"));
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+    let keys = [
+        host.to_owned(),
+        format!("https://{host}"),
+        format!("http://{host}"),
+    ];
+    for k in &keys {
+        if let Some(a) = cfg["auths"][k.as_str()]["auth"]
+            .as_str()
+            .filter(|a| !a.is_empty())
+        {
+            return Some(Zeroizing::new(a.to_owned()));
+        }
+    }
+    let helper = cfg["credHelpers"][host]
+        .as_str()
+        .or_else(|| cfg["credsStore"].as_str())?;
+    let mut child = std::process::Command::new(format!("docker-credential-{helper}"))
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    {
+        use std::io::Write as _;
+        child.stdin.take()?.write_all(host.as_bytes()).ok()?;
+    }
+    let out = child.wait_with_output().ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let (u, p) = (v["Username"].as_str()?, v["Secret"].as_str()?);
+    Some(Zeroizing::new(
+        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")),
+    ))
+}
+
+/// The parameters of a `WWW-Authenticate: Bearer …` challenge.
+fn bearer_challenge(h: &str) -> Option<BTreeMap<String, String>> {
+    let rest = h
+        .trim()
+        .strip_prefix("Bearer ")
+        .or_else(|| h.trim().strip_prefix("bearer "))?;
+    let mut out = BTreeMap::new();
+    let mut s = rest;
+    while !s.is_empty() {
+        let (k, after) = s.split_once('=')?;
+        let after = after.trim_start();
+        let (v, next) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (&q[..end], &q[end + 1..])
+        } else {
+            after.split_once(',').unwrap_or((after, ""))
+        };
+        out.insert(
+            k.trim().trim_start_matches(',').trim().to_owned(),
+            v.to_owned(),
+        );
+        s = next.trim_start_matches(',').trim_start();
+    }
+    Some(out)
 }
 
 /// Transport errors (Go's messages where they matter to users).
@@ -646,9 +731,17 @@ pub enum TransportError {
         /// Error detail from the body.
         detail: String,
     },
-    /// Authentication is required (token auth comes with its own support).
+    /// Authentication failed.
     #[error("you are not authorized to perform this operation: server returned 401.")]
     Unauthorized,
+    /// The token service refused us.
+    #[error("the token service refused a token (HTTP {status}){}", if *has_credentials { "" } else { ": set NOTARY_AUTH to base64(user:password) or log in with docker login" })]
+    TokenRefused {
+        /// HTTP status of the realm.
+        status: u16,
+        /// Whether credentials were sent.
+        has_credentials: bool,
+    },
     /// Body larger than allowed.
     #[error("trust server returned a bad response.")]
     TooLarge,
@@ -703,11 +796,138 @@ impl Server {
             .user_agent("notary-rs")
             .build()
             .new_agent();
+        let host = settings.server_host();
         Ok(Server {
             agent,
             base: settings.server.clone(),
-            host: settings.server_host(),
+            credentials: credentials_for(&host),
+            host,
+            token: std::cell::RefCell::new(None),
         })
+    }
+
+    fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        body: &Body<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>, TransportError> {
+        let token = self.token.borrow().clone();
+        let auth = token.map(|t| format!("Bearer {}", t.as_str()));
+        let r = match (method, body) {
+            ("GET", _) => {
+                let mut b = self.agent.get(url);
+                if let Some(a) = &auth {
+                    b = b.header("Authorization", a);
+                }
+                b.call()
+            }
+            ("DELETE", _) => {
+                let mut b = self.agent.delete(url);
+                if let Some(a) = &auth {
+                    b = b.header("Authorization", a);
+                }
+                b.call()
+            }
+            (_, Body::None) => {
+                let mut b = self.agent.post(url);
+                if let Some(a) = &auth {
+                    b = b.header("Authorization", a);
+                }
+                b.send_empty()
+            }
+            (_, Body::Bytes(bytes, ctype)) => {
+                let mut b = self.agent.post(url).header("Content-Type", *ctype);
+                if let Some(a) = &auth {
+                    b = b.header("Authorization", a);
+                }
+                b.send(*bytes)
+            }
+        };
+        r.map_err(|e| self.unreachable(e))
+    }
+
+    /// Sends a request; on a Bearer challenge gets a token and sends it again.
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        body: Body<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>, TransportError> {
+        let resp = self.send_once(method, url, &body)?;
+        if resp.status().as_u16() != 401 {
+            return Ok(resp);
+        }
+        let Some(challenge) = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_challenge)
+        else {
+            return Err(TransportError::Unauthorized);
+        };
+        let token = self.fetch_token(&challenge)?;
+        *self.token.borrow_mut() = Some(token);
+        let resp = self.send_once(method, url, &body)?;
+        if resp.status().as_u16() == 401 {
+            return Err(TransportError::Unauthorized);
+        }
+        Ok(resp)
+    }
+
+    /// GET `realm?service=…&scope=…` with Basic credentials when known.
+    fn fetch_token(
+        &self,
+        c: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<String>, TransportError> {
+        let realm = c.get("realm").ok_or(TransportError::Unauthorized)?;
+        let enc = |v: &str| {
+            v.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        let mut q = Vec::new();
+        for k in ["service", "scope"] {
+            if let Some(v) = c.get(k) {
+                q.push(format!("{k}={}", enc(v)));
+            }
+        }
+        let url = if q.is_empty() {
+            realm.clone()
+        } else {
+            format!(
+                "{realm}{}{}",
+                if realm.contains('?') { "&" } else { "?" },
+                q.join("&")
+            )
+        };
+        let mut b = self.agent.get(&url);
+        if let Some(cred) = &self.credentials {
+            b = b.header("Authorization", format!("Basic {}", cred.as_str()));
+        }
+        let resp = b.call().map_err(|e| self.unreachable(e))?;
+        if resp.status().as_u16() != 200 {
+            return Err(TransportError::TokenRefused {
+                status: resp.status().as_u16(),
+                has_credentials: self.credentials.is_some(),
+            });
+        }
+        let body = Self::read_body(resp, 1 << 20)?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|_| TransportError::TooLarge)?;
+        v["token"]
+            .as_str()
+            .or_else(|| v["access_token"].as_str())
+            .map(|t| Zeroizing::new(t.to_owned()))
+            .ok_or(TransportError::TokenRefused {
+                status: 200,
+                has_credentials: self.credentials.is_some(),
+            })
     }
 
     fn url(&self, gun: &Gun, file: &str) -> String {
@@ -779,11 +999,7 @@ impl Server {
         file: &str,
         limit: u64,
     ) -> Result<Option<Vec<u8>>, TransportError> {
-        let resp = self
-            .agent
-            .get(&self.url(gun, file))
-            .call()
-            .map_err(|e| self.unreachable(e))?;
+        let resp = self.send("GET", &self.url(gun, file), Body::None)?;
         match resp.status().as_u16() {
             200 => Self::read_body(resp, limit).map(Some),
             404 => Ok(None),
@@ -801,11 +1017,7 @@ impl Server {
 
     /// POST `<role>.key`: the server rotates to a new key and returns it.
     pub fn rotate_key(&self, gun: &Gun, role: &str) -> anyhow::Result<notary_core::PublicKey> {
-        let resp = self
-            .agent
-            .post(&self.url(gun, &format!("{role}.key")))
-            .send_empty()
-            .map_err(|e| self.unreachable(e))?;
+        let resp = self.send("POST", &self.url(gun, &format!("{role}.key")), Body::None)?;
         if resp.status().as_u16() != 200 {
             return Err(Self::status_error(resp).into());
         }
@@ -834,15 +1046,8 @@ impl Server {
             body.extend_from_slice(b"\r\n");
         }
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        let resp = self
-            .agent
-            .post(&self.url(gun, ""))
-            .header(
-                "Content-Type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .send(&body[..])
-            .map_err(|e| self.unreachable(e))?;
+        let ctype = format!("multipart/form-data; boundary={boundary}");
+        let resp = self.send("POST", &self.url(gun, ""), Body::Bytes(&body, &ctype))?;
         if resp.status().as_u16() == 200 {
             Ok(())
         } else {
@@ -852,11 +1057,7 @@ impl Server {
 
     /// DELETE of the whole GUN.
     pub fn delete(&self, gun: &Gun) -> Result<(), TransportError> {
-        let resp = self
-            .agent
-            .delete(&self.url(gun, ""))
-            .call()
-            .map_err(|e| self.unreachable(e))?;
+        let resp = self.send("DELETE", &self.url(gun, ""), Body::None)?;
         match resp.status().as_u16() {
             200 | 404 => Ok(()),
             _ => Err(Self::status_error(resp)),

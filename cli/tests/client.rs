@@ -519,3 +519,188 @@ fn e2e_scenario_against_our_notary_server() {
     let (_p, t, _dir) = on_our_server();
     e2e(&t, "example.com/e2e/ours-on-ours");
 }
+
+/// A Docker token service on a loopback port: Basic `alice:secret` gets an ES256 token
+/// (x5c = the fixture token certificate) granting the scopes asked for; anything else 401.
+fn token_service() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use notary_core::Signer as _;
+    use std::io::{BufRead as _, Write as _};
+    let fixtures = notary_tests::fixtures();
+    let key = notary_core::keyfile::KeyFile::decode(
+        &std::fs::read(fixtures.join("tls/token.key")).unwrap(),
+        None,
+    )
+    .unwrap()
+    .key;
+    let der = notary_core::x509::parse_pem_bundle(
+        &std::fs::read(fixtures.join("tls/token.crt")).unwrap(),
+    )
+    .unwrap()
+    .remove(0);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = issued.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut authorized = false;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                    break;
+                }
+                if h.to_ascii_lowercase().starts_with("authorization: basic ")
+                    && h.trim_end().ends_with(&STANDARD.encode("alice:secret"))
+                {
+                    authorized = true;
+                }
+            }
+            if !authorized {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            }
+            let path = request_line.split(' ').nth(1).unwrap_or("");
+            let query = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+            let mut access = Vec::new();
+            for kv in query.split('&') {
+                if let Some(scope) = kv.strip_prefix("scope=") {
+                    let scope = scope
+                        .replace("%3A", ":")
+                        .replace("%2F", "/")
+                        .replace("%2C", ",");
+                    let parts: Vec<&str> = scope.splitn(3, ':').collect();
+                    if parts.len() == 3 {
+                        access.push(serde_json::json!({"type": parts[0], "name": parts[1], "actions": parts[2].split(',').collect::<Vec<_>>()}));
+                    }
+                }
+            }
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let claims = serde_json::json!({"iss": "test-issuer", "sub": "alice", "aud": "notary-test",
+                "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("t{now}"), "access": access});
+            let header =
+                serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [STANDARD.encode(&der)]});
+            let h = URL_SAFE_NO_PAD.encode(header.to_string());
+            let p = URL_SAFE_NO_PAD.encode(claims.to_string());
+            let (_, sig) = key.sign(format!("{h}.{p}").as_bytes()).unwrap();
+            let body =
+                serde_json::json!({"token": format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(sig))})
+                    .to_string();
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = stream.write_all(
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+            );
+        }
+    });
+    (url, issued)
+}
+
+#[test]
+fn token_auth_with_notary_auth_and_docker_config() {
+    let (realm, issued) = token_service();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("server.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({
+            "server": {"http_addr": "127.0.0.1:0"},
+            "trust_service": {"type": "local"},
+            "storage": {"backend": "memory"},
+            "auth": {"type": "token", "options": {"realm": realm, "service": "notary-test", "issuer": "test-issuer",
+                     "rootcertbundle": notary_tests::fixtures().join("tls/token.crt")}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut cmd = Command::new(workspace_bin("notary-server"));
+    cmd.arg("-config")
+        .arg(&cfg)
+        .args(["--data-dir"])
+        .arg(dir.path());
+    let mut p = Proc::spawn(cmd, dir.path().join("server.log"));
+    let url = p.banner().rsplit(' ').next().unwrap().to_owned();
+    let t = Target { url, ca: None };
+    let trust = dir.path().join("trust");
+    let gun = "example.com/client/auth";
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"secret stuff").unwrap();
+    use base64::Engine as _;
+    let good = base64::engine::general_purpose::STANDARD.encode("alice:secret");
+    // Without credentials: a clear refusal.
+    let e = fails(
+        ours_env(
+            &t,
+            &trust,
+            &["init", gun, "-p"],
+            &[
+                ("NOTARY_AUTH", None),
+                ("HOME", Some(dir.path().to_str().unwrap())),
+            ],
+        ),
+        "init without credentials",
+    );
+    assert!(
+        e.contains("token service refused") && e.contains("NOTARY_AUTH"),
+        "{e}"
+    );
+    // NOTARY_AUTH.
+    let auth = [
+        ("NOTARY_AUTH", Some(good.as_str())),
+        ("HOME", Some(dir.path().to_str().unwrap())),
+    ];
+    ok(
+        ours_env(&t, &trust, &["init", gun, "-p"], &auth),
+        "init with NOTARY_AUTH",
+    );
+    ok(
+        ours_env(
+            &t,
+            &trust,
+            &["add", gun, "t", f.to_str().unwrap(), "-p"],
+            &auth,
+        ),
+        "add with NOTARY_AUTH",
+    );
+    assert!(issued.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    // Credentials from a docker config (auths for the server host).
+    let docker = dir.path().join("docker");
+    std::fs::create_dir(&docker).unwrap();
+    let host = t.url.trim_start_matches("http://").to_owned();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {host: {"auth": good}}}).to_string(),
+    )
+    .unwrap();
+    let list = ok(
+        ours_env(
+            &t,
+            &dir.path().join("fresh"),
+            &["list", gun],
+            &[
+                ("NOTARY_AUTH", None),
+                ("DOCKER_CONFIG", Some(docker.to_str().unwrap())),
+            ],
+        ),
+        "list with docker config credentials",
+    );
+    assert!(list.contains("t ") && list.contains("targets"), "{list}");
+    // Wrong password: refused, nothing published.
+    let bad = base64::engine::general_purpose::STANDARD.encode("alice:wrong");
+    let e = fails(
+        ours_env(
+            &t,
+            &trust,
+            &["remove", gun, "t", "-p"],
+            &[("NOTARY_AUTH", Some(bad.as_str()))],
+        ),
+        "remove with a wrong password",
+    );
+    assert!(e.contains("token service refused"), "{e}");
+}
