@@ -222,13 +222,25 @@ fn write_file(path: &Path, data: &[u8], durable: bool) -> anyhow::Result<()> {
 #[derive(Default)]
 pub struct Passphrases {
     cache: BTreeMap<String, Zeroizing<String>>,
+    /// `key passwd`: new passphrases come from `NOTARY_NEW_PASSPHRASE` or a prompt, not
+    /// from the variables that opened the key.
+    new_only: bool,
 }
 
 impl Passphrases {
-    fn env(alias: &str) -> Option<Zeroizing<String>> {
-        std::env::var(passphrase_env_var(alias, PassphraseFlavor::Notary))
-            .ok()
-            .map(Zeroizing::new)
+    fn env(&self, alias: &str) -> Option<Zeroizing<String>> {
+        let var = if self.new_only {
+            "NOTARY_NEW_PASSPHRASE"
+        } else {
+            passphrase_env_var(alias, PassphraseFlavor::Notary)
+        };
+        std::env::var(var).ok().map(Zeroizing::new)
+    }
+
+    /// New passphrases only from `NOTARY_NEW_PASSPHRASE` or the terminal.
+    pub fn forget_env(&mut self) {
+        self.new_only = true;
+        self.cache.clear();
     }
 
     fn display_alias(alias: &str) -> &str {
@@ -240,7 +252,7 @@ impl Passphrases {
         if let Some(p) = self.cache.get(alias) {
             return Ok(p.clone());
         }
-        if let Some(p) = Self::env(alias) {
+        if let Some(p) = self.env(alias) {
             self.cache.insert(alias.to_owned(), p.clone());
             return Ok(p);
         }
@@ -286,7 +298,7 @@ impl Passphrases {
                 return Ok(k);
             }
         }
-        if let Some(p) = Self::env(alias) {
+        if let Some(p) = self.env(alias) {
             return match KeyFile::decode(pem, Some(&p)) {
                 Ok(k) => {
                     self.cache.insert(alias.to_owned(), p);

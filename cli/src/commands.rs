@@ -187,6 +187,41 @@ pub enum KeyCmd {
         #[arg(short = 'r', long = "server-managed")]
         server_managed: bool,
     },
+    /// Generates a key: into the trust directory, or with -o into PREFIX-key.pem
+    /// (encrypted private key) and PREFIX.pem (public key).
+    Generate {
+        /// Algorithm (only ecdsa).
+        #[arg(default_value = "ecdsa")]
+        algorithm: String,
+        /// Role of the key.
+        #[arg(short = 'r', long, default_value = "root")]
+        role: String,
+        /// Write PREFIX-key.pem and PREFIX.pem instead of storing the key.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Exports private keys (as stored, with a `path` header) by ID or GUN.
+    Export {
+        /// Key IDs.
+        #[arg(long = "key", value_delimiter = ',')]
+        keys: Vec<String>,
+        /// GUNs.
+        #[arg(long = "gun", value_delimiter = ',')]
+        guns: Vec<String>,
+        /// Output file (default stdout).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Removes a key from the trust directory (asks for confirmation).
+    Remove {
+        /// Key ID.
+        key_id: String,
+    },
+    /// Changes the passphrase of a key.
+    Passwd {
+        /// Key ID.
+        key_id: String,
+    },
     /// Imports private keys (PEM) into the trust directory.
     Import {
         /// Key files.
@@ -652,36 +687,172 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
             rotate(&s, &gun, &role, server_managed)?;
             println!("Successfully rotated {role} key for repository {gun}");
         }
+        RepoCmd::Key(KeyCmd::Generate {
+            algorithm,
+            role,
+            output,
+        }) => {
+            if !algorithm.eq_ignore_ascii_case("ecdsa") {
+                bail!("Algorithm not allowed, possible values are: ECDSA");
+            }
+            let key = PrivateKey::generate(Algorithm::EcdsaP256)?;
+            let id = key.public().canonical_id()?.to_string();
+            let mut pass = Passphrases::default();
+            match output {
+                None => {
+                    if matches!(role.as_str(), "targets" | "snapshot" | "timestamp") {
+                        bail!(
+                            "only root and delegation keys can be generated without a GUN; use init or key rotate for {role}"
+                        );
+                    }
+                    KeyStore::new(&s).add(&key, &role, None, &mut pass)?;
+                    println!("Generated new ecdsa {role} key with keyID: {id}");
+                }
+                Some(prefix) => {
+                    let p = pass.for_new_key("", &id)?;
+                    let priv_pem =
+                        notary_core::keyfile::KeyFile::encode(&key, &role, None, Some(&p))?;
+                    let base = prefix.display().to_string();
+                    let priv_path = PathBuf::from(format!("{base}-key.pem"));
+                    let pub_path = PathBuf::from(format!("{base}.pem"));
+                    crate::client::write_private_durable(&priv_path, priv_pem.as_bytes())?;
+                    let pub_pem = notary_core::pem::encode(
+                        "PUBLIC KEY",
+                        &[("role", role.as_str())],
+                        key.public().public_bytes(),
+                    );
+                    std::fs::write(&pub_path, pub_pem.as_bytes())
+                        .with_context(|| format!("writing {}", pub_path.display()))?;
+                    println!(
+                        "Generated new ecdsa {role} key with keyID: {id} in {} and {}",
+                        priv_path.display(),
+                        pub_path.display()
+                    );
+                }
+            }
+        }
+        RepoCmd::Key(KeyCmd::Export { keys, guns, output }) => {
+            if !keys.is_empty() && !guns.is_empty() {
+                bail!("Only the --gun or --key flag may be provided, not a mix of the two flags");
+            }
+            let store = KeyStore::new(&s);
+            let mut out = String::new();
+            for k in store.list()? {
+                let wanted = (keys.is_empty() && guns.is_empty())
+                    || keys.contains(&k.id)
+                    || k.gun.as_ref().is_some_and(|g| guns.iter().any(|w| w == g));
+                if !wanted {
+                    continue;
+                }
+                let pem = std::fs::read(store.dir().join(format!("{}.key", k.id)))?;
+                let block = notary_core::pem::decode_one(&pem)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", k.id))?;
+                let mut headers: Vec<(&str, &str)> = block
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n != "path")
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                headers.push(("path", k.id.as_str()));
+                out.push_str(&notary_core::pem::encode(
+                    &block.label,
+                    &headers,
+                    &block.body,
+                ));
+            }
+            if out.is_empty() {
+                bail!("no matching keys found");
+            }
+            match output {
+                Some(p) => crate::client::write_private_durable(&p, out.as_bytes())?,
+                None => print!("{out}"),
+            }
+        }
+        RepoCmd::Key(KeyCmd::Remove { key_id }) => {
+            let store = KeyStore::new(&s);
+            let k = store
+                .list()?
+                .into_iter()
+                .find(|k| k.id == key_id)
+                .with_context(|| format!("key {key_id} not found"))?;
+            let loc = store.dir().display().to_string();
+            print!(
+                "Are you sure you want to remove {key_id} (role {}) from {loc}?  (yes/no)  ",
+                k.role
+            );
+            std::io::stdout().flush()?;
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+                println!("\nAborting action.");
+                return Ok(1);
+            }
+            store.remove(&key_id)?;
+            println!("\nDeleted {key_id} (role {}) from {loc}.", k.role);
+        }
+        RepoCmd::Key(KeyCmd::Passwd { key_id }) => {
+            let store = KeyStore::new(&s);
+            let k = store
+                .list()?
+                .into_iter()
+                .find(|k| k.id == key_id)
+                .with_context(|| format!("key {key_id} not found"))?;
+            let mut pass = Passphrases::default();
+            let kf = store
+                .load(&key_id, &mut pass)?
+                .with_context(|| format!("key {key_id} not found"))?;
+            let mut fresh = Passphrases::default();
+            let gun = k.gun.as_deref().map(gun_arg).transpose()?;
+            fresh.forget_env();
+            store.add(&kf.key, &k.role, gun.as_ref(), &mut fresh)?;
+            println!("Successfully updated passphrase for key ID: {key_id}");
+        }
         RepoCmd::Key(KeyCmd::Import { files, role, gun }) => {
             let store = KeyStore::new(&s);
             let mut pass = Passphrases::default();
             for f in files {
-                let pem = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
-                let block = notary_core::pem::decode_one(&pem)
+                let text = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+                let blocks = notary_core::pem::decode_all(&text)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-                let role = block
-                    .header("role")
-                    .map(str::to_owned)
-                    .or_else(|| role.clone())
-                    .unwrap_or_else(|| "delegation".to_owned());
-                let encrypted = notary_core::keyfile::KeyFile::is_encrypted(&pem)?;
-                if encrypted && block.header("path").is_none() {
-                    bail!(
-                        "Invalid key generated, key may be encrypted and does not contain path header"
-                    );
+                if blocks.is_empty() {
+                    bail!("{}: no PEM blocks", f.display());
                 }
-                let kf = pass.open(&pem, &role, &f.display().to_string())?;
-                let base = matches!(role.as_str(), "root" | "targets" | "snapshot" | "timestamp");
-                let key_gun = block
-                    .header("gun")
-                    .map(str::to_owned)
-                    .or_else(|| gun.clone());
-                let key_gun = match (base && role != "root", key_gun) {
-                    (true, Some(g)) => Some(gun_arg(&g)?),
-                    (true, None) => bail!("{}: a {role} key needs a GUN (--gun)", f.display()),
-                    (false, _) => None,
-                };
-                store.add(&kf.key, &role, key_gun.as_ref(), &mut pass)?;
+                // Go's `key export` writes several keys into one file.
+                for block in blocks {
+                    let headers: Vec<(&str, &str)> = block
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect();
+                    let pem = notary_core::pem::encode(&block.label, &headers, &block.body);
+                    let pem = pem.as_bytes();
+                    let role = block
+                        .header("role")
+                        .map(str::to_owned)
+                        .or_else(|| role.clone())
+                        .unwrap_or_else(|| "delegation".to_owned());
+                    let encrypted = notary_core::keyfile::KeyFile::is_encrypted(pem)?;
+                    if encrypted && block.header("path").is_none() {
+                        bail!(
+                            "Invalid key generated, key may be encrypted and does not contain path header"
+                        );
+                    }
+                    let kf = pass.open(pem, &role, &f.display().to_string())?;
+                    let base =
+                        matches!(role.as_str(), "root" | "targets" | "snapshot" | "timestamp");
+                    let key_gun = block
+                        .header("gun")
+                        .map(str::to_owned)
+                        .or_else(|| gun.clone());
+                    let key_gun = match (base && role != "root", key_gun) {
+                        (true, Some(g)) => Some(gun_arg(&g)?),
+                        (true, None) => {
+                            bail!("{}: a {role} key needs a GUN (--gun)", f.display())
+                        }
+                        (false, _) => None,
+                    };
+                    store.add(&kf.key, &role, key_gun.as_ref(), &mut pass)?;
+                }
             }
         }
         RepoCmd::Delegation(DelegationCmd::Add {

@@ -704,3 +704,139 @@ fn token_auth_with_notary_auth_and_docker_config() {
     );
     assert!(e.contains("token service refused"), "{e}");
 }
+
+#[test]
+fn key_generate_export_import_remove_passwd_with_go() {
+    let (_server, t, dir) = on_go_server();
+    let ours_dir = dir.path().join("ours");
+    let go_dir = dir.path().join("go");
+    // generate into the store; Go lists it.
+    let out = ok(
+        ours(
+            &t,
+            &ours_dir,
+            &["key", "generate", "ecdsa", "--role", "root"],
+        ),
+        "key generate",
+    );
+    let id = out.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        out.starts_with("Generated new ecdsa root key with keyID: "),
+        "{out}"
+    );
+    assert!(ok(go(&t, &ours_dir, &["key", "list"]), "go key list").contains(&id));
+    // generate -o: an encrypted private key with a role header and its public key.
+    let prefix = dir.path().join("gen");
+    ok(
+        ours(
+            &t,
+            &ours_dir,
+            &[
+                "key",
+                "generate",
+                "-o",
+                prefix.to_str().unwrap(),
+                "--role",
+                "targets/releases",
+            ],
+        ),
+        "key generate -o",
+    );
+    let priv_pem = std::fs::read_to_string(dir.path().join("gen-key.pem")).unwrap();
+    let pub_pem = std::fs::read_to_string(dir.path().join("gen.pem")).unwrap();
+    assert!(
+        priv_pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\nrole: targets/releases\n"),
+        "{priv_pem}"
+    );
+    assert!(
+        pub_pem.starts_with("-----BEGIN PUBLIC KEY-----\nrole: targets/releases\n"),
+        "{pub_pem}"
+    );
+    // export from ours, import into Go; and the reverse.
+    let exported = dir.path().join("export.pem");
+    ok(
+        ours(
+            &t,
+            &ours_dir,
+            &[
+                "key",
+                "export",
+                "--key",
+                &id,
+                "-o",
+                exported.to_str().unwrap(),
+            ],
+        ),
+        "key export",
+    );
+    assert!(
+        std::fs::read_to_string(&exported)
+            .unwrap()
+            .contains(&format!("path: {id}"))
+    );
+    ok(
+        go(&t, &go_dir, &["key", "import", exported.to_str().unwrap()]),
+        "go key import of our export",
+    );
+    assert!(ok(go(&t, &go_dir, &["key", "list"]), "go key list").contains(&id));
+    ok(
+        go(
+            &t,
+            &go_dir,
+            &["key", "generate", "ecdsa", "--role", "targets/qa"],
+        ),
+        "go key generate",
+    );
+    let go_export = dir.path().join("go-export.pem");
+    ok(
+        go(
+            &t,
+            &go_dir,
+            &["key", "export", "-o", go_export.to_str().unwrap()],
+        ),
+        "go key export",
+    );
+    let fresh = dir.path().join("fresh");
+    ok(
+        ours(&t, &fresh, &["key", "import", go_export.to_str().unwrap()]),
+        "our import of Go's export",
+    );
+    assert_eq!(
+        ok(ours(&t, &fresh, &["key", "list"]), "key list").replace(fresh.to_str().unwrap(), "X"),
+        ok(go(&t, &go_dir, &["key", "list"]), "go key list").replace(go_dir.to_str().unwrap(), "X")
+    );
+    // passwd: the root key now opens with the new passphrase (Go uses it to init).
+    let out = ours_env(
+        &t,
+        &ours_dir,
+        &["key", "passwd", &id],
+        &[("NOTARY_NEW_PASSPHRASE", Some("brand-new-pass"))],
+    );
+    assert!(ok(out, "key passwd").contains("Successfully updated passphrase"));
+    let out = Command::new("notary")
+        .arg("-s")
+        .arg(&t.url)
+        .arg("-d")
+        .arg(&ours_dir)
+        .args(["init", "example.com/client/passwd"])
+        .envs(ENV)
+        .env("NOTARY_ROOT_PASSPHRASE", "brand-new-pass")
+        .output()
+        .unwrap();
+    let text = ok(out, "go init with the new root passphrase");
+    assert!(
+        text.contains(&format!("Root key found, using: {id}")),
+        "{text}"
+    );
+    // remove: asks, honours "no" and "yes".
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_notary"));
+    cmd.arg("-d").arg(&ours_dir).args(["key", "remove", &id]);
+    let out = output_with_stdin(cmd, Some(b"no\n"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(ours_dir.join("private").join(format!("{id}.key")).exists());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_notary"));
+    cmd.arg("-d").arg(&ours_dir).args(["key", "remove", &id]);
+    let out = ok(output_with_stdin(cmd, Some(b"yes\n")), "key remove");
+    assert!(out.contains(&format!("Deleted {id} (role root)")), "{out}");
+    assert!(!ours_dir.join("private").join(format!("{id}.key")).exists());
+}
