@@ -408,6 +408,14 @@ impl KeyStore {
         Ok(out)
     }
 
+    /// The key file with canonical ID `id` (headers only).
+    pub fn find(&self, id: &str) -> anyhow::Result<StoredKey> {
+        self.list()?
+            .into_iter()
+            .find(|k| k.id == id)
+            .with_context(|| format!("key {id} not found"))
+    }
+
     /// The key with canonical ID `id`, decrypted.
     pub fn load(&self, id: &str, pass: &mut Passphrases) -> anyhow::Result<Option<KeyFile>> {
         let path = self.dir.join(format!("{id}.key"));

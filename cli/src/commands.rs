@@ -770,11 +770,7 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
         }
         RepoCmd::Key(KeyCmd::Remove { key_id }) => {
             let store = KeyStore::new(&s);
-            let k = store
-                .list()?
-                .into_iter()
-                .find(|k| k.id == key_id)
-                .with_context(|| format!("key {key_id} not found"))?;
+            let k = store.find(&key_id)?;
             let loc = store.dir().display().to_string();
             print!(
                 "Are you sure you want to remove {key_id} (role {}) from {loc}?  (yes/no)  ",
@@ -792,11 +788,7 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
         }
         RepoCmd::Key(KeyCmd::Passwd { key_id }) => {
             let store = KeyStore::new(&s);
-            let k = store
-                .list()?
-                .into_iter()
-                .find(|k| k.id == key_id)
-                .with_context(|| format!("key {key_id} not found"))?;
+            let k = store.find(&key_id)?;
             let mut pass = Passphrases::default();
             let kf = store
                 .load(&key_id, &mut pass)?
