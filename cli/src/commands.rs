@@ -257,15 +257,35 @@ pub enum DelegationCmd {
         #[arg(short = 'p', long)]
         publish: bool,
     },
-    /// Stages the removal of a delegation role.
+    /// Stages the removal of keys or paths from a delegation, or (given only the role)
+    /// of the whole delegation.
     Remove {
         /// The collection.
         gun: String,
         /// Delegation role.
         role: String,
+        /// Canonical key IDs to remove.
+        key_ids: Vec<String>,
+        /// Paths to remove.
+        #[arg(long, value_delimiter = ',')]
+        paths: Vec<String>,
+        /// Remove every path.
+        #[arg(long)]
+        all_paths: bool,
         /// Do not ask for confirmation.
         #[arg(short = 'y', long)]
         yes: bool,
+        /// Publish right away.
+        #[arg(short = 'p', long)]
+        publish: bool,
+    },
+    /// Stages the removal of keys from every delegation of a collection.
+    Purge {
+        /// The collection.
+        gun: String,
+        /// Canonical key IDs.
+        #[arg(long = "key", value_delimiter = ',', required = true)]
+        keys: Vec<String>,
         /// Publish right away.
         #[arg(short = 'p', long)]
         publish: bool,
@@ -927,21 +947,96 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
         RepoCmd::Delegation(DelegationCmd::Remove {
             gun,
             role,
-            yes: _,
+            key_ids,
+            paths,
+            all_paths,
+            yes,
             publish: p,
         }) => {
             let gun = gun_arg(&gun)?;
             let role = role_arg(&role)?;
+            let cl = Changelist::new(&s, &gun);
+            if key_ids.is_empty() && paths.is_empty() && !all_paths {
+                if !yes {
+                    print!(
+                        "Are you sure you want to remove all data for this delegation? (yes/no)\n"
+                    );
+                    std::io::stdout().flush()?;
+                    let mut answer = String::new();
+                    std::io::stdin().read_line(&mut answer)?;
+                    if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+                        println!("Aborting action.");
+                        return Ok(1);
+                    }
+                }
+                cl.add(&Change {
+                    action: "delete".into(),
+                    role: role.to_string(),
+                    kind: "delegation".into(),
+                    path: String::new(),
+                    data: None,
+                })?;
+                println!(
+                    "\nForced removal (including all keys and paths) of delegation role {role} to repository \"{gun}\" staged for next publish.\n"
+                );
+            } else {
+                let mut data = serde_json::Map::new();
+                if !key_ids.is_empty() {
+                    data.insert("remove_keys".into(), serde_json::json!(key_ids));
+                }
+                if !paths.is_empty() {
+                    data.insert("remove_paths".into(), serde_json::json!(paths));
+                }
+                if all_paths {
+                    data.insert("clear_paths".into(), serde_json::json!(true));
+                }
+                cl.add(&Change {
+                    action: "update".into(),
+                    role: role.to_string(),
+                    kind: "delegation".into(),
+                    path: String::new(),
+                    data: Some(
+                        base64::engine::general_purpose::STANDARD
+                            .encode(serde_json::Value::Object(data).to_string()),
+                    ),
+                })?;
+                let mut msg = format!("\nRemoval of delegation role {role}");
+                if !key_ids.is_empty() {
+                    msg.push_str(&format!(" with keys [{}]", key_ids.join(" ")));
+                }
+                if all_paths {
+                    msg.push_str(", with all paths");
+                } else if !paths.is_empty() {
+                    msg.push_str(&format!(", with paths [{}]", paths.join("\n")));
+                }
+                println!("{msg}, to repository \"{gun}\" staged for next publish.\n");
+            }
+            if p {
+                publish(&s, &gun, true)?;
+            }
+        }
+        RepoCmd::Delegation(DelegationCmd::Purge {
+            gun,
+            keys,
+            publish: p,
+        }) => {
+            let gun = gun_arg(&gun)?;
             Changelist::new(&s, &gun).add(&Change {
-                action: "delete".into(),
-                role: role.to_string(),
+                action: "update".into(),
+                role: "targets/*".into(),
                 kind: "delegation".into(),
                 path: String::new(),
-                data: None,
+                data: Some(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(serde_json::json!({ "remove_keys": keys }).to_string()),
+                ),
             })?;
             println!(
-                "\nRemoval of delegation role {role} from repository \"{gun}\" staged for next publish.\n"
+                "Removal of the following keys from all delegations in {gun} staged for next publish:"
             );
+            for k in &keys {
+                println!("\t- {k}");
+            }
             if p {
                 publish(&s, &gun, true)?;
             }
@@ -1428,6 +1523,13 @@ fn publish(s: &Settings, gun: &Gun, auto: bool) -> anyhow::Result<()> {
     };
     let mut touched = vec![RoleName::targets()];
     for (_, c) in &changes {
+        if c.role == "targets/*" && c.kind == "delegation" {
+            let data = c.data_bytes()?.context("delegation change without data")?;
+            let d: DelegationChange =
+                serde_json::from_slice(&data).context("bad delegation data in the changelist")?;
+            editor.purge_delegation_keys(&d.remove_keys)?;
+            continue;
+        }
         let role = RoleName::new(&c.role)
             .map_err(|e| anyhow::anyhow!("bad scope {:?} in the changelist: {e}", c.role))?;
         match (c.action.as_str(), c.kind.as_str()) {
@@ -1445,15 +1547,20 @@ fn publish(s: &Settings, gun: &Gun, auto: bool) -> anyhow::Result<()> {
                 let data = c.data_bytes()?.context("delegation change without data")?;
                 let d: DelegationChange = serde_json::from_slice(&data)
                     .context("bad delegation data in the changelist")?;
-                if !d.remove_keys.is_empty()
-                    || !d.remove_paths.is_empty()
-                    || d.clear_paths
-                    || d.new_name.is_some()
-                {
-                    bail!(
-                        "removing keys or paths from {} is not supported by this notary yet",
-                        c.role
-                    );
+                if d.new_name.is_some() {
+                    bail!("renaming delegation {} is not supported", c.role);
+                }
+                if !d.remove_keys.is_empty() || !d.remove_paths.is_empty() || d.clear_paths {
+                    editor.edit_delegation(
+                        &role,
+                        &d.remove_keys,
+                        &d.remove_paths,
+                        d.clear_paths,
+                    )?;
+                }
+                if d.add_keys.is_empty() && d.add_paths.is_empty() && d.threshold.is_none() {
+                    touched.push(role);
+                    continue;
                 }
                 let threshold = match d.threshold {
                     Some(t) => t,

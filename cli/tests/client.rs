@@ -840,3 +840,98 @@ fn key_generate_export_import_remove_passwd_with_go() {
     assert!(out.contains(&format!("Deleted {id} (role root)")), "{out}");
     assert!(!ours_dir.join("private").join(format!("{id}.key")).exists());
 }
+
+#[test]
+fn delegation_remove_and_purge_match_go() {
+    let (_server, t, dir) = on_go_server();
+    let trust = dir.path().join("trust");
+    let gun = "example.com/client/delegations";
+    let n = |args: &[&str]| ok(ours(&t, &trust, args), &args.join(" "));
+    n(&["init", gun, "-p"]);
+    let pki = dir.path().join("pki");
+    let p = pki.to_str().unwrap();
+    n(&["pki", "ca", "init", "--cn", "Delegation CA", "--out-dir", p]);
+    let mut ids = Vec::new();
+    for who in ["alice", "bob"] {
+        n(&[
+            "pki",
+            "issue",
+            "delegation",
+            "--ca-dir",
+            p,
+            "--cn",
+            who,
+            "--out-dir",
+            p,
+        ]);
+        n(&[
+            "key",
+            "import",
+            pki.join(format!("{who}.key")).to_str().unwrap(),
+            "--role",
+            "targets/releases",
+        ]);
+    }
+    let add = n(&[
+        "delegation",
+        "add",
+        gun,
+        "targets/releases",
+        pki.join("alice.crt").to_str().unwrap(),
+        pki.join("bob.crt").to_str().unwrap(),
+        "--paths",
+        "a/,b/",
+        "-p",
+    ]);
+    let start = add.find("with keys [").unwrap() + "with keys [".len();
+    let end = add[start..].find(']').unwrap() + start;
+    ids.extend(add[start..end].split(' ').map(str::to_owned));
+    assert_eq!(ids.len(), 2, "{add}");
+    let same = |what: &str| {
+        let mine = ok(ours(&t, &trust, &["delegation", "list", gun]), what);
+        assert_eq!(
+            mine,
+            ok(go(&t, &trust, &["delegation", "list", gun]), what),
+            "{what}"
+        );
+        mine
+    };
+    let l = same("after add");
+    assert!(
+        l.contains(&ids[0]) && l.contains(&ids[1]) && l.contains("a/") && l.contains("b/"),
+        "{l}"
+    );
+    // Remove one key and one path.
+    n(&[
+        "delegation",
+        "remove",
+        gun,
+        "targets/releases",
+        &ids[0],
+        "--paths",
+        "b/",
+        "-p",
+    ]);
+    let l = same("after remove key and path");
+    assert!(
+        !l.contains(&ids[0]) && l.contains(&ids[1]) && l.contains("a/") && !l.contains("b/"),
+        "{l}"
+    );
+    // A second delegation with alice; purge bob from all delegations.
+    n(&[
+        "delegation",
+        "add",
+        gun,
+        "targets/qa",
+        pki.join("alice.crt").to_str().unwrap(),
+        "--all-paths",
+        "-p",
+    ]);
+    n(&["delegation", "purge", gun, "--key", &ids[1], "-p"]);
+    let l = same("after purge");
+    assert!(!l.contains(&ids[1]) && l.contains("targets/qa"), "{l}");
+    // Remove a whole delegation (confirmation skipped with -y).
+    n(&["delegation", "remove", gun, "targets/qa", "-y", "-p"]);
+    let l = same("after removing targets/qa");
+    assert!(!l.contains("targets/qa"), "{l}");
+}

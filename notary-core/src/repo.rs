@@ -466,6 +466,80 @@ impl RepoEditor {
         Ok(())
     }
 
+    /// Removes keys (by canonical key ID, as `notary delegation remove/purge` name them)
+    /// and paths from a delegation; `clear_paths` drops every path first. The delegation
+    /// stays (possibly without keys, which makes it unusable until keys are added).
+    pub fn edit_delegation(
+        &mut self,
+        name: &RoleName,
+        remove_keys: &[String],
+        remove_paths: &[String],
+        clear_paths: bool,
+    ) -> Result<(), EditError> {
+        let parent = name
+            .parent()
+            .ok_or_else(|| EditError::UnknownRole(name.to_string()))?;
+        let t = self.targets_mut(&parent)?;
+        let by_canonical: BTreeSet<KeyId> = t
+            .delegations
+            .keys
+            .iter()
+            .filter(|(_, k)| {
+                k.canonical_id()
+                    .is_ok_and(|c| remove_keys.iter().any(|r| r == c.as_str()))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let entry = t
+            .delegations
+            .roles
+            .iter_mut()
+            .find(|r| &r.name == name)
+            .ok_or_else(|| EditError::UnknownRole(name.to_string()))?;
+        entry.keyids.retain(|id| {
+            !by_canonical.contains(id) && !remove_keys.iter().any(|r| r == id.as_str())
+        });
+        if clear_paths {
+            entry.paths.clear();
+        }
+        entry.paths.retain(|p| !remove_paths.contains(p));
+        prune_keys(t);
+        Ok(())
+    }
+
+    /// Removes keys (canonical IDs) from every delegation of every loaded targets role
+    /// (`notary delegation purge`).
+    pub fn purge_delegation_keys(&mut self, remove_keys: &[String]) -> Result<(), EditError> {
+        let roles: Vec<(RoleName, RoleName)> = self
+            .targets
+            .iter()
+            .flat_map(|(parent, t)| {
+                t.delegations
+                    .roles
+                    .iter()
+                    .map(|d| (parent.clone(), d.name.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (parent, name) in roles {
+            let hit = self.targets.get(&parent).is_some_and(|t| {
+                t.delegation(&name).is_some_and(|d| {
+                    d.keyids.iter().any(|id| {
+                        remove_keys.iter().any(|r| r == id.as_str())
+                            || t.delegations.keys.get(id).is_some_and(|k| {
+                                k.canonical_id()
+                                    .is_ok_and(|c| remove_keys.iter().any(|r| r == c.as_str()))
+                            })
+                    })
+                })
+            });
+            if hit {
+                self.edit_delegation(&name, remove_keys, &[], false)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes a delegation (and its subtree's metadata).
     pub fn remove_delegation(&mut self, name: &RoleName) -> Result<(), EditError> {
         let parent = name
