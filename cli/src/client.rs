@@ -563,6 +563,23 @@ pub struct Change {
 }
 
 impl Change {
+    /// A change (`role` is the scope).
+    pub fn new(
+        action: &str,
+        role: impl ToString,
+        kind: &str,
+        path: impl ToString,
+        data: Option<String>,
+    ) -> Change {
+        Change {
+            action: action.to_owned(),
+            role: role.to_string(),
+            kind: kind.to_owned(),
+            path: path.to_string(),
+            data,
+        }
+    }
+
     /// The decoded `data`.
     pub fn data_bytes(&self) -> anyhow::Result<Option<Vec<u8>>> {
         self.data

@@ -386,13 +386,13 @@ fn stage_targets(
     let cl = Changelist::new(s, gun);
     let data = base64::engine::general_purpose::STANDARD.encode(target_change_data(meta));
     for role in scopes(roles)? {
-        cl.add(&Change {
-            action: "create".into(),
-            role: role.to_string(),
-            kind: "target".into(),
-            path: target.to_owned(),
-            data: Some(data.clone()),
-        })?;
+        cl.add(&Change::new(
+            "create",
+            role.to_string(),
+            "target",
+            target.to_owned(),
+            Some(data.clone()),
+        ))?;
     }
     Ok(())
 }
@@ -492,13 +492,13 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
             let gun = gun_arg(&gun)?;
             let cl = Changelist::new(&s, &gun);
             for role in scopes(&roles)? {
-                cl.add(&Change {
-                    action: "delete".into(),
-                    role: role.to_string(),
-                    kind: "target".into(),
-                    path: target.clone(),
-                    data: None,
-                })?;
+                cl.add(&Change::new(
+                    "delete",
+                    role.to_string(),
+                    "target",
+                    target.clone(),
+                    None,
+                ))?;
             }
             println!("Removal of {target} from {gun} staged for next publish.");
             if p {
@@ -680,13 +680,13 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
             let cl = Changelist::new(&s, &gun);
             let roles = scopes(&roles)?;
             for role in &roles {
-                cl.add(&Change {
-                    action: "update".into(),
-                    role: role.to_string(),
-                    kind: "witness".into(),
-                    path: String::new(),
-                    data: None,
-                })?;
+                cl.add(&Change::new(
+                    "update",
+                    role.to_string(),
+                    "witness",
+                    String::new(),
+                    None,
+                ))?;
             }
             println!(
                 "The following roles were successfully marked for witnessing on the next publish:"
@@ -958,8 +958,8 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
             let cl = Changelist::new(&s, &gun);
             if key_ids.is_empty() && paths.is_empty() && !all_paths {
                 if !yes {
-                    print!(
-                        "Are you sure you want to remove all data for this delegation? (yes/no)\n"
+                    println!(
+                        "Are you sure you want to remove all data for this delegation? (yes/no)"
                     );
                     std::io::stdout().flush()?;
                     let mut answer = String::new();
@@ -969,13 +969,13 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
                         return Ok(1);
                     }
                 }
-                cl.add(&Change {
-                    action: "delete".into(),
-                    role: role.to_string(),
-                    kind: "delegation".into(),
-                    path: String::new(),
-                    data: None,
-                })?;
+                cl.add(&Change::new(
+                    "delete",
+                    role.to_string(),
+                    "delegation",
+                    String::new(),
+                    None,
+                ))?;
                 println!(
                     "\nForced removal (including all keys and paths) of delegation role {role} to repository \"{gun}\" staged for next publish.\n"
                 );
@@ -1054,7 +1054,6 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
                             None => ids.push(id.to_string()),
                         }
                     }
-                    ids.sort();
                     let paths: Vec<String> = d
                         .paths
                         .iter()
