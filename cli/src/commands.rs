@@ -1347,14 +1347,14 @@ fn key_object(k: &PublicKey) -> String {
     )
 }
 
-/// `notary key rotate` (spec §10.5) for targets and snapshot (local) or snapshot and
-/// timestamp (`-r`, server-managed); publishes the new root right away.
+/// `notary key rotate` (spec §10.5): root (new key in a new certificate, the new root
+/// cross-signed by the old key; asks for confirmation), targets and snapshot (local), or
+/// snapshot and timestamp (`-r`, server-managed); publishes the new root right away.
 fn rotate(s: &Settings, gun: &Gun, role: &str, server_managed: bool) -> anyhow::Result<()> {
     let role_name = match role {
-        "targets" | "snapshot" | "timestamp" => {
+        "root" | "targets" | "snapshot" | "timestamp" => {
             RoleName::new(role).map_err(|e| anyhow::anyhow!("{e}"))?
         }
-        "root" => bail!("root key rotation is not supported by this notary yet"),
         other => {
             bail!("invalid role {other}: only targets, snapshot and timestamp keys can be rotated")
         }
@@ -1362,8 +1362,18 @@ fn rotate(s: &Settings, gun: &Gun, role: &str, server_managed: bool) -> anyhow::
     if role == "timestamp" && !server_managed {
         bail!("notary does not support client-managed timestamp keys: use -r");
     }
-    if role == "targets" && server_managed {
-        bail!("notary does not support server-managed targets keys");
+    if matches!(role, "root" | "targets") && server_managed {
+        bail!("notary does not support server-managed {role} keys");
+    }
+    if role == "root" {
+        println!(
+            "Warning: you are about to rotate your root key.\n\nYou must use your old key to sign this root rotation.\nAre you sure you want to proceed?  (yes/no)"
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            bail!("aborting root key rotation");
+        }
     }
     let server = Server::new(s)?;
     let cache = MetadataCache::new(s, gun);
@@ -1392,15 +1402,8 @@ fn rotate(s: &Settings, gun: &Gun, role: &str, server_managed: bool) -> anyhow::
         .unwrap_or_default();
     let store = KeyStore::new(s);
     let mut pass = Passphrases::default();
-    let new_key = if server_managed {
-        server.rotate_key(gun, role)?
-    } else {
-        let k = PrivateKey::generate(Algorithm::EcdsaP256)?;
-        store.add(&k, role, Some(gun), &mut pass)?;
-        k.public().clone()
-    };
-    editor.rotate_base_role(&role_name, vec![new_key])?;
-    let mut keys = signing_keys(&store, &mut pass, &editor, &[])?;
+    // The current root keys sign the new root (for a root rotation: cross-signing).
+    let mut keys = Vec::new();
     if let Some(r) = editor.root().roles.get("root") {
         for id in &r.keyids {
             if let Some(k) = editor.root().keys.get(id) {
@@ -1410,11 +1413,36 @@ fn rotate(s: &Settings, gun: &Gun, role: &str, server_managed: bool) -> anyhow::
             }
         }
     }
+    if keys.is_empty() {
+        bail!("could not find the root key of {gun}: a key rotation must be signed with it");
+    }
+    let new_key = if server_managed {
+        server.rotate_key(gun, role)?
+    } else if role == "root" {
+        let k = PrivateKey::generate(Algorithm::EcdsaP256)?;
+        store.add(&k, "root", None, &mut pass)?;
+        let cert = notary_core::x509::root_certificate(
+            &k,
+            gun,
+            now,
+            now + notary_core::x509::ROOT_CERT_VALIDITY,
+        )?;
+        keys.push(k);
+        cert
+    } else {
+        let k = PrivateKey::generate(Algorithm::EcdsaP256)?;
+        store.add(&k, role, Some(gun), &mut pass)?;
+        k.public().clone()
+    };
+    editor.rotate_base_role(&role_name, vec![new_key])?;
+    keys.extend(signing_keys(&store, &mut pass, &editor, &[])?);
     let signed = editor.sign(&KeyRing::from_keys(&keys), now)?;
     server.publish(gun, &signed.files)?;
-    // Go drops the replaced keys from the local store.
-    for k in old {
-        store.remove(k.canonical_id()?.as_str())?;
+    // Go drops the replaced keys from the local store (root keys are kept).
+    if role != "root" {
+        for k in old {
+            store.remove(k.canonical_id()?.as_str())?;
+        }
     }
     Ok(())
 }

@@ -935,3 +935,62 @@ fn delegation_remove_and_purge_match_go() {
     let l = same("after removing targets/qa");
     assert!(!l.contains("targets/qa"), "{l}");
 }
+
+#[test]
+fn root_rotation_is_followed_by_go_clients() {
+    let (_server, t, dir) = on_go_server();
+    let trust = dir.path().join("trust");
+    let gun = "example.com/client/root-rotation";
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"before").unwrap();
+    ok(ours(&t, &trust, &["init", gun, "-p"]), "init");
+    ok(
+        ours(
+            &t,
+            &trust,
+            &["add", gun, "before", f.to_str().unwrap(), "-p"],
+        ),
+        "add",
+    );
+    // A Go client caches root v1.
+    let go_trust = dir.path().join("go");
+    assert!(ok(go(&t, &go_trust, &["list", gun]), "go list").contains("before"));
+    // "no" aborts, "yes" rotates.
+    let rotate = |answer: &[u8]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_notary"));
+        cmd.arg("-s")
+            .arg(&t.url)
+            .arg("-d")
+            .arg(&trust)
+            .args(["key", "rotate", gun, "root"])
+            .envs(ENV);
+        output_with_stdin(cmd, Some(answer))
+    };
+    let e = fails(rotate(b"no\n"), "rotation refused");
+    assert!(e.contains("aborting root key rotation"), "{e}");
+    ok(rotate(b"yes\n"), "root rotation");
+    ok(
+        ours(
+            &t,
+            &trust,
+            &["add", gun, "after", f.to_str().unwrap(), "-p"],
+        ),
+        "add after rotation",
+    );
+    // The Go client holding root v1 follows the rotation (cross-signed root), and a fresh
+    // Go client trusts the new root on first use.
+    let list = ok(go(&t, &go_trust, &["list", gun]), "go list after rotation");
+    assert!(list.contains("before") && list.contains("after"), "{list}");
+    let fresh = ok(
+        go(&t, &dir.path().join("go-fresh"), &["list", gun]),
+        "fresh go list",
+    );
+    assert_eq!(list, fresh);
+    // Two root keys now in the store (the old one is kept, as Go keeps it).
+    let keys = ok(ours(&t, &trust, &["key", "list"]), "key list");
+    assert_eq!(
+        keys.lines().filter(|l| l.starts_with("root ")).count(),
+        2,
+        "{keys}"
+    );
+}
