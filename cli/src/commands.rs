@@ -428,9 +428,7 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
             publish: p,
         } => {
             let gun = gun_arg(&gun)?;
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let mut meta = FileMeta::from_bytes(&bytes);
+            let mut meta = hash_file(&file)?;
             meta.custom = read_custom(&custom)?;
             stage_targets(&s, &gun, &target, &meta, &roles)?;
             println!(
@@ -1135,6 +1133,54 @@ fn truncate_left(s: &str, width: usize) -> String {
     }
     let keep: String = chars[chars.len() - (width - 3)..].iter().collect();
     format!("...{keep}")
+}
+
+/// Length, SHA-256 and SHA-512 of a file, streamed (any size), with a progress line on
+/// a terminal for files over 64 MiB.
+fn hash_file(path: &std::path::Path) -> anyhow::Result<FileMeta> {
+    use ring::digest::{Context, SHA256, SHA512};
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let show = total > 64 << 20 && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (mut a, mut b) = (Context::new(&SHA256), Context::new(&SHA512));
+    let mut buf = vec![0u8; 1 << 20];
+    let mut length = 0u64;
+    let mut shown = 101;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        a.update(&buf[..n]);
+        b.update(&buf[..n]);
+        length += n as u64;
+        if show {
+            let pct = (length * 100 / total.max(1)) as usize;
+            if pct != shown {
+                shown = pct;
+                eprint!("\rHashing {}: {pct}%", path.display());
+            }
+        }
+    }
+    if show {
+        eprintln!();
+    }
+    let mut hashes = BTreeMap::new();
+    hashes.insert(
+        "sha256".to_owned(),
+        notary_core::metadata::Bytes(a.finish().as_ref().to_vec()),
+    );
+    hashes.insert(
+        "sha512".to_owned(),
+        notary_core::metadata::Bytes(b.finish().as_ref().to_vec()),
+    );
+    Ok(FileMeta {
+        custom: None,
+        hashes,
+        length,
+    })
 }
 
 /// Sizes as Go's `strconv.ParseInt(s, 0, 64)`: decimal, `0x`, `0o`/`0`, `0b`.

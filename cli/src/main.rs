@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
     name = "notary",
     version,
     about = "Notary client: sign and verify TUF trust data; `notary pki` manages certificates",
-    after_help = "Examples:\n  notary pki ca init --cn \"Example Root CA\" --out-dir ca\n  notary pki issue server --ca-dir ca --cn notary.example.com --san DNS:notary.example.com,IP:10.0.0.5 --out-dir certs\n  notary pki verify --ca ca/ca.crt certs/notary.example.com.crt"
+    after_help = "Examples:\n  notary -s https://notary.example.com:4443 init example.com/app -p\n  notary add example.com/app v1.0 ./app.tar.gz -p\n  notary list example.com/app\n  notary key rotate example.com/app snapshot -r\n  notary delegation add example.com/app targets/releases releases.crt --all-paths -p\n  notary pki ca init --cn \"Example Root CA\" --out-dir ca\n  notary pki issue server --ca-dir ca --cn notary.example.com --san DNS:notary.example.com,IP:10.0.0.5 --out-dir certs\n  notary pki verify --ca ca/ca.crt certs/notary.example.com.crt\n\nPassphrases: NOTARY_ROOT_PASSPHRASE, NOTARY_TARGETS_PASSPHRASE, NOTARY_SNAPSHOT_PASSPHRASE,\nNOTARY_DELEGATION_PASSPHRASE (else prompts). Token auth: NOTARY_AUTH=base64(user:password)."
 )]
 struct Cli {
     #[command(flatten)]
