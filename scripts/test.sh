@@ -10,6 +10,11 @@ command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v setpriv >/dev/null 2>&1 || need_pkgs+=(util-linux)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
+# dockerd for the docker content-trust tests (the machine's docker 28 CLI stays first in PATH).
+command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+command -v tar >/dev/null 2>&1 || need_pkgs+=(tar)
+command -v gzip >/dev/null 2>&1 || need_pkgs+=(gzip)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update

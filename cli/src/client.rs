@@ -225,12 +225,25 @@ pub struct Passphrases {
     /// `key passwd`: new passphrases come from `NOTARY_NEW_PASSPHRASE` or a prompt, not
     /// from the variables that opened the key.
     new_only: bool,
+    /// Docker's variables and prompt names (`notary image …`).
+    docker: bool,
 }
 
 impl Passphrases {
+    /// Docker's retriever: `DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE` and
+    /// `DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE`, prompts naming `root`/`repository`.
+    pub fn docker() -> Self {
+        Passphrases {
+            docker: true,
+            ..Self::default()
+        }
+    }
+
     fn env(&self, alias: &str) -> Option<Zeroizing<String>> {
         let var = if self.new_only {
             "NOTARY_NEW_PASSPHRASE"
+        } else if self.docker {
+            passphrase_env_var(alias, PassphraseFlavor::Docker)
         } else {
             passphrase_env_var(alias, PassphraseFlavor::Notary)
         };
@@ -243,8 +256,12 @@ impl Passphrases {
         self.cache.clear();
     }
 
-    fn display_alias(alias: &str) -> &str {
-        alias
+    fn display_alias<'a>(&self, alias: &'a str) -> &'a str {
+        if self.docker && alias != "root" {
+            "repository"
+        } else {
+            alias
+        }
     }
 
     /// The passphrase to encrypt a new key of `alias`.
@@ -266,7 +283,7 @@ impl Passphrases {
         for _ in 0..3 {
             let p = Zeroizing::new(rpassword::prompt_password(format!(
                 "Enter passphrase for new {} key with ID {short}: ",
-                Self::display_alias(alias)
+                self.display_alias(alias)
             ))?);
             if p.chars().count() < 8 {
                 eprintln!(
@@ -276,7 +293,7 @@ impl Passphrases {
             }
             let again = Zeroizing::new(rpassword::prompt_password(format!(
                 "Repeat passphrase for new {} key with ID {short}: ",
-                Self::display_alias(alias)
+                self.display_alias(alias)
             ))?);
             if *again != *p {
                 eprintln!("Passphrases do not match. Please retry.");
@@ -316,7 +333,7 @@ impl Passphrases {
         for _ in 0..3 {
             let p = Zeroizing::new(rpassword::prompt_password(format!(
                 "Enter passphrase for {} key with ID {short}: ",
-                Self::display_alias(alias)
+                self.display_alias(alias)
             ))?);
             match KeyFile::decode(pem, Some(&p)) {
                 Ok(k) => {
@@ -414,6 +431,27 @@ impl KeyStore {
             .into_iter()
             .find(|k| k.id == id)
             .with_context(|| format!("key {id} not found"))
+    }
+
+    /// The lexically first root key of the store (with its ID), or a new one.
+    pub fn root_key_or_new(
+        &self,
+        pass: &mut Passphrases,
+    ) -> anyhow::Result<(Option<String>, PrivateKey)> {
+        let first = self
+            .list()?
+            .into_iter()
+            .filter(|k| k.role == "root")
+            .min_by(|a, b| a.id.cmp(&b.id));
+        if let Some(k) = first {
+            let kf = self
+                .load(&k.id, pass)?
+                .with_context(|| format!("root key {} vanished", k.id))?;
+            return Ok((Some(k.id), kf.key));
+        }
+        let k = PrivateKey::generate(notary_core::Algorithm::EcdsaP256)?;
+        self.add(&k, "root", None, pass)?;
+        Ok((None, k))
     }
 
     /// The key with canonical ID `id`, decrypted.
@@ -672,6 +710,8 @@ pub struct Server {
 enum Body<'a> {
     None,
     Bytes(&'a [u8], &'a str),
+    /// A GET with an `Accept` header.
+    Accept(&'a str),
 }
 
 /// `Basic` credentials for `host`: `NOTARY_AUTH` (base64 `user:pass`), else the docker
@@ -857,6 +897,9 @@ impl Server {
                 if let Some(a) = &auth {
                     b = b.header("Authorization", a);
                 }
+                if let Body::Accept(accept) = body {
+                    b = b.header("Accept", *accept);
+                }
                 b.call()
             }
             ("DELETE", _) => {
@@ -866,7 +909,7 @@ impl Server {
                 }
                 b.call()
             }
-            (_, Body::None) => {
+            (_, Body::None | Body::Accept(_)) => {
                 let mut b = self.agent.post(url);
                 if let Some(a) = &auth {
                     b = b.header("Authorization", a);
@@ -1090,6 +1133,35 @@ impl Server {
         } else {
             Err(Self::status_error(resp))
         }
+    }
+
+    /// A registry manifest (this connection pointing at a registry): digest (from
+    /// `Docker-Content-Digest`, checked against the body) and size.
+    pub fn manifest(&self, repo: &str, reference: &str) -> anyhow::Result<([u8; 32], u64)> {
+        const ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
+        let resp = self.send("GET", &url, Body::Accept(ACCEPT))?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 => bail!(
+                "{}/{repo}:{reference}: no such manifest in the registry",
+                self.host
+            ),
+            _ => return Err(Self::status_error(resp).into()),
+        }
+        let header = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = Self::read_body(resp, 4 << 20)?;
+        let digest = notary_core::crypto::sha256(&body);
+        if let Some(h) = header {
+            if h != format!("sha256:{}", hex::encode(digest)) {
+                bail!("the registry's digest {h} does not match the manifest it sent");
+            }
+        }
+        Ok((digest, body.len() as u64))
     }
 
     /// DELETE of the whole GUN.

@@ -297,7 +297,7 @@ pub enum DelegationCmd {
     },
 }
 
-fn gun_arg(s: &str) -> anyhow::Result<Gun> {
+pub(crate) fn gun_arg(s: &str) -> anyhow::Result<Gun> {
     Gun::new(s).map_err(|e| anyhow::anyhow!("invalid GUN {s:?}: {e}"))
 }
 
@@ -317,7 +317,7 @@ fn scopes(roles: &[String]) -> anyhow::Result<Vec<RoleName>> {
 }
 
 /// Go's tabwriter output: columns padded by 4 spaces, a dashed rule under the header.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let n = header.len();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
@@ -1200,6 +1200,11 @@ fn parse_size(s: &str) -> anyhow::Result<u64> {
     u64::from_str_radix(digits, radix).map_err(|_| bad())
 }
 
+/// [`load`] for other modules.
+pub(crate) fn load_repo(s: &Settings, gun: &Gun) -> anyhow::Result<notary_core::Repository> {
+    load(s, gun)
+}
+
 /// Downloads and verifies the repository (spec §10.2), caching what was fetched.
 fn load(s: &Settings, gun: &Gun) -> anyhow::Result<notary_core::Repository> {
     let server = Server::new(s)?;
@@ -1219,7 +1224,7 @@ fn load(s: &Settings, gun: &Gun) -> anyhow::Result<notary_core::Repository> {
     Ok(repo)
 }
 
-fn update_error(s: &Settings, e: UpdateError) -> anyhow::Error {
+pub(crate) fn update_error(s: &Settings, e: UpdateError) -> anyhow::Error {
     match e {
         UpdateError::NoTrustData { gun } => {
             anyhow::anyhow!("{} does not have trust data for {gun}", s.server_host())
@@ -1267,21 +1272,11 @@ fn init(
             kf.key
         }
         None => {
-            let existing = store.list()?.into_iter().find(|k| k.role == "root");
-            match existing {
-                Some(k) => {
-                    println!("Root key found, using: {}", k.id);
-                    store
-                        .load(&k.id, &mut pass)?
-                        .with_context(|| format!("root key {} vanished", k.id))?
-                        .key
-                }
-                None => {
-                    let k = PrivateKey::generate(Algorithm::EcdsaP256)?;
-                    store.add(&k, "root", None, &mut pass)?;
-                    k
-                }
+            let (found, key) = store.root_key_or_new(&mut pass)?;
+            if let Some(id) = found {
+                println!("Root key found, using: {id}");
             }
+            key
         }
     };
     let targets = generate_into(&store, &mut pass, "targets", gun)?;
@@ -1340,7 +1335,7 @@ fn certificate_key(pem: &[u8]) -> anyhow::Result<PublicKey> {
 
 /// A public key from a file: a `CERTIFICATE` (→ `ecdsa-x509`/`rsa-x509`, valid now) or a
 /// `PUBLIC KEY` (→ `ecdsa`/`rsa`/`ed25519`).
-fn public_key_file(path: &std::path::Path) -> anyhow::Result<PublicKey> {
+pub(crate) fn public_key_file(path: &std::path::Path) -> anyhow::Result<PublicKey> {
     use notary_core::KeyType;
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let block = notary_core::pem::decode_one(&pem)
@@ -1495,7 +1490,7 @@ fn rotate(s: &Settings, gun: &Gun, role: &str, server_managed: bool) -> anyhow::
 
 /// Loads, decrypted, the local keys able to sign for the roles of `editor` that need
 /// signing (targets roles, and the snapshot if this client holds its key).
-fn signing_keys(
+pub(crate) fn signing_keys(
     store: &KeyStore,
     pass: &mut Passphrases,
     editor: &RepoEditor,

@@ -1,8 +1,10 @@
 //! `notary`: the client of a Notary v1 server (Go Notary 0.7 compatible), image signing
 //! for docker versions without `docker trust`, and the `pki` certificate tool.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod client;
 mod commands;
+mod image;
 mod pki;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +28,9 @@ enum Cmd {
     /// Certificate authority and certificates (TLS, mutual TLS, delegations).
     #[command(subcommand)]
     Pki(pki::Pki),
+    /// Docker content trust for images (for docker versions without `docker trust`).
+    #[command(subcommand)]
+    Image(image::ImageCmd),
     #[command(flatten)]
     Repo(commands::RepoCmd),
 }
@@ -34,6 +39,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Pki(p) => pki::run(p),
+        Cmd::Image(c) => image::run(c, &cli.global),
         Cmd::Repo(c) => commands::run(c, &cli.global),
     };
     match result {
