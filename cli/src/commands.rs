@@ -186,6 +186,9 @@ pub enum KeyCmd {
         /// Let the server manage the key (snapshot, timestamp).
         #[arg(short = 'r', long = "server-managed")]
         server_managed: bool,
+        /// Private key files to rotate to (imported first) instead of new keys.
+        #[arg(short = 'k', long = "key", value_delimiter = ',')]
+        keys: Vec<PathBuf>,
     },
     /// Generates a key: into the trust directory, or with -o into PREFIX-key.pem
     /// (encrypted private key) and PREFIX.pem (public key).
@@ -700,9 +703,13 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
             gun,
             role,
             server_managed,
+            keys,
         }) => {
             let gun = gun_arg(&gun)?;
-            rotate(&s, &gun, &role, server_managed)?;
+            if server_managed && !keys.is_empty() {
+                bail!("-r and -k cannot be combined: the server makes its own keys");
+            }
+            rotate(&s, &gun, &role, server_managed, &keys)?;
             println!("Successfully rotated {role} key for repository {gun}");
         }
         RepoCmd::Key(KeyCmd::Generate {
@@ -1292,7 +1299,9 @@ fn init(
         )?,
         Some(p) => {
             let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            let cert = certificate_key(&pem)?;
+            // Go rebuilds the key from the certificates in its own PEM form: use that form.
+            let der = notary_core::x509::parse_pem_bundle(&pem)?;
+            let cert = certificate_key(notary_core::x509::to_pem(&der).as_bytes())?;
             if cert.canonical_id()? != root_key.public().canonical_id()? {
                 bail!(
                     "the certificate {} does not match the root key",
@@ -1391,7 +1400,13 @@ fn key_object(k: &PublicKey) -> String {
 /// `notary key rotate` (spec §10.5): root (new key in a new certificate, the new root
 /// cross-signed by the old key; asks for confirmation), targets and snapshot (local), or
 /// snapshot and timestamp (`-r`, server-managed); publishes the new root right away.
-fn rotate(s: &Settings, gun: &Gun, role: &str, server_managed: bool) -> anyhow::Result<()> {
+fn rotate(
+    s: &Settings,
+    gun: &Gun,
+    role: &str,
+    server_managed: bool,
+    key_files: &[PathBuf],
+) -> anyhow::Result<()> {
     let role_name = match role {
         "root" | "targets" | "snapshot" | "timestamp" => {
             RoleName::new(role).map_err(|e| anyhow::anyhow!("{e}"))?
@@ -1457,10 +1472,18 @@ fn rotate(s: &Settings, gun: &Gun, role: &str, server_managed: bool) -> anyhow::
     if keys.is_empty() {
         bail!("could not find the root key of {gun}: a key rotation must be signed with it");
     }
+    let mut imported = Vec::new();
+    for f in key_files {
+        let pem = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        imported.push(pass.open(&pem, role, &f.display().to_string())?.key);
+    }
     let new_key = if server_managed {
         server.rotate_key(gun, role)?
     } else if role == "root" {
-        let k = PrivateKey::generate(Algorithm::EcdsaP256)?;
+        let k = match imported.pop() {
+            Some(k) => k,
+            None => PrivateKey::generate(Algorithm::EcdsaP256)?,
+        };
         store.add(&k, "root", None, &mut pass)?;
         let cert = notary_core::x509::root_certificate(
             &k,
@@ -1471,7 +1494,10 @@ fn rotate(s: &Settings, gun: &Gun, role: &str, server_managed: bool) -> anyhow::
         keys.push(k);
         cert
     } else {
-        let k = PrivateKey::generate(Algorithm::EcdsaP256)?;
+        let k = match imported.pop() {
+            Some(k) => k,
+            None => PrivateKey::generate(Algorithm::EcdsaP256)?,
+        };
         store.add(&k, role, Some(gun), &mut pass)?;
         k.public().clone()
     };

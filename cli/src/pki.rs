@@ -123,6 +123,10 @@ pub enum Purpose {
     Client,
     /// A delegation key certificate for `notary delegation add`: codeSigning.
     Delegation,
+    /// A repository root certificate for `notary init --rootcert` (CN = the GUN, 10
+    /// years): codeSigning and serverAuth — Go's CA trust-pinning check verifies the chain
+    /// for serverAuth.
+    Root,
 }
 
 /// `pki issue`
@@ -134,7 +138,7 @@ pub struct IssueArgs {
     /// Directory of the issuing CA (ca.crt, ca.key).
     #[arg(long)]
     pub ca_dir: PathBuf,
-    /// Common name; also the output file names NAME.crt and NAME.key.
+    /// Common name; also the output file names NAME.crt and NAME.key (`/` → `_`).
     #[arg(long)]
     pub cn: String,
     /// Subject alternative names: DNS:host, IP:address, URI:uri, EMAIL:addr; comma
@@ -233,10 +237,19 @@ fn ed25519_pkcs8_v1(v2: &[u8]) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     Ok(v1)
 }
 
+/// PEM with `\n` line endings (the `pem` crate defaults to `\r\n`; Go re-encodes
+/// certificates with `\n` and compares key IDs computed over the PEM text).
+fn pem_lf(p: &pem::Pem) -> String {
+    pem::encode_config(
+        p,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
 /// PEM of a private key, encrypted with `pass` when given.
 fn key_pem(pkcs8: &[u8], pass: Option<&str>) -> anyhow::Result<Zeroizing<String>> {
     match pass {
-        None => Ok(Zeroizing::new(pem::encode(&pem::Pem::new(
+        None => Ok(Zeroizing::new(pem_lf(&pem::Pem::new(
             "PRIVATE KEY",
             pkcs8.to_vec(),
         )))),
@@ -262,7 +275,7 @@ fn key_pem(pkcs8: &[u8], pass: Option<&str>) -> anyhow::Result<Zeroizing<String>
             };
             let der = pkcs8::der::Encode::to_der(&enc)
                 .map_err(|e| anyhow::anyhow!("encoding the key: {e}"))?;
-            Ok(Zeroizing::new(pem::encode(&pem::Pem::new(
+            Ok(Zeroizing::new(pem_lf(&pem::Pem::new(
                 "ENCRYPTED PRIVATE KEY",
                 der,
             ))))
@@ -442,7 +455,7 @@ fn load_ca(dir: &Path, now: OffsetDateTime) -> anyhow::Result<LoadedCa> {
 
 fn pem_certs(ders: &[Vec<u8>]) -> String {
     ders.iter()
-        .map(|d| pem::encode(&pem::Pem::new("CERTIFICATE", d.clone())))
+        .map(|d| pem_lf(&pem::Pem::new("CERTIFICATE", d.clone())))
         .collect()
 }
 
@@ -556,12 +569,14 @@ fn issue(a: &IssueArgs) -> anyhow::Result<()> {
                 .context("the CN is not a host name; give --san")?,
         };
     }
-    if a.cn.contains('/') || a.cn.contains('\0') {
-        bail!("--cn {:?} cannot be a file name", a.cn);
+    if a.cn.contains('\0') || a.cn == "." || a.cn == ".." {
+        bail!("--cn {:?} cannot name a file", a.cn);
     }
     create_dir(&a.out_dir)?;
-    let crt = a.out_dir.join(format!("{}.crt", a.cn));
-    let keyf = a.out_dir.join(format!("{}.key", a.cn));
+    // A GUN as CN (root certificates for `notary init --rootcert`): `/` becomes `_`.
+    let stem = a.cn.replace('/', "_");
+    let crt = a.out_dir.join(format!("{stem}.crt"));
+    let keyf = a.out_dir.join(format!("{stem}.key"));
     for p in [&crt, &keyf] {
         if p.exists() && !a.key.force {
             bail!("{} exists (use --force to replace it)", p.display());
@@ -578,7 +593,12 @@ fn issue(a: &IssueArgs) -> anyhow::Result<()> {
     params.subject_alt_names = sans;
     params.serial_number = Some(random_serial()?);
     params.not_before = now - Duration::minutes(5);
-    params.not_after = now + Duration::days(i64::from(a.key.days.unwrap_or(365)));
+    let default_days = if a.purpose == Purpose::Root {
+        3650
+    } else {
+        365
+    };
+    params.not_after = now + Duration::days(i64::from(a.key.days.unwrap_or(default_days)));
     if params.not_after > ca.not_after {
         eprintln!("note: validity shortened to the CA's ({})", ca.not_after);
         params.not_after = ca.not_after;
@@ -586,14 +606,18 @@ fn issue(a: &IssueArgs) -> anyhow::Result<()> {
     params.is_ca = IsCa::ExplicitNoCa;
     let rsa = matches!(a.key.key_type, KeyKind::Rsa2048 | KeyKind::Rsa4096);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    if rsa && a.purpose != Purpose::Delegation {
+    if rsa && matches!(a.purpose, Purpose::Server | Purpose::Client) {
         params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
     }
-    params.extended_key_usages = vec![match a.purpose {
-        Purpose::Server => ExtendedKeyUsagePurpose::ServerAuth,
-        Purpose::Client => ExtendedKeyUsagePurpose::ClientAuth,
-        Purpose::Delegation => ExtendedKeyUsagePurpose::CodeSigning,
-    }];
+    params.extended_key_usages = match a.purpose {
+        Purpose::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        Purpose::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Purpose::Delegation => vec![ExtendedKeyUsagePurpose::CodeSigning],
+        Purpose::Root => vec![
+            ExtendedKeyUsagePurpose::CodeSigning,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ],
+    };
     params.key_identifier_method = KeyIdMethod::Sha256;
     params.use_authority_key_identifier_extension = true;
     let issuer = Issuer::from_ca_cert_der(&ca.chain[0].as_slice().into(), &ca.key)?;

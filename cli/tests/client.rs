@@ -994,3 +994,121 @@ fn root_rotation_is_followed_by_go_clients() {
         "{keys}"
     );
 }
+
+#[test]
+fn init_with_rootkey_and_a_ca_issued_rootcert_pinned_by_go() {
+    let (_server, t, dir) = on_go_server();
+    let trust = dir.path().join("trust");
+    // --rootkey: an encrypted key made by `key generate -o`.
+    let prefix = dir.path().join("myroot");
+    ok(
+        ours_env(
+            &t,
+            &trust,
+            &[
+                "key",
+                "generate",
+                "-o",
+                prefix.to_str().unwrap(),
+                "--role",
+                "root",
+            ],
+            &[("NOTARY_DELEGATION_PASSPHRASE", Some("root-pass-1"))],
+        ),
+        "key generate -o",
+    );
+    let gun = "example.com/client/rootkey";
+    ok(
+        ours(
+            &t,
+            &trust,
+            &[
+                "init",
+                gun,
+                "--rootkey",
+                dir.path().join("myroot-key.pem").to_str().unwrap(),
+                "-p",
+            ],
+        ),
+        "init --rootkey",
+    );
+    assert!(ok(go(&t, &trust, &["list", gun]), "go list").contains("No targets present"));
+    // --rootcert: a root certificate for the GUN issued by our CA; a Go client pinning
+    // that CA (trust_pinning.ca) accepts the repository.
+    let pki = dir.path().join("pki");
+    let p = pki.to_str().unwrap();
+    let gun2 = "example.com/client/pinned";
+    ok(
+        ours(
+            &t,
+            &trust,
+            &[
+                "pki",
+                "ca",
+                "init",
+                "--cn",
+                "Pinned Root CA",
+                "--out-dir",
+                p,
+            ],
+        ),
+        "pki ca",
+    );
+    let out = ours_env(
+        &t,
+        &trust,
+        &[
+            "pki",
+            "issue",
+            "root",
+            "--ca-dir",
+            p,
+            "--cn",
+            gun2,
+            "--encrypt",
+            "--out-dir",
+            p,
+        ],
+        &[("NOTARY_PKI_PASSPHRASE", Some("root-pass-1"))],
+    );
+    ok(out, "pki issue root certificate");
+    let stem = gun2.replace('/', "_");
+    let key = pki.join(format!("{stem}.key"));
+    let crt = pki.join(format!("{stem}.crt"));
+    ok(
+        ours(
+            &t,
+            &trust,
+            &[
+                "init",
+                gun2,
+                "--rootkey",
+                key.to_str().unwrap(),
+                "--rootcert",
+                crt.to_str().unwrap(),
+                "-p",
+            ],
+        ),
+        "init --rootcert",
+    );
+    let cfg = dir.path().join("go-config.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({"trust_pinning": {"ca": {"example.com/client/": pki.join("ca.crt")}}})
+            .to_string(),
+    )
+    .unwrap();
+    let fresh = dir.path().join("pinned-client");
+    let out = go(&t, &fresh, &["-c", cfg.to_str().unwrap(), "list", gun2]);
+    assert!(ok(out, "go list with CA pinning").contains("No targets present"));
+    // The same pinning refuses the first repository (self-signed root certificate).
+    let out = go(
+        &t,
+        &dir.path().join("pinned-2"),
+        &["-c", cfg.to_str().unwrap(), "list", gun],
+    );
+    assert!(
+        !out.status.success(),
+        "CA pinning accepted a self-signed root"
+    );
+}
