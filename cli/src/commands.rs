@@ -189,6 +189,10 @@ pub enum KeyCmd {
         /// Private key files to rotate to (imported first) instead of new keys.
         #[arg(short = 'k', long = "key", value_delimiter = ',')]
         keys: Vec<PathBuf>,
+        /// Also sign the new root with the root keys of this many previous root versions
+        /// (for clients that still trust them).
+        #[arg(short = 'l', long = "legacy", default_value_t = 0)]
+        legacy: u64,
     },
     /// Generates a key: into the trust directory, or with -o into PREFIX-key.pem
     /// (encrypted private key) and PREFIX.pem (public key).
@@ -704,12 +708,13 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
             role,
             server_managed,
             keys,
+            legacy,
         }) => {
             let gun = gun_arg(&gun)?;
             if server_managed && !keys.is_empty() {
                 bail!("-r and -k cannot be combined: the server makes its own keys");
             }
-            rotate(&s, &gun, &role, server_managed, &keys)?;
+            rotate(&s, &gun, &role, server_managed, &keys, legacy)?;
             println!("Successfully rotated {role} key for repository {gun}");
         }
         RepoCmd::Key(KeyCmd::Generate {
@@ -1406,6 +1411,7 @@ fn rotate(
     role: &str,
     server_managed: bool,
     key_files: &[PathBuf],
+    legacy: u64,
 ) -> anyhow::Result<()> {
     let role_name = match role {
         "root" | "targets" | "snapshot" | "timestamp" => {
@@ -1503,6 +1509,35 @@ fn rotate(
     };
     editor.rotate_base_role(&role_name, vec![new_key])?;
     keys.extend(signing_keys(&store, &mut pass, &editor, &[])?);
+    if legacy > 0 {
+        // Root keys of the previous `legacy` root versions, as far as this store has them.
+        let current = editor.root().version;
+        let mut old_keys = BTreeMap::new();
+        for v in current.saturating_sub(legacy).max(1)..current {
+            let Some(bytes) = server.get(gun, &format!("{v}.root.json"), 100 << 20)? else {
+                continue;
+            };
+            let old = notary_core::Signed::<notary_core::Root>::parse(bytes)
+                .with_context(|| format!("root version {v}"))?;
+            let root = old.signed();
+            for id in root
+                .roles
+                .get("root")
+                .map(|r| r.keyids.clone())
+                .unwrap_or_default()
+            {
+                if let Some(k) = root.keys.get(&id) {
+                    if let Some(kf) = store.load(k.canonical_id()?.as_str(), &mut pass)? {
+                        if !keys.iter().any(|p| p.public() == kf.key.public()) {
+                            keys.push(kf.key);
+                        }
+                        old_keys.insert(id.clone(), k.clone());
+                    }
+                }
+            }
+        }
+        editor.sign_root_with_legacy_keys(old_keys);
+    }
     let signed = editor.sign(&KeyRing::from_keys(&keys), now)?;
     server.publish(gun, &signed.files)?;
     // Go drops the replaced keys from the local store (root keys are kept).

@@ -993,6 +993,35 @@ fn root_rotation_is_followed_by_go_clients() {
         2,
         "{keys}"
     );
+    // A second rotation with --legacy 2: root v3 is signed by the new key, the previous one
+    // and the key of root v1 (for clients still holding v1).
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_notary"));
+    cmd.arg("-s")
+        .arg(&t.url)
+        .arg("-d")
+        .arg(&trust)
+        .args(["key", "rotate", gun, "root", "--legacy", "2"])
+        .envs(ENV);
+    ok(
+        output_with_stdin(cmd, Some(b"yes\n")),
+        "root rotation --legacy 2",
+    );
+    let fresh2 = dir.path().join("fresh-after-legacy");
+    ok(
+        ours(&t, &fresh2, &["list", gun]),
+        "list after legacy rotation",
+    );
+    let root: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(fresh2.join("tuf").join(gun).join("metadata/root.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(root["signed"]["version"], 3);
+    assert_eq!(root["signatures"].as_array().unwrap().len(), 3, "{root}");
+    let list = ok(
+        go(&t, &go_trust, &["list", gun]),
+        "go client after a legacy rotation",
+    );
+    assert!(list.contains("after"), "{list}");
 }
 
 #[test]

@@ -521,3 +521,61 @@ fn bad_references_and_missing_tags_are_refused() {
     ]);
     assert!(String::from_utf8_lossy(&e.stderr).contains("reserved"));
 }
+
+#[test]
+fn key_load_imports_a_private_key_as_a_signer() {
+    let env = setup(false);
+    let pki = env.root.join("pki-load");
+    let p = pki.to_str().unwrap();
+    ok(
+        env.notary(&["pki", "ca", "init", "--cn", "Load CA", "--out-dir", p]),
+        "pki ca",
+    );
+    ok(
+        env.notary(&[
+            "pki",
+            "issue",
+            "delegation",
+            "--ca-dir",
+            p,
+            "--cn",
+            "bob",
+            "--out-dir",
+            p,
+        ]),
+        "pki issue",
+    );
+    let key = pki.join("bob.key");
+    let out = ok(
+        env.notary(&[
+            "image",
+            "key",
+            "load",
+            key.to_str().unwrap(),
+            "--name",
+            "bob",
+        ]),
+        "key load",
+    );
+    assert!(out.contains("Successfully imported key from"), "{out}");
+    let mut found = false;
+    for e in std::fs::read_dir(env.docker_config.join("trust/private")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        found |=
+            text.contains("role: bob") && text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----");
+    }
+    assert!(found, "bob's key is stored encrypted with its role");
+    // A key file others can read is refused, as docker refuses it.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.notary(&[
+        "image",
+        "key",
+        "load",
+        key.to_str().unwrap(),
+        "--name",
+        "bob2",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must not be readable"));
+}

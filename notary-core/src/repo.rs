@@ -148,6 +148,9 @@ pub struct RepoEditor {
     root: Root,
     /// Root role keys/threshold before a change, for cross-signing (spec §2.6).
     previous_root: Option<(BTreeMap<KeyId, PublicKey>, RoleKeys)>,
+    /// Root keys of older root versions that also sign the next root (`notary key rotate
+    /// --legacy`), for clients that still trust those versions.
+    legacy_root: BTreeMap<KeyId, PublicKey>,
     targets: BTreeMap<RoleName, Targets>,
     snapshot: Option<Snapshot>,
     timestamp: Option<Timestamp>,
@@ -234,6 +237,7 @@ impl RepoEditor {
             gun,
             root,
             previous_root: None,
+            legacy_root: BTreeMap::new(),
             targets,
             snapshot: Some(snapshot),
             timestamp: None,
@@ -261,6 +265,7 @@ impl RepoEditor {
             gun: repo.gun().clone(),
             root: (**repo.root()).clone(),
             previous_root: None,
+            legacy_root: BTreeMap::new(),
             targets,
             snapshot: Some((**repo.snapshot()).clone()),
             timestamp: Some((**repo.timestamp()).clone()),
@@ -304,6 +309,7 @@ impl RepoEditor {
             gun,
             root: (*r).clone(),
             previous_root: None,
+            legacy_root: BTreeMap::new(),
             targets: all_targets,
             snapshot: sn.map(|s| s.signed().clone()),
             timestamp: None,
@@ -313,6 +319,15 @@ impl RepoEditor {
                 .collect(),
             expiries: Expiries::default(),
         })
+    }
+
+    /// Also signs the next root with these root keys of older root versions (those whose
+    /// private key is in the key ring), and re-signs the root even if nothing else changed
+    /// (`notary key rotate … --legacy`).
+    pub fn sign_root_with_legacy_keys(&mut self, keys: BTreeMap<KeyId, PublicKey>) {
+        self.legacy_root.extend(keys);
+        self.dirty.insert(RoleName::root());
+        self.dirty.insert(RoleName::snapshot());
     }
 
     /// Overrides the expiries used when signing.
@@ -683,6 +698,16 @@ impl RepoEditor {
                     }
                 }
             }
+            let legacy_ids: Vec<KeyId> = self.legacy_root.keys().cloned().collect();
+            for (id, s) in keys.signers_for(&self.legacy_root, &legacy_ids) {
+                if !signers.iter().any(|(i, _)| *i == id) {
+                    self.root
+                        .keys
+                        .entry(id.clone())
+                        .or_insert_with(|| self.legacy_root[&id].clone());
+                    signers.push((id, s));
+                }
+            }
             self.root.version += 1;
             self.root.expires = Expires::after(now, self.expiries.root)?;
             let signed = Signed::sign(self.root.clone(), &signers)?;
@@ -690,6 +715,7 @@ impl RepoEditor {
                 .insert(RoleName::root(), signed.file_bytes().to_vec());
             out.files.insert(RoleName::root(), signed.into_file_bytes());
             self.previous_root = None;
+            self.legacy_root.clear();
         }
         // Snapshot, when this client holds its key.
         let sn_auth = self
