@@ -691,6 +691,43 @@ fn token_auth_with_notary_auth_and_docker_config() {
         "list with docker config credentials",
     );
     assert!(list.contains("t ") && list.contains("targets"), "{list}");
+    // Credentials from a docker credential helper (credsStore).
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-fake");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\nread host\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"secret\"}' \"$host\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helper_cfg = dir.path().join("docker-helper");
+    std::fs::create_dir(&helper_cfg).unwrap();
+    std::fs::write(
+        helper_cfg.join("config.json"),
+        serde_json::json!({"credsStore": "fake"}).to_string(),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let list = ok(
+        ours_env(
+            &t,
+            &dir.path().join("fresh-helper"),
+            &["list", gun],
+            &[
+                ("NOTARY_AUTH", None),
+                ("DOCKER_CONFIG", Some(helper_cfg.to_str().unwrap())),
+                ("PATH", Some(path.as_str())),
+            ],
+        ),
+        "list with a credential helper",
+    );
+    assert!(list.contains("t "), "{list}");
     // Wrong password: refused, nothing published.
     let bad = base64::engine::general_purpose::STANDARD.encode("alice:wrong");
     let e = fails(
