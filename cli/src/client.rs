@@ -217,6 +217,10 @@ fn write_file(path: &Path, data: &[u8], durable: bool) -> anyhow::Result<()> {
 // ------------------------------------------------------------------------------------
 // Passphrases
 
+/// Passphrases given during this process, by (docker flavour, alias).
+static PROCESS_CACHE: std::sync::Mutex<BTreeMap<(bool, String), Zeroizing<String>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
 /// Go's passphrase retriever for the `notary` CLI: environment variables by alias
 /// (spec §9.3), else prompts on the terminal; answers cached per alias.
 #[derive(Default)]
@@ -256,6 +260,26 @@ impl Passphrases {
         self.cache.clear();
     }
 
+    /// Answers are remembered per alias for the whole process (as Go does: `init -p`
+    /// asks once per key), except new passphrases of `key passwd`.
+    fn cached(&self, alias: &str) -> Option<Zeroizing<String>> {
+        if self.new_only {
+            return self.cache.get(alias).cloned();
+        }
+        PROCESS_CACHE
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&(self.docker, alias.to_owned())).cloned())
+    }
+
+    fn remember(&mut self, alias: &str, p: &Zeroizing<String>) {
+        if self.new_only {
+            self.cache.insert(alias.to_owned(), p.clone());
+        } else if let Ok(mut c) = PROCESS_CACHE.lock() {
+            c.insert((self.docker, alias.to_owned()), p.clone());
+        }
+    }
+
     fn display_alias<'a>(&self, alias: &'a str) -> &'a str {
         if self.docker && alias != "root" {
             "repository"
@@ -266,11 +290,11 @@ impl Passphrases {
 
     /// The passphrase to encrypt a new key of `alias`.
     pub fn for_new_key(&mut self, alias: &str, key_id: &str) -> anyhow::Result<Zeroizing<String>> {
-        if let Some(p) = self.cache.get(alias) {
+        if let Some(p) = self.cached(alias).as_ref() {
             return Ok(p.clone());
         }
         if let Some(p) = self.env(alias) {
-            self.cache.insert(alias.to_owned(), p.clone());
+            self.remember(alias, &p);
             return Ok(p);
         }
         require_tty()?;
@@ -299,7 +323,7 @@ impl Passphrases {
                 eprintln!("Passphrases do not match. Please retry.");
                 continue;
             }
-            self.cache.insert(alias.to_owned(), p.clone());
+            self.remember(alias, &p);
             return Ok(p);
         }
         bail!("too many attempts")
@@ -310,7 +334,7 @@ impl Passphrases {
         if !KeyFile::is_encrypted(pem)? {
             return Ok(KeyFile::decode(pem, None)?);
         }
-        if let Some(p) = self.cache.get(alias).cloned() {
+        if let Some(p) = self.cached(alias) {
             if let Ok(k) = KeyFile::decode(pem, Some(&p)) {
                 return Ok(k);
             }
@@ -318,7 +342,7 @@ impl Passphrases {
         if let Some(p) = self.env(alias) {
             return match KeyFile::decode(pem, Some(&p)) {
                 Ok(k) => {
-                    self.cache.insert(alias.to_owned(), p);
+                    self.remember(alias, &p);
                     Ok(k)
                 }
                 Err(notary_core::keyfile::KeyFileError::WrongPassphrase) => bail!(
@@ -337,7 +361,7 @@ impl Passphrases {
             ))?);
             match KeyFile::decode(pem, Some(&p)) {
                 Ok(k) => {
-                    self.cache.insert(alias.to_owned(), p);
+                    self.remember(alias, &p);
                     return Ok(k);
                 }
                 Err(notary_core::keyfile::KeyFileError::WrongPassphrase) => {

@@ -1178,3 +1178,70 @@ fn init_with_rootkey_and_a_ca_issued_rootcert_pinned_by_go() {
         "CA pinning accepted a self-signed root"
     );
 }
+
+/// Passphrases typed at a terminal (a pseudo-terminal from util-linux `script`): Go's
+/// prompts, confirmation of new passphrases, and each passphrase asked once per process.
+#[test]
+fn passphrase_prompts_on_a_terminal() {
+    require("script");
+    let (_server, t, dir) = on_go_server();
+    let trust = dir.path().join("trust");
+    let gun = "example.com/client/tty";
+    let cmd = format!(
+        "{} -s {} -d {} init {gun} -p",
+        env!("CARGO_BIN_EXE_notary"),
+        t.url,
+        trust.display()
+    );
+    let feed = [
+        "root-pass-1",
+        "root-pass-1",
+        "targets-pass-1",
+        "targets-pass-1",
+        "snapshot-pass-1",
+        "snapshot-pass-1",
+    ]
+    .iter()
+    .map(|p| format!("sleep 0.5; printf '%s\\n' '{p}'; "))
+    .collect::<String>();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("({feed} sleep 2) | script -qec \"$CMD\" /dev/null"))
+        .env("CMD", &cmd)
+        .env_remove("NOTARY_ROOT_PASSPHRASE")
+        .env_remove("NOTARY_TARGETS_PASSPHRASE")
+        .env_remove("NOTARY_SNAPSHOT_PASSPHRASE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        text.contains("Enter passphrase for new root key with ID "),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("Repeat passphrase for new").count(),
+        3,
+        "{text}"
+    );
+    assert!(
+        !text.contains("Enter passphrase for targets key"),
+        "asked twice: {text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Successfully published changes for repository {gun}"
+        )),
+        "{text}"
+    );
+    // The passphrases typed are the ones Go's notary opens the keys with.
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"typed").unwrap();
+    ok(
+        go(
+            &t,
+            &trust,
+            &["add", gun, "typed", f.to_str().unwrap(), "-p"],
+        ),
+        "go add with the typed passphrases",
+    );
+}
