@@ -959,6 +959,7 @@ impl Server {
         body: Body<'_>,
     ) -> Result<ureq::http::Response<ureq::Body>, TransportError> {
         let resp = self.send_once(method, url, &body)?;
+        tracing::debug!(method, url, status = resp.status().as_u16(), "HTTP");
         if resp.status().as_u16() != 401 {
             return Ok(resp);
         }
@@ -970,6 +971,11 @@ impl Server {
         else {
             return Err(TransportError::Unauthorized);
         };
+        tracing::debug!(
+            realm = challenge.get("realm").map(String::as_str),
+            scope = challenge.get("scope").map(String::as_str),
+            "token challenge"
+        );
         let token = self.fetch_token(&challenge)?;
         *self.token.borrow_mut() = Some(token);
         let resp = self.send_once(method, url, &body)?;

@@ -37,6 +37,22 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    // Go's CLI logs warnings by default, info with -v, debug with -D (to stderr).
+    let level = if cli.global.debug {
+        "debug"
+    } else if cli.global.verbose {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "notary={level}"
+        )))
+        .init();
     let result = match cli.cmd {
         Cmd::Pki(p) => pki::run(p),
         Cmd::Image(c) => image::run(c, &cli.global),
@@ -45,8 +61,17 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            // Go's CLI prints fatal errors this way.
-            eprintln!("* fatal: {e:#}");
+            // Go's CLI prints fatal errors this way; causes already part of the message
+            // are not repeated.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            eprintln!("* fatal: {msg}");
             std::process::exit(1);
         }
     }
