@@ -19,6 +19,9 @@ struct Args {
     /// Log format: `text` or `json`.
     #[arg(long, default_value = "text")]
     logf: String,
+    /// Debug logging (Go's `-debug`; no pprof endpoint here).
+    #[arg(long)]
+    debug: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -34,14 +37,9 @@ enum Command {
     },
 }
 
-/// Go's flag package takes `-config`; clap wants `--config`.
+/// Go's flag package takes `-config` (and `-config=F`); clap wants `--config`.
 fn go_style_args() -> Vec<String> {
-    std::env::args()
-        .map(|a| match a.as_str() {
-            "-config" | "-logf" => format!("-{a}"),
-            _ => a,
-        })
-        .collect()
+    notary_signer::go_flags(std::env::args(), &["config", "logf", "debug", "version"])
 }
 
 #[tokio::main]
@@ -49,7 +47,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse_from(go_style_args());
     let mut config = Config::load(&args.config)?;
     config.apply_env(|k| std::env::var(k).ok());
-    let level = if config.logging.level.is_empty() {
+    let level = if args.debug {
+        "debug".to_owned()
+    } else if config.logging.level.is_empty() {
         "info".to_owned()
     } else {
         config.logging.level.clone()
