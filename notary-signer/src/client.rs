@@ -96,6 +96,11 @@ impl RemoteSigner {
         })
     }
 
+    /// The underlying gRPC channel (for raw calls with the generated clients).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     fn km(&self) -> KeyManagementClient<Channel> {
         KeyManagementClient::new(self.channel.clone())
             .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)

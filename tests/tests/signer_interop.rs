@@ -706,3 +706,58 @@ fn keys_are_resealed_under_a_new_alias_while_signers_run() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("re-sealed 0 key(s)"));
 }
+
+#[test]
+fn malformed_and_oversized_requests_get_grpc_errors_and_the_signer_keeps_serving() {
+    use notary_signer::proto;
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, port) = our_signer(&signer_config(dir.path(), 0, "memory", ""), &[]);
+    rt().block_on(async {
+        let c = client(port, server_identity());
+        let mut raw = proto::signer_client::SignerClient::new(c.channel());
+        // No key ID (Go's signer crashes on this one).
+        let e = raw
+            .sign(proto::SignatureRequest {
+                key_id: None,
+                content: b"x".to_vec(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        // An absurd key ID.
+        let e = raw
+            .sign(proto::SignatureRequest {
+                key_id: Some(proto::KeyId {
+                    id: "a".repeat(10_000),
+                }),
+                content: b"x".to_vec(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        // Larger than the 32 MiB message limit.
+        let e = raw
+            .max_encoding_message_size(64 << 20)
+            .sign(proto::SignatureRequest {
+                key_id: Some(proto::KeyId { id: "00".into() }),
+                content: vec![0u8; 33 << 20],
+            })
+            .await
+            .unwrap_err();
+        // tonic answers OUT_OF_RANGE ("decoded message length too large"); grpc-go would
+        // say RESOURCE_EXHAUSTED.
+        assert!(
+            matches!(
+                e.code(),
+                tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+            ),
+            "{e}"
+        );
+        // Still serving.
+        let k = c.create_key("ecdsa", "g", "timestamp").await.unwrap();
+        let (m, s) = c.sign(k.key_id().as_str(), b"after").await.unwrap();
+        k.verify(&m, b"after", &s).unwrap();
+    });
+    let log = std::fs::read_to_string(&signer.log).unwrap();
+    assert!(!log.contains("panicked"), "{log}");
+}
