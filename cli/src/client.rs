@@ -1224,6 +1224,27 @@ impl Remote for ServerRemote<'_> {
     }
 }
 
+/// Runs the update engine (spec §10.2) for `gun` against `server`, starting from the
+/// cached files; `write` forces a fresh root download, as Go does before publishing.
+pub fn fetch_repo(
+    server: &Server,
+    cache: &MetadataCache,
+    gun: &Gun,
+    now: time::OffsetDateTime,
+    pinning: TrustPinning,
+    write: bool,
+) -> Result<Repository, notary_core::update::UpdateError> {
+    let updater = notary_core::Updater::new(gun.clone(), now)
+        .pinning(pinning)
+        .cache(cache.engine_cache())
+        .force_root_download(write);
+    let mut remote = ServerRemote {
+        server,
+        gun: gun.clone(),
+    };
+    block_on(updater.update(&mut remote))
+}
+
 /// Runs a future that never waits on IO (the engine's fetches are blocking calls).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     let waker = std::task::Waker::noop();

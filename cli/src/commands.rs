@@ -9,13 +9,13 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use clap::Subcommand;
 use notary_core::repo::{KeyRing, RepoEditor};
-use notary_core::update::{UpdateError, Updater};
+use notary_core::update::UpdateError;
 use notary_core::{Algorithm, FileMeta, Gun, PrivateKey, PublicKey, RoleName};
 use time::OffsetDateTime;
 
 use crate::client::{
-    Change, Changelist, GlobalOpts, KeyStore, MetadataCache, Passphrases, Server, ServerRemote,
-    Settings, block_on,
+    Change, Changelist, GlobalOpts, KeyStore, MetadataCache, Passphrases, Server, Settings,
+    fetch_repo,
 };
 
 /// The repository commands.
@@ -806,10 +806,7 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
                 "Are you sure you want to remove {key_id} (role {}) from {loc}?  (yes/no)  ",
                 k.role
             );
-            std::io::stdout().flush()?;
-            let mut answer = String::new();
-            std::io::stdin().read_line(&mut answer)?;
-            if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            if !confirmed()? {
                 println!("\nAborting action.");
                 return Ok(1);
             }
@@ -971,10 +968,7 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
                     println!(
                         "Are you sure you want to remove all data for this delegation? (yes/no)"
                     );
-                    std::io::stdout().flush()?;
-                    let mut answer = String::new();
-                    std::io::stdin().read_line(&mut answer)?;
-                    if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+                    if !confirmed()? {
                         println!("Aborting action.");
                         return Ok(1);
                     }
@@ -1137,6 +1131,17 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Reads the answer to a yes/no question (after flushing the question) from stdin.
+fn confirmed() -> anyhow::Result<bool> {
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
 /// Go's `truncateWithEllipsis(s, width, true)`: long values keep their end.
 fn truncate_left(s: &str, width: usize) -> String {
     let chars: Vec<char> = s.chars().collect();
@@ -1221,14 +1226,15 @@ pub(crate) fn load_repo(s: &Settings, gun: &Gun) -> anyhow::Result<notary_core::
 fn load(s: &Settings, gun: &Gun) -> anyhow::Result<notary_core::Repository> {
     let server = Server::new(s)?;
     let cache = MetadataCache::new(s, gun);
-    let updater = Updater::new(gun.clone(), OffsetDateTime::now_utc())
-        .pinning(s.pinning.clone())
-        .cache(cache.engine_cache());
-    let mut remote = ServerRemote {
-        server: &server,
-        gun: gun.clone(),
-    };
-    let repo = block_on(updater.update(&mut remote)).map_err(|e| update_error(s, e))?;
+    let repo = fetch_repo(
+        &server,
+        &cache,
+        gun,
+        OffsetDateTime::now_utc(),
+        s.pinning.clone(),
+        false,
+    )
+    .map_err(|e| update_error(s, e))?;
     for w in repo.warnings() {
         eprintln!("WARN: {w}");
     }
@@ -1431,24 +1437,15 @@ fn rotate(
         println!(
             "Warning: you are about to rotate your root key.\n\nYou must use your old key to sign this root rotation.\nAre you sure you want to proceed?  (yes/no)"
         );
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        if !confirmed()? {
             bail!("aborting root key rotation");
         }
     }
     let server = Server::new(s)?;
     let cache = MetadataCache::new(s, gun);
     let now = OffsetDateTime::now_utc();
-    let updater = Updater::new(gun.clone(), now)
-        .pinning(s.pinning.clone())
-        .cache(cache.engine_cache())
-        .force_root_download(true);
-    let mut remote = ServerRemote {
-        server: &server,
-        gun: gun.clone(),
-    };
-    let repo = block_on(updater.update(&mut remote)).map_err(|e| update_error(s, e))?;
+    let repo = fetch_repo(&server, &cache, gun, now, s.pinning.clone(), true)
+        .map_err(|e| update_error(s, e))?;
     cache.store(&repo)?;
     let mut editor = RepoEditor::from_repository(&repo);
     let old: Vec<PublicKey> = editor
@@ -1616,15 +1613,8 @@ fn publish(s: &Settings, gun: &Gun, auto: bool) -> anyhow::Result<()> {
     let cl = Changelist::new(s, gun);
     let changes = cl.list()?;
     let now = OffsetDateTime::now_utc();
-    let updater = Updater::new(gun.clone(), now)
-        .pinning(s.pinning.clone())
-        .cache(cache.engine_cache())
-        .force_root_download(true);
-    let mut remote = ServerRemote {
-        server: &server,
-        gun: gun.clone(),
-    };
-    let (mut editor, initial) = match block_on(updater.update(&mut remote)) {
+    let (mut editor, initial) = match fetch_repo(&server, &cache, gun, now, s.pinning.clone(), true)
+    {
         Ok(repo) => {
             cache.store(&repo)?;
             (RepoEditor::from_repository(&repo), false)

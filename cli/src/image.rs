@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use notary_core::repo::{KeyRing, RepoEditor};
-use notary_core::update::{UpdateError, Updater};
+use notary_core::update::UpdateError;
 use notary_core::{Algorithm, FileMeta, Gun, PrivateKey, PublicKey, Repository, RoleName};
 use time::OffsetDateTime;
 
 use crate::client::{
-    GlobalOpts, KeyStore, MetadataCache, Passphrases, Server, ServerRemote, Settings, block_on,
+    GlobalOpts, KeyStore, MetadataCache, Passphrases, Server, Settings, fetch_repo,
 };
 use crate::commands::{gun_arg, public_key_file, signing_keys, table, update_error};
 
@@ -467,16 +467,11 @@ impl<'a> Session<'a> {
         let server = Server::new(settings)?;
         let cache = MetadataCache::new(settings, &gun);
         let now = OffsetDateTime::now_utc();
-        let updater = Updater::new(gun.clone(), now)
-            .cache(cache.engine_cache())
-            .force_root_download(true);
-        let mut remote = ServerRemote {
-            server: &server,
-            gun: gun.clone(),
-        };
         let store = KeyStore::new(settings);
         let mut pass = Passphrases::docker();
-        let (existing, editor, keys) = match block_on(updater.update(&mut remote)) {
+        // Docker does no trust pinning (trust on first use).
+        let pinning = notary_core::TrustPinning::default();
+        let (existing, editor, keys) = match fetch_repo(&server, &cache, &gun, now, pinning, true) {
             Ok(repo) => {
                 cache.store(&repo)?;
                 let editor = RepoEditor::from_repository(&repo);

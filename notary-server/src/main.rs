@@ -57,23 +57,10 @@ async fn main() -> anyhow::Result<()> {
     } else {
         config.logging.level.clone()
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("notary_server={level},tower_http=warn"))
-    });
-    if args.logf == "json" {
-        tracing_subscriber::fmt()
-            .json()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_env_filter(filter)
-            .init();
-    }
+    notary_signer::runtime::init_logging(
+        &format!("notary_server={level},tower_http=warn"),
+        args.logf == "json",
+    );
     let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
         (Some(c), Some(k)) => {
             if args.config.is_none() {
@@ -97,19 +84,6 @@ async fn main() -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port.
     println!("notary-server listening on {scheme}://{local}");
     tracing::info!(%local, scheme, "listening");
-    let shutdown = async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => return,
-                };
-            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-    };
+    let shutdown = notary_signer::runtime::shutdown_signal();
     notary_server::serve(state, listener, tls, shutdown).await
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{PgPool, Row, SqlitePool};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -339,16 +339,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 impl Store {
     /// Opens (creating if needed) a SQLite database file, in WAL mode, and migrates it.
     pub async fn open_sqlite(path_or_url: &str) -> Result<Self, StoreError> {
-        let url = if path_or_url.starts_with("sqlite:") {
-            path_or_url.to_owned()
-        } else {
-            format!("sqlite://{path_or_url}")
-        };
-        let opts = SqliteConnectOptions::from_str(&url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+        let opts = notary_signer::store::sqlite_options(path_or_url)?
             .foreign_keys(true)
             // Hot metadata is served from the service's cache; a small page cache per
             // connection keeps memory down.

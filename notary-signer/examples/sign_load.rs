@@ -7,7 +7,6 @@
 //!     --connections 8 --inflight 4 --seconds 10
 //! ```
 //! Prints one JSON line: `{"connections":…,"inflight":…,"signs":…,"seconds":…,"rate":…,"errors":…}`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,7 +46,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let (host, port) = a.addr.rsplit_once(':').expect("host:port");
+    let (host, port) = a
+        .addr
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--addr must be host:port, not {:?}", a.addr))?;
     let cfg = ClientConfig {
         hostname: host.to_owned(),
         port: port.parse()?,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod jwe;
 pub mod keys;
 pub mod proto;
+pub mod runtime;
 pub mod store;
 
 use std::future::Future;

@@ -54,23 +54,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         config.logging.level.clone()
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("notary_signer={level}")));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    if args.logf == "json" {
-        tracing_subscriber::fmt()
-            .json()
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-            .with_env_filter(filter)
-            .init();
-    }
+    notary_signer::runtime::init_logging(&format!("notary_signer={level}"), args.logf == "json");
     if let Some(Command::Reseal { new_alias }) = args.command {
         if config.storage.backend == "memory" {
             anyhow::bail!("the memory backend keeps no sealed keys");
@@ -94,24 +78,7 @@ async fn main() -> anyhow::Result<()> {
     let (listener, addr) = notary_signer::bind(&config.listen_addr()).await?;
     println!("notary-signer listening on {addr}");
     tracing::info!(%addr, backend = %config.storage.backend, "notary-signer started");
-    let shutdown = async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        return;
-                    }
-                };
-            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("shutting down");
-    };
+    let shutdown = notary_signer::runtime::shutdown_signal();
     notary_signer::serve(keys, tls, listener, shutdown)
         .await
         .context("notary-signer")
