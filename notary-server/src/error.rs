@@ -6,6 +6,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::service::{ReadError, UpdateError};
+use crate::storage::StoreError;
+use crate::trust::TrustError;
+
 /// Error codes of Go's `notary.api.v1` group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
@@ -159,12 +163,83 @@ impl ApiError {
         Self::new(Code::Unknown, Some(json!({})))
     }
 
-    /// 400 `INVALID_UPDATE` with Go's `{"Name","Error":{"Msg"}}` detail.
+    /// 400 `INVALID_UPDATE` with Go's `{"Name","Error":{["Missing",]"Msg"}}` detail, in
+    /// Go's member order.
     pub fn invalid_update(name: &str, msg: impl Into<String>) -> Self {
-        Self::new(
-            Code::InvalidUpdate,
-            Some(json!({"Name": name, "Error": {"Msg": msg.into()}})),
-        )
+        Self::invalid_update_missing(name, None, msg)
+    }
+
+    fn invalid_update_missing(name: &str, missing: Option<&str>, msg: impl Into<String>) -> Self {
+        let missing = missing
+            .map(|m| format!("\"Missing\":{},", json!(m)))
+            .unwrap_or_default();
+        let mut err = Self::new(Code::InvalidUpdate, None);
+        err.detail_raw = Some(format!(
+            "{{\"Name\":{},\"Error\":{{{missing}\"Msg\":{}}}}}",
+            json!(name),
+            json!(msg.into())
+        ));
+        err
+    }
+}
+
+// Domain errors become API errors here and nowhere else.
+
+impl From<TrustError> for ApiError {
+    /// A signer that cannot be reached is 503 (the client may retry); anything else 500.
+    fn from(e: TrustError) -> Self {
+        match e {
+            TrustError::Unavailable(m) => {
+                tracing::warn!(error = %m, "trust service unavailable");
+                ApiError::new(Code::Unavailable, None)
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::NotFound => ApiError::not_found(),
+            ReadError::Trust(e) => e.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<UpdateError> for ApiError {
+    fn from(e: UpdateError) -> Self {
+        match e {
+            UpdateError::Invalid {
+                name: "MALFORMED",
+                msg,
+                ..
+            } => {
+                // Go sends no detail here; the reason goes to the log.
+                tracing::info!(reason = %msg, "malformed upload");
+                ApiError::new(Code::MalformedJson, None)
+            }
+            UpdateError::Invalid { name, msg, missing } => {
+                ApiError::invalid_update_missing(name, missing, msg)
+            }
+            UpdateError::Version => ApiError::new(Code::Version, Some(json!({}))),
+            UpdateError::Store(e) => {
+                tracing::error!(error = %e, "storage failure during update");
+                ApiError::new(Code::Updating, None)
+            }
+            UpdateError::TimedOut(limit) => {
+                tracing::warn!(?limit, "update took too long and was abandoned");
+                ApiError::new(Code::Unavailable, None)
+            }
+            UpdateError::Trust(e) => e.into(),
+        }
     }
 }
 

@@ -3,7 +3,11 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use notary_server::config::Config;
+use notary_server::daemon::{
+    self,
+    config::{Backend, Config, TrustKind},
+    tls::TlsFiles,
+};
 
 #[derive(Parser)]
 #[command(
@@ -16,13 +20,11 @@ struct Args {
     /// defaults: SQLite and keys under --data-dir, TLS with a generated certificate.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Data directory for embedded defaults.
-    #[arg(
-        long,
-        env = "NOTARY_SERVER_DATA_DIR",
-        default_value = "notary-server-data"
-    )]
-    data_dir: PathBuf,
+    /// Data directory for embedded defaults (default `notary-server-data`). With
+    /// `-config`, only where a local trust service keeps its passphrase file when
+    /// `NOTARY_SERVER_KEY_PASSPHRASE` is not set (default: beside the SQLite database).
+    #[arg(long, env = "NOTARY_SERVER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Listen address (overrides the configuration), e.g. 127.0.0.1:0.
     #[arg(long)]
     listen: Option<String>,
@@ -36,10 +38,16 @@ struct Args {
 
 /// Go's flag package takes `-config` (and `-config=F`); clap wants `--config`.
 fn go_style_args() -> Vec<String> {
-    notary_signer::go_flags(
+    notary_daemon::go_flags(
         std::env::args(),
         &["config", "logf", "listen", "data-dir", "debug", "version"],
     )
+}
+
+fn data_dir(args: &Args) -> PathBuf {
+    args.data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("notary-server-data"))
 }
 
 #[tokio::main]
@@ -47,36 +55,59 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse_from(go_style_args());
     let mut config = match &args.config {
         Some(p) => Config::load(p)?,
-        None => Config::embedded(&args.data_dir),
+        None => Config::embedded(&data_dir(&args)),
     };
     config.apply_env(|k| std::env::var(k).ok())?;
     let level = if args.debug {
-        "debug".to_owned()
-    } else if config.logging.level.is_empty() {
-        "info".to_owned()
+        "debug"
     } else {
-        config.logging.level.clone()
+        config.logging.level.map_or("info", |l| l.directive())
     };
-    notary_signer::runtime::init_logging(
+    notary_daemon::init_logging(
         &format!("notary_server={level},tower_http=warn"),
         args.logf == "json",
     );
-    let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
-        (Some(c), Some(k)) => {
-            if args.config.is_none() {
-                notary_server::ensure_self_signed(c, k)?;
-                eprintln!(
-                    "notary-server: TLS certificate (trust it as the CA): {}",
-                    c.display()
-                );
-            }
-            Some((c.clone(), k.clone()))
+    let tls = TlsFiles::from_config(&config);
+    if let Some(files) = &tls {
+        if args.config.is_none() {
+            daemon::ensure_self_signed(&files.cert, &files.key)?;
+            eprintln!(
+                "notary-server: TLS certificate (trust it as the CA): {}",
+                files.cert.display()
+            );
         }
-        _ => None,
+    }
+    // Keys of a local trust service are sealed with a passphrase: from the environment,
+    // else kept in the data directory (embedded defaults) or beside a SQLite database
+    // (a config file); PostgreSQL replicas must share it through the environment.
+    let passphrase = match config.trust_service.kind {
+        TrustKind::Remote => zeroize::Zeroizing::new(String::new()),
+        TrustKind::Local => {
+            let dir = match (&args.config, config.storage.backend) {
+                (None, _) => Some(data_dir(&args)),
+                (Some(_), _) if args.data_dir.is_some() => args.data_dir.clone(),
+                (Some(_), Backend::Sqlite) => std::path::Path::new(
+                    config
+                        .storage
+                        .db_url
+                        .trim_start_matches("sqlite://")
+                        .trim_start_matches("sqlite:"),
+                )
+                .parent()
+                .map(|p| {
+                    if p.as_os_str().is_empty() {
+                        std::path::PathBuf::from(".")
+                    } else {
+                        p.to_path_buf()
+                    }
+                }),
+                (Some(_), _) => None,
+            };
+            daemon::key_passphrase(dir.as_deref(), config.storage.backend == Backend::Memory)?
+        }
     };
-    let passphrase = notary_server::key_passphrase(&args.data_dir)?;
     let addr = args.listen.clone().unwrap_or_else(|| config.listen_addr());
-    let state = notary_server::build_state(config, passphrase).await?;
+    let state = daemon::build_state(config, passphrase).await?;
     let listener =
         std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
@@ -84,6 +115,6 @@ async fn main() -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port.
     println!("notary-server listening on {scheme}://{local}");
     tracing::info!(%local, scheme, "listening");
-    let shutdown = notary_signer::runtime::shutdown_signal();
-    notary_server::serve(state, listener, tls, shutdown).await
+    let shutdown = notary_daemon::shutdown_signal();
+    daemon::serve(state, listener, tls, shutdown).await
 }

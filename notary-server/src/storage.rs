@@ -339,7 +339,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 impl Store {
     /// Opens (creating if needed) a SQLite database file, in WAL mode, and migrates it.
     pub async fn open_sqlite(path_or_url: &str) -> Result<Self, StoreError> {
-        let opts = notary_signer::store::sqlite_options(path_or_url)?
+        let opts = notary_daemon::sqlite_options(path_or_url)?
             .foreign_keys(true)
             // Hot metadata is served from the service's cache; a small page cache per
             // connection keeps memory down.
@@ -641,6 +641,38 @@ impl Store {
             "UPDATE server_keys SET last_used = $1 WHERE key_id = $2 AND last_used IS NULL";
         with_pool!(self, pool => {
             sqlx::query(Q).bind(now_text()).bind(key_id).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// The GUN and role a remote signer's key was created for, if recorded.
+    pub async fn key_scope(&self, key_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        const Q: &str = "SELECT gun, role FROM remote_key_scopes WHERE key_id = $1";
+        with_pool!(self, pool => {
+            match sqlx::query(Q).bind(key_id).fetch_optional(pool).await? {
+                Some(r) => Ok(Some((r.try_get("gun")?, r.try_get("role")?))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Records the GUN and role of a remote signer's key (first record wins: a key keeps
+    /// the scope it was created for).
+    pub async fn insert_key_scope(
+        &self,
+        key_id: &str,
+        gun: &str,
+        role: &str,
+    ) -> Result<(), StoreError> {
+        const Q: &str = "INSERT INTO remote_key_scopes (key_id, gun, role, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING";
+        with_pool!(self, pool => {
+            sqlx::query(Q)
+                .bind(key_id)
+                .bind(gun)
+                .bind(role)
+                .bind(now_text())
+                .execute(pool)
+                .await?;
         });
         Ok(())
     }

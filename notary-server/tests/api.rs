@@ -21,16 +21,17 @@ use zeroize::Zeroizing;
 async fn app() -> Router {
     let config = Config {
         storage: notary_server::config::StorageSection {
-            backend: "memory".into(),
+            backend: notary_server::config::Backend::Memory,
             db_url: String::new(),
         },
         max_update_bytes: 1 << 20,
         ..Config::embedded(std::path::Path::new("/nonexistent"))
     };
-    let state = notary_server::build_state(config, Zeroizing::new("test-passphrase".into()))
-        .await
-        .unwrap();
-    notary_server::app(state)
+    let state =
+        notary_server::daemon::build_state(config, Zeroizing::new("test-passphrase".into()))
+            .await
+            .unwrap();
+    notary_server::daemon::app(state)
 }
 
 async fn call(
@@ -478,20 +479,25 @@ async fn bad_uploads_are_4xx_with_error_json_and_store_nothing() {
 async fn graceful_shutdown_stops_serving() {
     let config = Config {
         storage: notary_server::config::StorageSection {
-            backend: "memory".into(),
+            backend: notary_server::config::Backend::Memory,
             db_url: String::new(),
         },
         ..Config::embedded(std::path::Path::new("/nonexistent"))
     };
-    let state = notary_server::build_state(config, Zeroizing::new("p".into()))
+    let state = notary_server::daemon::build_state(config, Zeroizing::new("p".into()))
         .await
         .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(notary_server::serve(state, listener, None, async move {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(notary_server::daemon::serve(
+        state,
+        listener,
+        None,
+        async move {
+            let _ = rx.await;
+        },
+    ));
     // Serving: a raw HTTP/1.1 ping gets 200.
     let ping = || async move {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -605,16 +611,17 @@ mod postgres {
     async fn pg_app(url: &str) -> Router {
         let config = Config {
             storage: notary_server::config::StorageSection {
-                backend: "postgres".into(),
+                backend: notary_server::config::Backend::Postgres,
                 db_url: url.to_owned(),
             },
             max_update_bytes: 1 << 20,
             ..Config::embedded(std::path::Path::new("/nonexistent"))
         };
-        let state = notary_server::build_state(config, Zeroizing::new("test-passphrase".into()))
-            .await
-            .unwrap();
-        notary_server::app(state)
+        let state =
+            notary_server::daemon::build_state(config, Zeroizing::new("test-passphrase".into()))
+                .await
+                .unwrap();
+        notary_server::daemon::app(state)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -737,13 +744,13 @@ mod token_auth {
     async fn auth_app() -> Router {
         let mut config = Config {
             storage: notary_server::config::StorageSection {
-                backend: "memory".into(),
+                backend: notary_server::config::Backend::Memory,
                 db_url: String::new(),
             },
             ..Config::embedded(std::path::Path::new("/nonexistent"))
         };
         config.auth = Some(notary_server::config::AuthSection {
-            kind: "token".into(),
+            kind: Some(notary_server::config::AuthKind::Token),
             options: notary_server::config::AuthOptions {
                 realm: "https://auth.example.test/token".into(),
                 service: "notary-test".into(),
@@ -751,10 +758,10 @@ mod token_auth {
                 rootcertbundle: Some(fixture("tls/token.crt")),
             },
         });
-        let state = notary_server::build_state(config, Zeroizing::new("p".into()))
+        let state = notary_server::daemon::build_state(config, Zeroizing::new("p".into()))
             .await
             .unwrap();
-        notary_server::app(state)
+        notary_server::daemon::app(state)
     }
 
     /// Mints an ES256 token as the Docker token service would (x5c = the bundle cert).
@@ -968,7 +975,7 @@ async fn expired_timestamp_and_snapshot_are_regenerated_on_get() {
         ));
     let service = Arc::new(notary_server::service::Service::new(store, trust).with_clock(clock));
     let config = Config::embedded(std::path::Path::new("/nonexistent"));
-    let app = notary_server::app(notary_server::AppState::new(
+    let app = notary_server::daemon::app(notary_server::daemon::AppState::new(
         service,
         Arc::new(config),
         None,
@@ -1026,4 +1033,164 @@ async fn expired_timestamp_and_snapshot_are_regenerated_on_get() {
         ts3["signed"]["meta"]["snapshot"]["hashes"]["sha256"],
         want.as_str()
     );
+}
+
+/// Security review defect 8: the server signs a GUN's timestamp and snapshot only with
+/// keys it created for that GUN and role. Before, a tenant could list another
+/// repository's server-held timestamp (or snapshot) key in its own root and get the
+/// server to sign its data with it.
+#[tokio::test]
+async fn server_signs_only_with_keys_created_for_that_gun_and_role() {
+    let app = app().await;
+    let victim = "example.com/tenant-a/app";
+    let mut a = new_repo(&app, victim).await;
+    assert_eq!(publish(&app, victim, &a.sign()).await.0, StatusCode::OK);
+    let victim_ts = server_key(&app, victim, "timestamp").await;
+    let victim_sn = server_key(&app, victim, "snapshot").await;
+
+    let attacker = "example.com/tenant-b/app";
+    for (what, sn, ts) in [
+        (
+            "timestamp",
+            server_key(&app, attacker, "snapshot").await,
+            victim_ts.clone(),
+        ),
+        (
+            "snapshot",
+            victim_sn.clone(),
+            server_key(&app, attacker, "timestamp").await,
+        ),
+    ] {
+        let root = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+        let targets = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+        let editor = RepoEditor::create(
+            Gun::new(attacker).unwrap(),
+            &root,
+            targets.public().clone(),
+            sn,
+            ts,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let mut b = Repo {
+            keys: vec![root, targets],
+            editor,
+        };
+        let files = b.sign();
+        let (s, body) = publish(&app, attacker, &files).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{what}: {body}");
+        assert_eq!(error_code(&body), "INVALID_UPDATE", "{what}: {body}");
+        assert!(
+            get(&app, &format!("/v2/{attacker}/_trust/tuf/timestamp.json"))
+                .await
+                .0
+                == StatusCode::NOT_FOUND,
+            "{what}: nothing stored for the attacker"
+        );
+    }
+    // The victim's repository keeps working with its own keys.
+    a.editor
+        .add_target(&RoleName::targets(), "v2", FileMeta::from_bytes(b"2"))
+        .unwrap();
+    assert_eq!(publish(&app, victim, &a.sign()).await.0, StatusCode::OK);
+    assert!(verified(&app, victim).await.lookup("v2").is_some());
+}
+
+async fn app_with_limits(max_role_bytes: usize, max_parts: usize) -> Router {
+    let config = Config {
+        storage: notary_server::config::StorageSection {
+            backend: notary_server::config::Backend::Memory,
+            db_url: String::new(),
+        },
+        max_update_bytes: 1 << 20,
+        max_role_bytes,
+        max_update_parts: max_parts,
+        ..Config::embedded(std::path::Path::new("/nonexistent"))
+    };
+    let state = notary_server::daemon::build_state(config, Zeroizing::new("p".into()))
+        .await
+        .unwrap();
+    notary_server::daemon::app(state)
+}
+
+/// Security review defect 7: each metadata file of an update is held to a per-role cap
+/// while it streams in (413 before anything is parsed), and an update carries a
+/// bounded number of parts.
+#[tokio::test]
+async fn oversize_role_file_and_too_many_parts_are_refused_before_parsing() {
+    let app = app_with_limits(64 << 10, 5).await;
+    let gun = "example.com/limits/app";
+    // 100 KiB of JSON in one part: over the 64 KiB role cap, under the body limit.
+    let big = format!("{{\"signed\":{{\"pad\":\"{}\"}}}}", "x".repeat(100 << 10));
+    let (s, body) = post(&app, gun, &[(Some("targets.json"), big.as_bytes())]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(error_code(&body), "SIZE_INVALID");
+    // Six parts where five are allowed.
+    let small = b"{}";
+    let names = [
+        "root",
+        "targets",
+        "snapshot",
+        "targets/a",
+        "targets/b",
+        "targets/c",
+    ];
+    let parts: Vec<(Option<&str>, &[u8])> =
+        names.iter().map(|n| (Some(*n), small.as_slice())).collect();
+    let (s, body) = post(&app, gun, &parts).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "INVALID_UPDATE");
+    assert!(
+        body.to_string().contains("at most 5 metadata files"),
+        "{body}"
+    );
+    // A normal repository still publishes under these limits.
+    let mut repo = new_repo(&app, gun).await;
+    assert_eq!(publish(&app, gun, &repo.sign()).await.0, StatusCode::OK);
+}
+
+/// `Service::trusted`: the GUN's trust data verified as a client would, served from the
+/// cache until the GUN changes.
+#[tokio::test]
+async fn trusted_returns_verified_data_cached_until_the_next_update() {
+    let store = notary_server::storage::Store::memory().await.unwrap();
+    let trust: Arc<dyn notary_server::trust::TrustService> =
+        Arc::new(notary_server::trust::LocalTrust::new(
+            store.clone(),
+            Algorithm::EcdsaP256,
+            Zeroizing::new("p".into()),
+        ));
+    let service = Arc::new(notary_server::service::Service::new(store, trust));
+    let app = notary_server::router(Arc::clone(&service), notary_server::ApiOptions::default());
+    let gun = "example.com/trusted/app";
+    let g = Gun::new(gun).unwrap();
+    assert!(matches!(
+        service.trusted(&g).await,
+        Err(notary_server::service::ReadError::NotFound)
+    ));
+    let mut repo = new_repo(&app, gun).await;
+    repo.editor
+        .add_target(&RoleName::targets(), "v1", FileMeta::from_bytes(b"one"))
+        .unwrap();
+    assert_eq!(publish(&app, gun, &repo.sign()).await.0, StatusCode::OK);
+    let first = service.trusted(&g).await.unwrap();
+    assert_eq!(
+        first.lookup("v1").unwrap().meta.sha256(),
+        FileMeta::from_bytes(b"one").sha256()
+    );
+    assert!(Arc::ptr_eq(&first, &service.trusted(&g).await.unwrap()));
+    repo.editor
+        .add_target(&RoleName::targets(), "v2", FileMeta::from_bytes(b"two"))
+        .unwrap();
+    assert_eq!(publish(&app, gun, &repo.sign()).await.0, StatusCode::OK);
+    let second = service.trusted(&g).await.unwrap();
+    assert!(!Arc::ptr_eq(&first, &second));
+    assert!(second.lookup("v2").is_some());
+    // The router answers only Notary paths: anything else is for whoever mounts it.
+    assert!(notary_server::api::is_trust_path(&format!(
+        "/v2/{gun}/_trust/tuf/root.json"
+    )));
+    assert!(!notary_server::api::is_trust_path(
+        "/v2/library/alpine/manifests/latest"
+    ));
 }

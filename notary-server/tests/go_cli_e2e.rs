@@ -37,7 +37,7 @@ impl OurServer {
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("notary-server.crt");
         let key = dir.path().join("notary-server.key");
-        notary_server::ensure_self_signed(&cert, &key).unwrap();
+        notary_server::daemon::ensure_self_signed(&cert, &key).unwrap();
         let cfg = serde_json::json!({
             "server": {"http_addr": "127.0.0.1:0", "tls_cert_file": "notary-server.crt", "tls_key_file": "notary-server.key"},
             "trust_service": {"type": "local", "key_algorithm": "ecdsa"},

@@ -53,7 +53,7 @@ fn recorded(name: &str) -> Recorded {
 async fn app(auth: bool, prefixes: &[&str]) -> Router {
     let mut config = Config {
         storage: StorageSection {
-            backend: "memory".into(),
+            backend: notary_server::config::Backend::Memory,
             db_url: String::new(),
         },
         ..Config::embedded(Path::new("/nonexistent"))
@@ -61,7 +61,7 @@ async fn app(auth: bool, prefixes: &[&str]) -> Router {
     config.repositories.gun_prefixes = prefixes.iter().map(|p| (*p).to_owned()).collect();
     if auth {
         config.auth = Some(AuthSection {
-            kind: "token".into(),
+            kind: Some(notary_server::config::AuthKind::Token),
             options: AuthOptions {
                 realm: "https://auth.example.test/token".into(),
                 service: "notary-test".into(),
@@ -70,10 +70,10 @@ async fn app(auth: bool, prefixes: &[&str]) -> Router {
             },
         });
     }
-    let state = notary_server::build_state(config, Zeroizing::new("p".into()))
+    let state = notary_server::daemon::build_state(config, Zeroizing::new("p".into()))
         .await
         .unwrap();
-    notary_server::app(state)
+    notary_server::daemon::app(state)
 }
 
 const B: &str = "replayboundary";

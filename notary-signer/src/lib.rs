@@ -9,7 +9,6 @@ pub mod config;
 pub mod jwe;
 pub mod keys;
 pub mod proto;
-pub mod runtime;
 pub mod store;
 
 use std::future::Future;
@@ -223,22 +222,6 @@ pub async fn serve(
     result
 }
 
-/// Rewrites Go `flag`-style arguments (`-config FILE`, `-config=FILE`, `-debug`) for clap
-/// (`--config …`): single-dash long names listed in `names` get a second dash.
-pub fn go_flags(args: impl IntoIterator<Item = String>, names: &[&str]) -> Vec<String> {
-    args.into_iter()
-        .map(|a| {
-            let long = a.strip_prefix('-').filter(|r| !r.starts_with('-'));
-            match long {
-                Some(rest) if names.contains(&rest.split('=').next().unwrap_or_default()) => {
-                    format!("-{a}")
-                }
-                _ => a,
-            }
-        })
-        .collect()
-}
-
 /// Binds `addr` (port 0: the OS picks) and returns the listener and its address.
 pub async fn bind(addr: &str) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
     let l = tokio::net::TcpListener::bind(addr)
@@ -246,39 +229,4 @@ pub async fn bind(addr: &str) -> anyhow::Result<(tokio::net::TcpListener, Socket
         .with_context(|| format!("binding {addr}"))?;
     let a = l.local_addr()?;
     Ok((l, a))
-}
-
-#[cfg(test)]
-mod flag_tests {
-    use super::*;
-
-    #[test]
-    fn go_flags_rewrites_single_dash_long_names() {
-        let args = [
-            "bin",
-            "-config=a.json",
-            "-debug",
-            "--logf",
-            "json",
-            "-x",
-            "reseal",
-            "-config",
-            "b",
-        ]
-        .map(str::to_owned);
-        assert_eq!(
-            go_flags(args, &["config", "debug"]),
-            [
-                "bin",
-                "--config=a.json",
-                "--debug",
-                "--logf",
-                "json",
-                "-x",
-                "reseal",
-                "--config",
-                "b"
-            ]
-        );
-    }
 }

@@ -39,7 +39,7 @@ enum Command {
 
 /// Go's flag package takes `-config` (and `-config=F`); clap wants `--config`.
 fn go_style_args() -> Vec<String> {
-    notary_signer::go_flags(std::env::args(), &["config", "logf", "debug", "version"])
+    notary_daemon::go_flags(std::env::args(), &["config", "logf", "debug", "version"])
 }
 
 #[tokio::main]
@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         config.logging.level.clone()
     };
-    notary_signer::runtime::init_logging(&format!("notary_signer={level}"), args.logf == "json");
+    notary_daemon::init_logging(&format!("notary_signer={level}"), args.logf == "json");
     if let Some(Command::Reseal { new_alias }) = args.command {
         if config.storage.backend == "memory" {
             anyhow::bail!("the memory backend keeps no sealed keys");
@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
     let (listener, addr) = notary_signer::bind(&config.listen_addr()).await?;
     println!("notary-signer listening on {addr}");
     tracing::info!(%addr, backend = %config.storage.backend, "notary-signer started");
-    let shutdown = notary_signer::runtime::shutdown_signal();
+    let shutdown = notary_daemon::shutdown_signal();
     notary_signer::serve(keys, tls, listener, shutdown)
         .await
         .context("notary-signer")

@@ -3,15 +3,12 @@
 //! Rows soft-deleted by Go (`deleted_at` set) are invisible, as they are to Go.
 
 use std::collections::HashMap;
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row as _;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use tokio::sync::RwLock;
 
 /// Storage failures.
@@ -100,25 +97,10 @@ macro_rules! on_sql {
     };
 }
 
-/// SQLite options both daemons use: a file path or `sqlite:` URL, created if missing, WAL
-/// with `synchronous=NORMAL`, 10 s busy timeout.
-pub fn sqlite_options(path_or_url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
-    let url = if path_or_url.starts_with("sqlite:") {
-        path_or_url.to_owned()
-    } else {
-        format!("sqlite://{path_or_url}")
-    };
-    Ok(SqliteConnectOptions::from_str(&url)?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10)))
-}
-
 impl KeyStore {
     /// Opens (creating if needed) a SQLite file and migrates it.
     pub async fn open_sqlite(path_or_url: &str) -> Result<Self, StoreError> {
-        let opts = sqlite_options(path_or_url)?.pragma("cache_size", "-512");
+        let opts = notary_daemon::sqlite_options(path_or_url)?.pragma("cache_size", "-512");
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
             .connect_with(opts)
