@@ -726,7 +726,8 @@ pub struct Server {
     agent: ureq::Agent,
     base: String,
     host: String,
-    credentials: Option<Zeroizing<String>>,
+    /// The user's credentials for `host`, looked up at the first token challenge.
+    credentials: std::cell::OnceCell<Option<Zeroizing<String>>>,
     token: std::cell::RefCell<Option<Zeroizing<String>>>,
 }
 
@@ -787,6 +788,34 @@ fn credentials_for(host: &str) -> Option<Zeroizing<String>> {
     ))
 }
 
+/// Whether Basic credentials may be sent to this token realm: only over https, or over
+/// plain http to a loopback host (127.0.0.0/8, ::1, `localhost`).
+fn realm_accepts_credentials(realm: &str) -> bool {
+    let Ok(uri) = realm.parse::<ureq::http::Uri>() else {
+        return false;
+    };
+    match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("https") => true,
+        Some(s) if s.eq_ignore_ascii_case("http") => uri.host().is_some_and(is_loopback_host),
+        _ => false,
+    }
+}
+
+/// `localhost`, 127.0.0.0/8, `::1` (also IPv4-mapped), with or without IPv6 brackets.
+fn is_loopback_host(host: &str) -> bool {
+    let h = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>().is_ok_and(|ip| match ip {
+            std::net::IpAddr::V4(v4) => v4.is_loopback(),
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        })
+}
+
 /// The parameters of a `WWW-Authenticate: Bearer …` challenge.
 fn bearer_challenge(h: &str) -> Option<BTreeMap<String, String>> {
     let rest = h
@@ -843,6 +872,14 @@ pub enum TransportError {
         /// Whether credentials were sent.
         has_credentials: bool,
     },
+    /// The challenge names a token realm that must not receive the user's credentials.
+    #[error(
+        "refusing to send credentials to the token service {realm}: it is plain http on a host that is not loopback (the server should name an https realm)"
+    )]
+    InsecureRealm {
+        /// The realm of the challenge.
+        realm: String,
+    },
     /// Body larger than allowed.
     #[error("trust server returned a bad response.")]
     TooLarge,
@@ -895,13 +932,15 @@ impl Server {
             .timeout_recv_response(Some(std::time::Duration::from_secs(60)))
             .timeout_recv_body(Some(std::time::Duration::from_secs(120)))
             .user_agent("notary-rs")
+            // Never carry an Authorization header to a redirect's target (ureq's default).
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
             .build()
             .new_agent();
         let host = settings.server_host();
         Ok(Server {
             agent,
             base: settings.server.clone(),
-            credentials: credentials_for(&host),
+            credentials: std::cell::OnceCell::new(),
             host,
             token: std::cell::RefCell::new(None),
         })
@@ -985,12 +1024,26 @@ impl Server {
         Ok(resp)
     }
 
-    /// GET `realm?service=…&scope=…` with Basic credentials when known.
+    /// The user's credentials for the server (looked up once).
+    fn credentials(&self) -> Option<&Zeroizing<String>> {
+        self.credentials
+            .get_or_init(|| credentials_for(&self.host))
+            .as_ref()
+    }
+
+    /// GET `realm?service=…&scope=…` with Basic credentials when known; credentials go
+    /// only to https realms or plain-http ones on loopback.
     fn fetch_token(
         &self,
         c: &BTreeMap<String, String>,
     ) -> Result<Zeroizing<String>, TransportError> {
         let realm = c.get("realm").ok_or(TransportError::Unauthorized)?;
+        let credentials = self.credentials();
+        if credentials.is_some() && !realm_accepts_credentials(realm) {
+            return Err(TransportError::InsecureRealm {
+                realm: realm.clone(),
+            });
+        }
         let enc = |v: &str| {
             v.bytes()
                 .map(|b| match b {
@@ -1017,14 +1070,14 @@ impl Server {
             )
         };
         let mut b = self.agent.get(&url);
-        if let Some(cred) = &self.credentials {
+        if let Some(cred) = credentials {
             b = b.header("Authorization", format!("Basic {}", cred.as_str()));
         }
         let resp = b.call().map_err(|e| self.unreachable(e))?;
         if resp.status().as_u16() != 200 {
             return Err(TransportError::TokenRefused {
                 status: resp.status().as_u16(),
-                has_credentials: self.credentials.is_some(),
+                has_credentials: credentials.is_some(),
             });
         }
         let body = Self::read_body(resp, 1 << 20)?;
@@ -1036,7 +1089,7 @@ impl Server {
             .map(|t| Zeroizing::new(t.to_owned()))
             .ok_or(TransportError::TokenRefused {
                 status: 200,
-                has_credentials: self.credentials.is_some(),
+                has_credentials: credentials.is_some(),
             })
     }
 
@@ -1253,6 +1306,42 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     loop {
         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
             return v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_go_to_https_or_loopback_realms_only() {
+        for ok in [
+            "https://auth.example.com/token",
+            "HTTPS://auth.example.com:8443/token?x=1",
+            "http://127.0.0.1:5001/token",
+            "http://127.8.9.10/token",
+            "http://localhost:5001/token",
+            "http://LOCALHOST/token",
+            "http://[::1]:5001/token",
+            "http://[::ffff:127.0.0.1]/token",
+        ] {
+            assert!(realm_accepts_credentials(ok), "{ok}");
+        }
+        for bad in [
+            "http://auth.example.com/token",
+            "http://notary-test.invalid:5001/token",
+            "http://10.0.0.1/token",
+            "http://[fd00::2]/token",
+            "http://127.0.0.1@evil.example/token",
+            "http://localhost.evil.example/token",
+            "http://localhost./token",
+            "ftp://127.0.0.1/token",
+            "//auth.example.com/token",
+            "/token",
+            "",
+        ] {
+            assert!(!realm_accepts_credentials(bad), "{bad}");
         }
     }
 }
