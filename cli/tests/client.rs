@@ -1427,3 +1427,92 @@ fn passphrase_prompts_on_a_terminal() {
         "go add with the typed passphrases",
     );
 }
+
+/// Modes of everything under `dir` (relative path → mode bits).
+fn modes(dir: &Path) -> Vec<(String, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            out.push((rel, m.permissions().mode() & 0o777));
+            if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The private key directory is 0700 (also when it existed with looser bits), key files,
+/// cached metadata and changelist files are 0600, directories the CLI makes are 0700, and
+/// no temporary file is left behind.
+#[test]
+fn trust_dir_modes_after_init_and_key_generate() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (_s, t, dir) = on_go_server();
+    let trust = dir.path().join("trust");
+    let gun = "example.com/client/modes";
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"modes\n").unwrap();
+    ok(ours(&t, &trust, &["init", gun]), "init");
+    ok(
+        ours(&t, &trust, &["add", gun, "t", f.to_str().unwrap()]),
+        "add",
+    );
+    ok(
+        ours(&t, &trust, &["key", "generate", "-r", "targets/releases"]),
+        "key generate",
+    );
+    let out = dir.path().join("out");
+    let prefix = out.join("k");
+    ok(
+        ours(
+            &t,
+            &trust,
+            &["key", "generate", "-o", prefix.to_str().unwrap()],
+        ),
+        "key generate -o",
+    );
+    let export = dir.path().join("export.pem");
+    ok(
+        ours(
+            &t,
+            &trust,
+            &["key", "export", "-o", export.to_str().unwrap()],
+        ),
+        "key export -o",
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&trust), 0o700, "trust directory");
+    let all = modes(&trust);
+    let keys = all.iter().filter(|(p, _)| p.ends_with(".key")).count();
+    assert!(keys >= 4, "{all:?}");
+    let changes = all.iter().filter(|(p, _)| p.ends_with(".change")).count();
+    assert_eq!(changes, 1, "{all:?}");
+    for (p, m) in &all {
+        assert!(!p.contains(".tmp"), "temporary file left: {p}");
+        let dir = trust.join(p).is_dir();
+        let want = if dir { 0o700 } else { 0o600 };
+        assert_eq!(*m, want, "{p}: {m:o} (all: {all:?})");
+    }
+    assert_eq!(mode(&out.join("k-key.pem")), 0o600);
+    assert_eq!(mode(&export), 0o600);
+    // A trust directory whose private/ was made with looser bits (another tool, umask).
+    let loose = dir.path().join("loose");
+    std::fs::create_dir_all(loose.join("private")).unwrap();
+    std::fs::set_permissions(
+        loose.join("private"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    ok(ours(&t, &loose, &["key", "generate"]), "key generate");
+    assert_eq!(mode(&loose.join("private")), 0o700, "{:?}", modes(&loose));
+    for (p, m) in modes(&loose.join("private")) {
+        assert_eq!(m, 0o600, "{p}");
+    }
+}
