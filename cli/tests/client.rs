@@ -870,7 +870,7 @@ fn credentials_never_sent_to_plain_http_realm() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let sources: [(&str, Vec<(&str, Option<&str>)>); 3] = [
+    let sources = [
         (
             "NOTARY_AUTH",
             vec![
