@@ -12,4 +12,4 @@ mod trust_dir;
 pub use passphrase::Passphrases;
 pub use settings::{GlobalOpts, Settings};
 pub use transport::{Server, fetch_repo};
-pub use trust_dir::{Change, Changelist, KeyStore, MetadataCache, write_private_durable};
+pub use trust_dir::{Changelist, KeyStore, MetadataCache, write_private_durable};

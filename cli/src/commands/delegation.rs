@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use base64::Engine as _;
 use clap::Subcommand;
-use notary_core::PublicKey;
 
 use super::public_key_file;
 use super::{Outcome, confirmed, gun_arg, load, role_arg, table};
-use crate::client::{Change, Changelist, Settings};
+use notary_core::changelist::{Change, DelegationEdit};
+
+use crate::client::{Changelist, Settings};
 /// `notary delegation …`
 #[derive(Subcommand, Debug)]
 pub enum DelegationCmd {
@@ -99,34 +99,28 @@ pub(super) fn run(cmd: DelegationCmd, s: &Settings) -> anyhow::Result<Outcome> {
                 bail!("need at least one key or path for delegation {role}");
             }
             let cl = Changelist::new(s, &gun);
-            let b64 = |v: String| base64::engine::general_purpose::STANDARD.encode(v);
+            // As Go stages it: the keys (threshold 1), then the paths.
             let mut ids = Vec::new();
             if !pubs.is_empty() {
-                let objs: Vec<String> = pubs.iter().map(key_object).collect();
                 for k in &pubs {
                     ids.push(k.canonical_id()?.to_string());
                 }
-                cl.add(&Change {
-                    action: "create".into(),
-                    role: role.to_string(),
-                    kind: "delegation".into(),
-                    path: String::new(),
-                    data: Some(b64(format!(
-                        "{{\"threshold\":1,\"add_keys\":[{}]}}",
-                        objs.join(",")
-                    ))),
+                cl.add(&Change::CreateDelegation {
+                    role: role.clone(),
+                    edit: DelegationEdit {
+                        threshold: Some(1),
+                        add_keys: pubs,
+                        ..DelegationEdit::default()
+                    },
                 })?;
             }
             if !paths.is_empty() {
-                cl.add(&Change {
-                    action: "create".into(),
-                    role: role.to_string(),
-                    kind: "delegation".into(),
-                    path: String::new(),
-                    data: Some(b64(format!(
-                        "{{\"add_paths\":{}}}",
-                        serde_json::to_string(&paths)?
-                    ))),
+                cl.add(&Change::CreateDelegation {
+                    role: role.clone(),
+                    edit: DelegationEdit {
+                        add_paths: paths.clone(),
+                        ..DelegationEdit::default()
+                    },
                 })?;
             }
             let mut msg = format!("\nAddition of delegation role {role}");
@@ -171,36 +165,19 @@ pub(super) fn run(cmd: DelegationCmd, s: &Settings) -> anyhow::Result<Outcome> {
                         return Ok(Outcome::Declined);
                     }
                 }
-                cl.add(&Change::new(
-                    "delete",
-                    role.to_string(),
-                    "delegation",
-                    String::new(),
-                    None,
-                ))?;
+                cl.add(&Change::DeleteDelegation { role: role.clone() })?;
                 println!(
                     "\nForced removal (including all keys and paths) of delegation role {role} to repository \"{gun}\" staged for next publish.\n"
                 );
             } else {
-                let mut data = serde_json::Map::new();
-                if !key_ids.is_empty() {
-                    data.insert("remove_keys".into(), serde_json::json!(key_ids));
-                }
-                if !paths.is_empty() {
-                    data.insert("remove_paths".into(), serde_json::json!(paths));
-                }
-                if all_paths {
-                    data.insert("clear_paths".into(), serde_json::json!(true));
-                }
-                cl.add(&Change {
-                    action: "update".into(),
-                    role: role.to_string(),
-                    kind: "delegation".into(),
-                    path: String::new(),
-                    data: Some(
-                        base64::engine::general_purpose::STANDARD
-                            .encode(serde_json::Value::Object(data).to_string()),
-                    ),
+                cl.add(&Change::UpdateDelegation {
+                    role: role.clone(),
+                    edit: DelegationEdit {
+                        remove_keys: key_ids.clone(),
+                        remove_paths: paths.clone(),
+                        clear_paths: all_paths,
+                        ..DelegationEdit::default()
+                    },
                 })?;
                 let mut msg = format!("\nRemoval of delegation role {role}");
                 if !key_ids.is_empty() {
@@ -221,15 +198,8 @@ pub(super) fn run(cmd: DelegationCmd, s: &Settings) -> anyhow::Result<Outcome> {
             publish: p,
         } => {
             let gun = gun_arg(&gun)?;
-            Changelist::new(s, &gun).add(&Change {
-                action: "update".into(),
-                role: "targets/*".into(),
-                kind: "delegation".into(),
-                path: String::new(),
-                data: Some(
-                    base64::engine::general_purpose::STANDARD
-                        .encode(serde_json::json!({ "remove_keys": keys }).to_string()),
-                ),
+            Changelist::new(s, &gun).add(&Change::PurgeDelegationKeys {
+                key_ids: keys.clone(),
             })?;
             println!(
                 "Removal of the following keys from all delegations in {gun} staged for next publish:"
@@ -298,14 +268,4 @@ pub(super) fn run(cmd: DelegationCmd, s: &Settings) -> anyhow::Result<Outcome> {
         }
     };
     Ok(outcome)
-}
-
-/// A key object as Go writes it in changelists (`keytype`, then `keyval` with `public`
-/// before `private`).
-fn key_object(k: &PublicKey) -> String {
-    format!(
-        "{{\"keytype\":{},\"keyval\":{{\"public\":\"{}\",\"private\":null}}}}",
-        serde_json::Value::from(k.key_type().as_str()),
-        base64::engine::general_purpose::STANDARD.encode(k.public_bytes())
-    )
 }

@@ -2,15 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
+use notary_core::changelist::{self, Change};
 use notary_core::repo::{KeyRing, RepoEditor};
 use notary_core::update::UpdateError;
-use notary_core::{FileMeta, Gun, PrivateKey, PublicKey, RoleName};
+use notary_core::{Gun, PrivateKey, PublicKey, RoleName};
 use time::OffsetDateTime;
 
 use super::{Outcome, gun_arg, scopes, table, update_error};
 use crate::client::{
-    Change, Changelist, KeyStore, MetadataCache, Passphrases, Server, Settings, fetch_repo,
+    Changelist, KeyStore, MetadataCache, Passphrases, Server, Settings, fetch_repo,
 };
 
 /// Publishes the staged changes of a trusted collection.
@@ -119,13 +120,7 @@ pub(super) fn witness(s: &Settings, a: Witness) -> anyhow::Result<Outcome> {
     let cl = Changelist::new(s, &gun);
     let roles = scopes(&roles)?;
     for role in &roles {
-        cl.add(&Change::new(
-            "update",
-            role.to_string(),
-            "witness",
-            String::new(),
-            None,
-        ))?;
+        cl.add(&Change::Witness { role: role.clone() })?;
     }
     println!("The following roles were successfully marked for witnessing on the next publish:");
     for r in &roles {
@@ -176,19 +171,6 @@ pub(crate) fn signing_keys(
     Ok(out)
 }
 
-/// The data of a delegation change (Go's `TUFDelegation`).
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct DelegationChange {
-    new_name: Option<String>,
-    threshold: Option<u32>,
-    add_keys: Vec<PublicKey>,
-    remove_keys: Vec<String>,
-    add_paths: Vec<String>,
-    remove_paths: Vec<String>,
-    clear_paths: bool,
-}
-
 /// `notary publish` (spec §10.4).
 pub(super) fn publish(s: &Settings, gun: &Gun, auto: bool) -> anyhow::Result<()> {
     if auto {
@@ -228,64 +210,13 @@ pub(super) fn publish(s: &Settings, gun: &Gun, auto: bool) -> anyhow::Result<()>
         }
         Err(e) => return Err(update_error(s, e)),
     };
+    // The files were read above; decoding and applying them is pure (notary-core).
+    let typed = changes
+        .iter()
+        .map(|(_, raw)| raw.decode())
+        .collect::<Result<Vec<_>, _>>()?;
     let mut touched = vec![RoleName::targets()];
-    for (_, c) in &changes {
-        if c.role == "targets/*" && c.kind == "delegation" {
-            let data = c.data_bytes()?.context("delegation change without data")?;
-            let d: DelegationChange =
-                serde_json::from_slice(&data).context("bad delegation data in the changelist")?;
-            editor.purge_delegation_keys(&d.remove_keys)?;
-            continue;
-        }
-        let role = RoleName::new(&c.role)
-            .map_err(|e| anyhow::anyhow!("bad scope {:?} in the changelist: {e}", c.role))?;
-        match (c.action.as_str(), c.kind.as_str()) {
-            ("create" | "update", "target") => {
-                let data = c.data_bytes()?.context("target change without data")?;
-                let meta: FileMeta =
-                    serde_json::from_slice(&data).context("bad target data in the changelist")?;
-                editor.add_target(&role, &c.path, meta)?;
-            }
-            ("delete", "target") => {
-                editor.remove_target(&role, &c.path)?;
-            }
-            ("update", "witness") => editor.witness(&role)?,
-            ("create" | "update", "delegation") => {
-                let data = c.data_bytes()?.context("delegation change without data")?;
-                let d: DelegationChange = serde_json::from_slice(&data)
-                    .context("bad delegation data in the changelist")?;
-                if d.new_name.is_some() {
-                    bail!("renaming delegation {} is not supported", c.role);
-                }
-                if !d.remove_keys.is_empty() || !d.remove_paths.is_empty() || d.clear_paths {
-                    editor.edit_delegation(
-                        &role,
-                        &d.remove_keys,
-                        &d.remove_paths,
-                        d.clear_paths,
-                    )?;
-                }
-                if d.add_keys.is_empty() && d.add_paths.is_empty() && d.threshold.is_none() {
-                    touched.push(role);
-                    continue;
-                }
-                let threshold = match d.threshold {
-                    Some(t) => t,
-                    None => editor
-                        .targets(&role.parent().unwrap_or_else(RoleName::targets))
-                        .and_then(|t| t.delegation(&role))
-                        .map_or(1, |e| e.threshold),
-                };
-                editor.add_delegation(&role, d.add_keys, d.add_paths, threshold)?;
-            }
-            ("delete", "delegation") => editor.remove_delegation(&role)?,
-            (action, kind) => bail!(
-                "staged change {action} {kind} on {} is not supported by this notary yet",
-                c.role
-            ),
-        }
-        touched.push(role);
-    }
+    touched.extend(changelist::apply(&mut editor, &typed)?);
     if changes.is_empty() && !initial {
         println!("No changes to publish for {gun}");
         return Ok(());

@@ -5,11 +5,12 @@ use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use base64::Engine as _;
 use notary_core::{FileMeta, Gun};
 
 use super::{Outcome, gun_arg, load, scopes, table};
-use crate::client::{Change, Changelist, Settings};
+use notary_core::changelist::Change;
+
+use crate::client::{Changelist, Settings};
 
 /// Adds the file as a target to the trusted collection.
 #[derive(clap::Args, Debug)]
@@ -180,13 +181,10 @@ pub(super) fn remove(s: &Settings, a: Remove) -> anyhow::Result<Outcome> {
     let gun = gun_arg(&gun)?;
     let cl = Changelist::new(s, &gun);
     for role in scopes(&roles)? {
-        cl.add(&Change::new(
-            "delete",
-            role.to_string(),
-            "target",
-            target.clone(),
-            None,
-        ))?;
+        cl.add(&Change::RemoveTarget {
+            role,
+            name: target.clone(),
+        })?;
     }
     println!("Removal of {target} from {gun} staged for next publish.");
     Ok(Outcome::Staged { gun, publish: p })
@@ -304,25 +302,6 @@ pub(super) fn verify(s: &Settings, a: Verify) -> anyhow::Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// The changelist JSON of a target (Go's field order: length, hashes, custom).
-fn target_change_data(meta: &FileMeta) -> String {
-    let hashes: BTreeMap<&String, String> = meta
-        .hashes
-        .iter()
-        .map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.encode(&v.0)))
-        .collect();
-    let mut s = format!(
-        "{{\"length\":{},\"hashes\":{}",
-        meta.length,
-        serde_json::to_string(&hashes).unwrap_or_else(|_| "{}".into())
-    );
-    if let Some(c) = &meta.custom {
-        s.push_str(&format!(",\"custom\":{c}"));
-    }
-    s.push('}');
-    s
-}
-
 fn read_custom(path: &Option<PathBuf>) -> anyhow::Result<Option<serde_json::Value>> {
     match path {
         None => Ok(None),
@@ -343,15 +322,12 @@ fn stage_targets(
     roles: &[String],
 ) -> anyhow::Result<()> {
     let cl = Changelist::new(s, gun);
-    let data = base64::engine::general_purpose::STANDARD.encode(target_change_data(meta));
     for role in scopes(roles)? {
-        cl.add(&Change::new(
-            "create",
-            role.to_string(),
-            "target",
-            target.to_owned(),
-            Some(data.clone()),
-        ))?;
+        cl.add(&Change::AddTarget {
+            role,
+            name: target.to_owned(),
+            meta: meta.clone(),
+        })?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ mod changelist;
 mod keys;
 
 pub use cache::MetadataCache;
-pub use changelist::{Change, Changelist};
+pub use changelist::Changelist;
 pub use keys::KeyStore;
 
 use std::path::Path;
