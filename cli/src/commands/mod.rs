@@ -115,10 +115,12 @@ pub fn run(cmd: RepoCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
     }
 }
 
+/// A GUN from the command line.
 pub(crate) fn gun_arg(s: &str) -> anyhow::Result<Gun> {
     Gun::new(s).map_err(|e| anyhow::anyhow!("invalid GUN {s:?}: {e}"))
 }
 
+/// A targets role (`targets` or a delegation) from the command line.
 pub(crate) fn role_arg(s: &str) -> anyhow::Result<RoleName> {
     let r = RoleName::new(s).map_err(|e| anyhow::anyhow!("invalid role {s:?}: {e}"))?;
     if !r.is_targets_like() {
@@ -127,6 +129,7 @@ pub(crate) fn role_arg(s: &str) -> anyhow::Result<RoleName> {
     Ok(r)
 }
 
+/// The `-r` roles of a command, `targets` when none are given.
 pub(crate) fn scopes(roles: &[String]) -> anyhow::Result<Vec<RoleName>> {
     if roles.is_empty() {
         return Ok(vec![RoleName::targets()]);
@@ -204,6 +207,7 @@ pub(crate) fn load(s: &Settings, gun: &Gun) -> anyhow::Result<notary_core::Repos
     Ok(repo)
 }
 
+/// The update engine's error, with Go's message for a collection the server lacks.
 pub(crate) fn update_error(s: &Settings, e: UpdateError) -> anyhow::Error {
     match e {
         UpdateError::NoTrustData { gun } => {
