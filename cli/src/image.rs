@@ -299,7 +299,7 @@ pub fn run(cmd: ImageCmd, g: &GlobalOpts) -> anyhow::Result<i32> {
             for reference in &references {
                 let r = ImageRef::parse(reference)?;
                 let s = docker_settings(g, &r)?;
-                let repo = crate::commands::load_repo(&s, &r.gun()?)?;
+                let repo = crate::commands::load(&s, &r.gun()?)?;
                 all.push((r, inspect(&repo)?));
             }
             if pretty {

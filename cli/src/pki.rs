@@ -327,24 +327,32 @@ fn write_file(path: &Path, data: &[u8], mode: u32, force: bool) -> anyhow::Resul
     if path.exists() && !force {
         bail!("{} exists (use --force to replace it)", path.display());
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // A random name, created exclusively: nothing planted there is opened or removed.
+    let mut r = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut r)
+        .map_err(|_| anyhow::anyhow!("no randomness for a temporary file name"))?;
     let tmp = dir.join(format!(
-        ".{}.tmp{}",
+        ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
+        hex::encode(r)
     ));
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
-    let _ = fs::remove_file(&tmp);
     let mut f = opts
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
+    let written = f.write_all(data).and_then(|()| f.sync_all());
     drop(f);
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
     Ok(())
 }
 

@@ -742,6 +742,188 @@ fn token_auth_with_notary_auth_and_docker_config() {
     assert!(e.contains("token service refused"), "{e}");
 }
 
+/// A fake notary server whose token challenge names a plain-http realm on a name that is
+/// not loopback (`notary-test.invalid`). The same listener is the HTTP proxy (`ALL_PROXY`)
+/// that makes that name reachable, so a client that sends its credentials there is seen
+/// doing it. Returns the server URL, the proxy URL and the realm requests (with their
+/// `Authorization` header, if any).
+fn plain_http_realm_server() -> (
+    String,
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+) {
+    use std::io::{BufRead as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let realm = format!("http://notary-test.invalid:{}/token", addr.port());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            // A proxied request, after a CONNECT (ureq tunnels plain http too).
+            let mut target = String::new();
+            let (request_line, auth) = loop {
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                    break (String::new(), None);
+                }
+                let mut auth = None;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if h.to_ascii_lowercase().starts_with("authorization:") {
+                        auth = Some(h.trim_end().to_owned());
+                    }
+                }
+                if request_line.starts_with("CONNECT ") {
+                    target = request_line.clone();
+                    let _ = stream.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                    continue;
+                }
+                break (request_line, auth);
+            };
+            if request_line.is_empty() {
+                continue;
+            }
+            if target.contains("notary-test.invalid") || request_line.contains("/token") {
+                record.lock().unwrap().push(auth);
+                let body = r#"{"token":"not-a-real-token"}"#;
+                let _ = stream.write_all(
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+                );
+            } else {
+                let _ = stream.write_all(
+                    format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"notary-test\",scope=\"repository:example.com/client/realm:pull\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+                );
+            }
+        }
+    });
+    (format!("http://{addr}"), format!("http://{addr}"), seen)
+}
+
+/// The CLI never sends credentials (NOTARY_AUTH, docker config `auths`, a credential
+/// helper) to a token realm over plain http unless the realm is on loopback; it says so.
+#[test]
+fn credentials_never_sent_to_plain_http_realm() {
+    use base64::Engine as _;
+    let (url, proxy, seen) = plain_http_realm_server();
+    let dir = tempfile::tempdir().unwrap();
+    let t = Target { url, ca: None };
+    let gun = "example.com/client/realm";
+    let good = base64::engine::general_purpose::STANDARD.encode("alice:secret");
+    let host = t.url.trim_start_matches("http://").to_owned();
+    let proxy_env = [
+        ("ALL_PROXY", Some(proxy.as_str())),
+        ("all_proxy", None),
+        ("HTTPS_PROXY", None),
+        ("https_proxy", None),
+        ("HTTP_PROXY", None),
+        ("http_proxy", None),
+        ("NO_PROXY", None),
+        ("no_proxy", None),
+    ];
+    let home = dir.path().to_str().unwrap().to_owned();
+    // Without credentials the realm is asked anonymously: the proxy does make it
+    // reachable, so the checks below are not vacuous.
+    let mut env = proxy_env.to_vec();
+    env.extend([("NOTARY_AUTH", None), ("HOME", Some(home.as_str()))]);
+    let _ = ours_env(&t, &dir.path().join("anon"), &["list", gun], &env);
+    {
+        let seen = seen.lock().unwrap();
+        assert!(
+            !seen.is_empty(),
+            "the realm was not reached through the proxy"
+        );
+        assert!(seen.iter().all(Option::is_none), "{seen:?}");
+    }
+    // Credentials from NOTARY_AUTH, a docker config and a credential helper.
+    let docker = dir.path().join("docker");
+    std::fs::create_dir(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {host: {"auth": good}}}).to_string(),
+    )
+    .unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-fake");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\nread host\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"secret\"}' \"$host\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helper_cfg = dir.path().join("docker-helper");
+    std::fs::create_dir(&helper_cfg).unwrap();
+    std::fs::write(
+        helper_cfg.join("config.json"),
+        serde_json::json!({"credsStore": "fake"}).to_string(),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let sources = [
+        (
+            "NOTARY_AUTH",
+            vec![
+                ("NOTARY_AUTH", Some(good.as_str())),
+                ("HOME", Some(home.as_str())),
+            ],
+        ),
+        (
+            "docker config auths",
+            vec![
+                ("NOTARY_AUTH", None),
+                ("DOCKER_CONFIG", Some(docker.to_str().unwrap())),
+            ],
+        ),
+        (
+            "credential helper",
+            vec![
+                ("NOTARY_AUTH", None),
+                ("DOCKER_CONFIG", Some(helper_cfg.to_str().unwrap())),
+                ("PATH", Some(path.as_str())),
+            ],
+        ),
+    ];
+    for (what, extra) in sources {
+        seen.lock().unwrap().clear();
+        let mut env = proxy_env.to_vec();
+        env.extend(extra);
+        let errors: Vec<String> = [&["list", gun][..], &["init", gun, "-p"][..]]
+            .into_iter()
+            .map(|args| {
+                fails(
+                    ours_env(&t, &dir.path().join(what), args, &env),
+                    &format!("{args:?} with {what}"),
+                )
+            })
+            .collect();
+        {
+            let seen = seen.lock().unwrap();
+            assert!(
+                seen.iter().all(Option::is_none),
+                "{what}: credentials sent to a plain-http realm: {seen:?}"
+            );
+        }
+        for e in errors {
+            assert!(
+                e.contains("refusing to send credentials")
+                    && e.contains("http://notary-test.invalid"),
+                "{what}: {e}"
+            );
+        }
+    }
+}
+
 #[test]
 fn key_generate_export_import_remove_passwd_with_go() {
     let (_server, t, dir) = on_go_server();
@@ -1244,4 +1426,93 @@ fn passphrase_prompts_on_a_terminal() {
         ),
         "go add with the typed passphrases",
     );
+}
+
+/// Modes of everything under `dir` (relative path → mode bits).
+fn modes(dir: &Path) -> Vec<(String, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            out.push((rel, m.permissions().mode() & 0o777));
+            if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The private key directory is 0700 (also when it existed with looser bits), key files,
+/// cached metadata and changelist files are 0600, directories the CLI makes are 0700, and
+/// no temporary file is left behind.
+#[test]
+fn trust_dir_modes_after_init_and_key_generate() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (_s, t, dir) = on_go_server();
+    let trust = dir.path().join("trust");
+    let gun = "example.com/client/modes";
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"modes\n").unwrap();
+    ok(ours(&t, &trust, &["init", gun]), "init");
+    ok(
+        ours(&t, &trust, &["add", gun, "t", f.to_str().unwrap()]),
+        "add",
+    );
+    ok(
+        ours(&t, &trust, &["key", "generate", "-r", "targets/releases"]),
+        "key generate",
+    );
+    let out = dir.path().join("out");
+    let prefix = out.join("k");
+    ok(
+        ours(
+            &t,
+            &trust,
+            &["key", "generate", "-o", prefix.to_str().unwrap()],
+        ),
+        "key generate -o",
+    );
+    let export = dir.path().join("export.pem");
+    ok(
+        ours(
+            &t,
+            &trust,
+            &["key", "export", "-o", export.to_str().unwrap()],
+        ),
+        "key export -o",
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&trust), 0o700, "trust directory");
+    let all = modes(&trust);
+    let keys = all.iter().filter(|(p, _)| p.ends_with(".key")).count();
+    assert!(keys >= 4, "{all:?}");
+    let changes = all.iter().filter(|(p, _)| p.ends_with(".change")).count();
+    assert_eq!(changes, 1, "{all:?}");
+    for (p, m) in &all {
+        assert!(!p.contains(".tmp"), "temporary file left: {p}");
+        let dir = trust.join(p).is_dir();
+        let want = if dir { 0o700 } else { 0o600 };
+        assert_eq!(*m, want, "{p}: {m:o} (all: {all:?})");
+    }
+    assert_eq!(mode(&out.join("k-key.pem")), 0o600);
+    assert_eq!(mode(&export), 0o600);
+    // A trust directory whose private/ was made with looser bits (another tool, umask).
+    let loose = dir.path().join("loose");
+    std::fs::create_dir_all(loose.join("private")).unwrap();
+    std::fs::set_permissions(
+        loose.join("private"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    ok(ours(&t, &loose, &["key", "generate"]), "key generate");
+    assert_eq!(mode(&loose.join("private")), 0o700, "{:?}", modes(&loose));
+    for (p, m) in modes(&loose.join("private")) {
+        assert_eq!(m, 0o600, "{p}");
+    }
 }

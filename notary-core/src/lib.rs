@@ -24,6 +24,7 @@
 
 pub(crate) mod asn1;
 pub(crate) mod canonical_ser;
+pub mod changelist;
 pub mod cjson;
 pub mod crypto;
 pub mod dialect;
