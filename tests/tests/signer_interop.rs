@@ -761,3 +761,80 @@ fn malformed_and_oversized_requests_get_grpc_errors_and_the_signer_keeps_serving
     let log = std::fs::read_to_string(&signer.log).unwrap();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+fn curl_tls(args: &[&str], url: &str) -> (u16, Vec<u8>) {
+    let body = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(tls("root-ca.crt"))
+        .args(args)
+        .arg("-o")
+        .arg(body.path())
+        .args(["-w", "%{http_code}", url])
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (code, std::fs::read(body.path()).unwrap_or_default())
+}
+
+/// Security review defect 8, through a remote signer: the signer's protocol does not
+/// say which GUN a key belongs to, so our server records it. Another tenant's root
+/// listing repository A's timestamp key must not get A's key to sign its data.
+#[test]
+fn remote_signer_keys_sign_only_for_the_gun_they_were_created_for() {
+    use notary_core::repo::{KeyRing, RepoEditor};
+    use notary_core::{Algorithm, Gun, PrivateKey, PublicKey};
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, _, server, url) = ours_on_sqlite(dir.path());
+    let victim = "example.com/scope/victim";
+    publish_scenario(&url, victim, &[&server.log, &signer.log]);
+    let key = |gun: &str, role: &str| -> PublicKey {
+        let (code, body) = curl_tls(&[], &format!("{url}/v2/{gun}/_trust/tuf/{role}.key"));
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    };
+    let victim_ts = key(victim, "timestamp");
+    let attacker = "example.com/scope/attacker";
+    let root = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+    let targets = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let mut editor = RepoEditor::create(
+        Gun::new(attacker).unwrap(),
+        &root,
+        targets.public().clone(),
+        key(attacker, "snapshot"),
+        victim_ts,
+        now,
+    )
+    .unwrap();
+    let files = editor
+        .sign(&KeyRing::from_keys(&[root, targets]), now)
+        .unwrap()
+        .files;
+    let parts = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec!["-X".into(), "POST".into()];
+    for (role, bytes) in &files {
+        let p = parts.path().join(role.as_str().replace('/', "_"));
+        std::fs::write(&p, bytes).unwrap();
+        args.push("-F".into());
+        args.push(format!(
+            "files=@{};filename={role};type=application/octet-stream",
+            p.display()
+        ));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, body) = curl_tls(&args, &format!("{url}/v2/{attacker}/_trust/tuf/"));
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("INVALID_UPDATE"), "{body}");
+    let (code, _) = curl_tls(
+        &[],
+        &format!("{url}/v2/{attacker}/_trust/tuf/timestamp.json"),
+    );
+    assert_eq!(code, 404, "nothing stored for the attacker");
+    // The victim keeps publishing through the signer.
+    assert_eq!(health(&url), (200, "{}".to_owned()));
+}
