@@ -43,8 +43,16 @@ impl Service {
             Err(ReadError::Store(e)) => return Err(e.into()),
             Err(other) => return Err(invalid("ErrValidation", other)),
         };
-        // Every upload is parsed once, and refused unless canonical.
-        let mut parsed = parse_uploads(&uploads)?;
+        // Every upload is parsed once, and refused unless canonical: CPU work on up to
+        // `max_body_bytes`, done off the async workers so other requests (health
+        // included) keep being served meanwhile.
+        let (uploads, parsed) = tokio::task::spawn_blocking(move || {
+            let parsed = parse_uploads(&uploads);
+            (uploads, parsed)
+        })
+        .await
+        .map_err(|e| invalid("ErrValidation", format!("parsing the update failed: {e}")))?;
+        let mut parsed = parsed?;
 
         // 2. Root.
         let stored_root = match &current {
