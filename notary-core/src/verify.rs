@@ -229,7 +229,13 @@ impl Structure for Targets {
         if !role.is_targets_like() {
             return Err(format!("{role} is not a targets role"));
         }
+        let mut names = BTreeSet::new();
         for d in &self.delegations.roles {
+            // Go refuses a second load of a role ("has already been loaded"); a parent
+            // listing a child twice would otherwise double the walk at every level.
+            if !names.insert(&d.name) {
+                return Err(format!("delegation {} is listed more than once", d.name));
+            }
             if d.name.parent().as_ref() != Some(role) {
                 return Err(format!(
                     "delegation {} is not a direct child of {role}",
