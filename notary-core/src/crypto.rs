@@ -16,6 +16,56 @@ use zeroize::Zeroizing;
 use crate::asn1::{self, oid, tag};
 use crate::names::KeyId;
 
+/// Per-thread counts of the expensive key operations, so tests and benchmarks can count
+/// work instead of timing it. Counting is a thread-local increment: always on, and cheap.
+pub mod counters {
+    use std::cell::Cell;
+
+    thread_local! {
+        static COUNTS: Cell<Counts> = const { Cell::new(Counts::ZERO) };
+    }
+
+    /// Operations counted on the current thread since the last [`reset`].
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Counts {
+        /// Key IDs computed ([`super::PublicKey::key_id`]).
+        pub key_ids: u64,
+        /// Bytes hashed for those key IDs (the canonical JSON of each key).
+        pub key_id_bytes: u64,
+        /// Certificate-form key bundles decoded (PEM and X.509 parsing).
+        pub cert_decodes: u64,
+        /// Signature verifications attempted ([`super::PublicKey::verify`]).
+        pub verifications: u64,
+    }
+
+    impl Counts {
+        const ZERO: Counts = Counts {
+            key_ids: 0,
+            key_id_bytes: 0,
+            cert_decodes: 0,
+            verifications: 0,
+        };
+    }
+
+    /// The counts of the current thread.
+    pub fn get() -> Counts {
+        COUNTS.with(Cell::get)
+    }
+
+    /// Sets the current thread's counts to zero.
+    pub fn reset() {
+        COUNTS.with(|c| c.set(Counts::ZERO));
+    }
+
+    pub(crate) fn add(f: impl FnOnce(&mut Counts)) {
+        COUNTS.with(|c| {
+            let mut v = c.get();
+            f(&mut v);
+            c.set(v);
+        });
+    }
+}
+
 /// Errors about key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -254,7 +304,12 @@ impl PublicKey {
 
     /// The TUF key ID: SHA-256 of [`Self::canonical_json`].
     pub fn key_id(&self) -> KeyId {
-        let d = ring::digest::digest(&ring::digest::SHA256, &self.canonical_json());
+        let json = self.canonical_json();
+        counters::add(|c| {
+            c.key_ids += 1;
+            c.key_id_bytes += json.len() as u64;
+        });
+        let d = ring::digest::digest(&ring::digest::SHA256, &json);
         let mut arr = [0u8; 32];
         arr.copy_from_slice(d.as_ref());
         KeyId::from_digest(&arr)
@@ -273,6 +328,7 @@ impl PublicKey {
             KeyType::RsaX509 => KeyType::Rsa,
             _ => return Ok(self.clone()),
         };
+        counters::add(|c| c.cert_decodes += 1);
         let certs = crate::x509::parse_pem_bundle(&self.public)?;
         let leaf = certs
             .first()
@@ -308,6 +364,7 @@ impl PublicKey {
 
     /// Checks `sig` over `msg` with `method` (spec §2.5).
     pub fn verify(&self, method: &SigMethod, msg: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
+        counters::add(|c| c.verifications += 1);
         let mismatch = || SignatureError::MethodMismatch {
             method: method.as_str().to_owned(),
             key_type: self.key_type.to_string(),

@@ -132,6 +132,20 @@ pub enum VerifyError {
     /// A role that cannot exist here.
     #[error("{0}: role is not delegated")]
     UnknownRole(String),
+    /// More signature entries than the keys that may sign could produce.
+    #[error(
+        "{role}: {count} signature entries, more than the {limit} allowed for its {keys} key(s)"
+    )]
+    TooManySignatures {
+        /// Role.
+        role: String,
+        /// Entries in the file.
+        count: usize,
+        /// Most accepted.
+        limit: usize,
+        /// Distinct key IDs that may sign.
+        keys: usize,
+    },
 }
 
 /// Counts distinct authorised keys with a valid signature on `signed` (spec §2.5): the

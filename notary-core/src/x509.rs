@@ -187,6 +187,7 @@ const SHA1_SIG_OIDS: [&str; 3] = [
 ];
 
 fn bundle_ders(key: &PublicKey) -> Result<Vec<Vec<u8>>, CertError> {
+    crate::crypto::counters::add(|c| c.cert_decodes += 1);
     parse_pem_bundle(key.public_bytes()).map_err(|e| CertError::Malformed(e.to_string()))
 }
 
