@@ -5,13 +5,19 @@
 mod common;
 
 use common::{NOW, TestRepo, sign_with};
+use notary_core::crypto::counters;
+use notary_core::metadata::Root;
 use notary_core::metadata::{
     DelegationRole, Delegations, FileMeta, RoleKeys, RoleMetadata, Signed, Snapshot, Targets,
     Timestamp,
 };
 use notary_core::update::{Cache, UpdateError};
+use notary_core::verify::TrustPinning;
 use notary_core::verify::{self, VerifyError};
-use notary_core::{Algorithm, Gun, PrivateKey, Repository, RoleName, Updater};
+use notary_core::{
+    Algorithm, Gun, KeyId, KeyType, PrivateKey, PublicKey, Repository, RoleName, SigMethod, Signer,
+    Updater,
+};
 use time::Duration;
 
 fn role(name: &str) -> RoleName {
@@ -310,6 +316,345 @@ fn duplicated_delegation_names_fail_structural_validation() {
         verify::verify_role(parsed, &RoleName::targets(), &r.signed().keys, &auth).unwrap_err();
     assert!(
         matches!(&err, VerifyError::Structure { reason, .. } if reason.contains("more than once")),
+        "{err}"
+    );
+}
+
+// ---- Defect 5: CPU burnt by one upload ----------------------------------------------
+
+fn gun() -> Gun {
+    Gun::new(common::GUN).unwrap()
+}
+
+/// The root-role certificate key ID and key of a test repository's root.
+fn root_cert(root: &Root) -> (KeyId, PublicKey) {
+    let id = root.roles["root"].keyids[0].clone();
+    let key = root.keys[&id].clone();
+    (id, key)
+}
+
+/// `root.json` with 60 000 copies of its valid signature entry (about 9 MB).
+fn root_flood(repo: &TestRepo) -> Vec<u8> {
+    let root = Signed::<Root>::parse(repo.file("root")).unwrap();
+    let sig = root.signatures()[0].clone();
+    let flood = Signed::from_parts(root.signed().clone(), vec![sig; 60_000])
+        .unwrap()
+        .into_file_bytes();
+    assert!(flood.len() > 8 << 20, "{}", flood.len());
+    flood
+}
+
+#[test]
+fn root_signature_flood_is_refused_before_any_verification() {
+    let repo = TestRepo::new();
+    let trusted = verify::verify_root(
+        Signed::<Root>::parse(repo.file("root")).unwrap(),
+        &gun(),
+        None,
+        &TrustPinning::default(),
+        NOW,
+    )
+    .unwrap();
+    let flood = Signed::<Root>::parse(root_flood(&repo)).unwrap();
+    // First use, and rotation from a trusted root: both paths refuse by counting.
+    for prev in [None, Some(&trusted)] {
+        counters::reset();
+        let err = verify::verify_root(flood.clone(), &gun(), prev, &TrustPinning::default(), NOW)
+            .unwrap_err();
+        let work = counters::get();
+        assert!(
+            matches!(err, VerifyError::TooManySignatures { count: 60_000, .. }),
+            "{err}"
+        );
+        assert_eq!(work.verifications, 0, "{work:?}");
+        assert!(work.key_ids <= 8, "{work:?}");
+        assert!(work.cert_decodes <= 8, "{work:?}");
+    }
+}
+
+#[test]
+fn signature_entries_of_a_counted_key_are_skipped() {
+    let repo = TestRepo::new();
+    let root = Signed::<Root>::parse(repo.file("root")).unwrap();
+    let sig = root.signatures()[0].clone();
+    // Ten entries for one key, within the cap: verified once, identity computed once.
+    let ten = Signed::from_parts(root.signed().clone(), vec![sig; 10]).unwrap();
+    counters::reset();
+    verify::verify_root(ten, &gun(), None, &TrustPinning::default(), NOW).unwrap();
+    let work = counters::get();
+    assert_eq!(work.verifications, 1, "{work:?}");
+    assert!(work.key_ids <= 2, "{work:?}");
+    assert!(work.cert_decodes <= 4, "{work:?}");
+}
+
+#[test]
+fn targets_signature_flood_through_the_update_engine_is_refused() {
+    let mut repo = TestRepo::new();
+    let t = Signed::<Targets>::parse(repo.file("targets")).unwrap();
+    let sig = t.signatures()[0].clone();
+    let flood = Signed::from_parts(t.signed().clone(), vec![sig; 60_000])
+        .unwrap()
+        .into_file_bytes();
+    put_and_rechain(&mut repo, &[(RoleName::targets(), flood.clone())]);
+    counters::reset();
+    let (file, err) = verify_err(repo.update());
+    let work = counters::get();
+    assert!(file.starts_with("targets."), "{file}");
+    assert!(
+        matches!(&err, VerifyError::TooManySignatures { role, count: 60_000, .. } if role == "targets"),
+        "{err}"
+    );
+    // Root, timestamp and snapshot (twice: the engine retries after a root refresh).
+    assert!(work.verifications <= 8, "{work:?}");
+    // The same check guards notary-server's upload validation (verify_role).
+    let r = Signed::<Root>::parse(repo.file("root")).unwrap();
+    let parsed = Signed::<Targets>::parse(flood).unwrap();
+    counters::reset();
+    let err = verify::verify_role(
+        parsed,
+        &RoleName::targets(),
+        &r.signed().keys,
+        &r.signed().roles["targets"],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::TooManySignatures { .. }),
+        "{err}"
+    );
+    assert_eq!(counters::get().verifications, 0);
+}
+
+/// A root whose only root-role key is `cert`, signed by the repository's root key.
+fn root_with_cert(repo: &TestRepo, cert: PublicKey) -> Vec<u8> {
+    let mut r = Signed::<Root>::parse(repo.file("root"))
+        .unwrap()
+        .into_signed();
+    let (old_id, _) = root_cert(&r);
+    r.keys.remove(&old_id);
+    let id = cert.key_id();
+    r.keys.insert(id.clone(), cert);
+    r.roles.insert(
+        "root".into(),
+        RoleKeys {
+            keyids: vec![id.clone()],
+            threshold: 1,
+        },
+    );
+    Signed::sign(r, &[(id, &repo.root as &dyn Signer)])
+        .unwrap()
+        .into_file_bytes()
+}
+
+#[test]
+fn padded_certificate_key_is_refused_at_parse() {
+    let repo = TestRepo::new();
+    let root = Signed::<Root>::parse(repo.file("root")).unwrap();
+    let (_, cert) = root_cert(root.signed());
+    // 6 MB of text after the certificate block.
+    let mut pem = cert.public_bytes().to_vec();
+    pem.extend(b"padding padding padding padding\n".repeat(6 << 20 >> 5));
+    let padded = PublicKey::new(KeyType::EcdsaX509, pem);
+    let file = root_with_cert(&repo, padded);
+    assert!(file.len() > 6 << 20);
+    counters::reset();
+    let err = Signed::<Root>::parse(file).unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+    assert_eq!(counters::get(), counters::Counts::default());
+}
+
+#[test]
+fn certificate_key_with_text_around_the_pem_block_is_refused() {
+    let repo = TestRepo::new();
+    let root = Signed::<Root>::parse(repo.file("root")).unwrap();
+    let (_, cert) = root_cert(root.signed());
+    let pem = std::str::from_utf8(cert.public_bytes()).unwrap();
+    for junk in [format!("hello\n{pem}"), format!("{pem}trailing text\n")] {
+        let key = PublicKey::new(KeyType::EcdsaX509, junk.into_bytes());
+        assert!(key.canonical_id().is_err());
+        let file = root_with_cert(&repo, key);
+        let parsed = Signed::<Root>::parse(file).unwrap();
+        let err =
+            verify::verify_root(parsed, &gun(), None, &TrustPinning::default(), NOW).unwrap_err();
+        assert!(matches!(err, VerifyError::NoValidRootCerts(_)), "{err}");
+    }
+    // Whitespace around the block is not junk.
+    let spaced = PublicKey::new(KeyType::EcdsaX509, format!("\n{pem}\n").into_bytes());
+    assert_eq!(spaced.canonical_id().unwrap(), cert.canonical_id().unwrap());
+}
+
+/// DER SubjectPublicKeyInfo of an RSA key with a `bits`-bit modulus (not a real key).
+fn rsa_spki(bits: usize) -> Vec<u8> {
+    fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = body.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let b = len.to_be_bytes();
+            let skip = b.iter().take_while(|x| **x == 0).count();
+            out.push(0x80 | (b.len() - skip) as u8);
+            out.extend_from_slice(&b[skip..]);
+        }
+        out.extend_from_slice(body);
+        out
+    }
+    let mut n = vec![0u8];
+    n.extend(std::iter::repeat_n(0xC5u8, bits / 8));
+    let mut pkcs1 = tlv(0x02, &n);
+    pkcs1.extend(tlv(0x02, &[1, 0, 1]));
+    let pkcs1 = tlv(0x30, &pkcs1);
+    let mut alg = tlv(
+        0x06,
+        &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01],
+    );
+    alg.extend([0x05, 0x00]);
+    let mut body = tlv(0x30, &alg);
+    let mut bits_body = vec![0u8];
+    bits_body.extend(pkcs1);
+    body.extend(tlv(0x03, &bits_body));
+    tlv(0x30, &body)
+}
+
+#[test]
+fn rsa_key_above_4096_bits_is_refused_before_any_arithmetic() {
+    let big = PublicKey::new(KeyType::Rsa, rsa_spki(8192));
+    let err = big
+        .verify(&SigMethod::RsaPss, b"m", &[1u8; 1024])
+        .unwrap_err();
+    assert!(err.to_string().contains("4096"), "{err}");
+    // 4096 bits is still usable (the signature is simply wrong).
+    let ok = PublicKey::new(KeyType::Rsa, rsa_spki(4096));
+    assert!(matches!(
+        ok.verify(&SigMethod::RsaPss, b"m", &[1u8; 512]),
+        Err(notary_core::crypto::SignatureError::Invalid)
+    ));
+}
+
+// ---- Defect 9: one key, two encodings ----------------------------------------------
+
+/// The same P-256 SubjectPublicKeyInfo with a non-minimal outer length (`30 81 59`).
+fn non_minimal(spki: &[u8]) -> Vec<u8> {
+    assert_eq!(spki[..2], [0x30, 0x59]);
+    let mut v = vec![0x30, 0x81, 0x59];
+    v.extend_from_slice(&spki[2..]);
+    v
+}
+
+/// The same key with a NULL after the curve OID.
+fn extra_null(spki: &[u8]) -> Vec<u8> {
+    assert_eq!(spki[..4], [0x30, 0x59, 0x30, 0x13]);
+    let mut v = vec![0x30, 0x5B, 0x30, 0x15];
+    v.extend_from_slice(&spki[4..4 + 0x13]);
+    v.extend([0x05, 0x00]);
+    v.extend_from_slice(&spki[4 + 0x13..]);
+    v
+}
+
+#[test]
+fn one_key_in_two_der_encodings_counts_once_toward_a_threshold() {
+    let repo = TestRepo::new();
+    let plain = repo.targets.public().public_bytes().to_vec();
+    for variant in [non_minimal(&plain), extra_null(&plain)] {
+        let a = PublicKey::new(KeyType::Ecdsa, plain.clone());
+        let b = PublicKey::new(KeyType::Ecdsa, variant);
+        assert_ne!(a.key_id(), b.key_id());
+        // A root listing the key twice for `targets`, threshold 2.
+        let mut r = Signed::<Root>::parse(repo.file("root"))
+            .unwrap()
+            .into_signed();
+        r.keys.insert(a.key_id(), a.clone());
+        r.keys.insert(b.key_id(), b.clone());
+        r.roles.insert(
+            "targets".into(),
+            RoleKeys {
+                keyids: vec![a.key_id(), b.key_id()],
+                threshold: 2,
+            },
+        );
+        let (cert_id, _) = root_cert(&r);
+        let root = Signed::sign(r, &[(cert_id, &repo.root as &dyn Signer)]).unwrap();
+        let root = verify::verify_root(root, &gun(), None, &TrustPinning::default(), NOW).unwrap();
+        // One signature entry per key ID, both made by the one private key.
+        let t = Signed::<Targets>::parse(repo.file("targets"))
+            .unwrap()
+            .into_signed();
+        let t = Signed::sign(
+            t,
+            &[
+                (a.key_id(), &repo.targets as &dyn Signer),
+                (b.key_id(), &repo.targets),
+            ],
+        )
+        .unwrap();
+        let err = verify::verify_role(t, &RoleName::targets(), &root.keys, &root.roles["targets"])
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VerifyError::Threshold {
+                    valid: 1,
+                    threshold: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn one_root_key_in_two_certificate_encodings_counts_once() {
+    // The root role only counts certificates: the second one carries the same key with a
+    // non-minimal SubjectPublicKeyInfo length (its own signature is not checked by TUF).
+    let repo = TestRepo::new();
+    let root = Signed::<Root>::parse(repo.file("root")).unwrap();
+    let (cert_id, cert) = root_cert(root.signed());
+    let der = notary_core::x509::parse_pem_bundle(cert.public_bytes()).unwrap()[0].clone();
+    let spki = repo.root.public().public_bytes().to_vec();
+    let at = der
+        .windows(spki.len())
+        .position(|w| w == spki.as_slice())
+        .unwrap();
+    let mut twin = der[..at].to_vec();
+    twin.extend(non_minimal(&spki));
+    twin.extend_from_slice(&der[at + spki.len()..]);
+    // Certificate and TBSCertificate headers are `30 82 hi lo`: one byte longer each.
+    for off in [0, 4] {
+        assert_eq!(twin[off..off + 2], [0x30, 0x82]);
+        let len = u16::from_be_bytes([twin[off + 2], twin[off + 3]]) + 1;
+        twin[off + 2..off + 4].copy_from_slice(&len.to_be_bytes());
+    }
+    let twin = PublicKey::new(
+        KeyType::EcdsaX509,
+        notary_core::x509::to_pem(&[twin]).into_bytes(),
+    );
+    let mut r = root.signed().clone();
+    r.keys.insert(twin.key_id(), twin.clone());
+    r.roles.insert(
+        "root".into(),
+        RoleKeys {
+            keyids: vec![cert_id.clone(), twin.key_id()],
+            threshold: 2,
+        },
+    );
+    let signed = Signed::sign(
+        r,
+        &[
+            (cert_id, &repo.root as &dyn Signer),
+            (twin.key_id(), &repo.root),
+        ],
+    )
+    .unwrap();
+    let err = verify::verify_root(signed, &gun(), None, &TrustPinning::default(), NOW).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Threshold {
+                valid: 1,
+                threshold: 2,
+                ..
+            }
+        ),
         "{err}"
     );
 }
