@@ -426,6 +426,11 @@ fn targets_signature_flood_through_the_update_engine_is_refused() {
 
 /// A root whose only root-role key is `cert`, signed by the repository's root key.
 fn root_with_cert(repo: &TestRepo, cert: PublicKey) -> Vec<u8> {
+    root_with_cert_entries(repo, cert, 1)
+}
+
+/// The same with `entries` copies of the signature entry.
+fn root_with_cert_entries(repo: &TestRepo, cert: PublicKey, entries: usize) -> Vec<u8> {
     let mut r = Signed::<Root>::parse(repo.file("root"))
         .unwrap()
         .into_signed();
@@ -440,7 +445,9 @@ fn root_with_cert(repo: &TestRepo, cert: PublicKey) -> Vec<u8> {
             threshold: 1,
         },
     );
-    Signed::sign(r, &[(id, &repo.root as &dyn Signer)])
+    let one = Signed::sign(r, &[(id, &repo.root as &dyn Signer)]).unwrap();
+    let sig = one.signatures()[0].clone();
+    Signed::from_parts(one.into_signed(), vec![sig; entries])
         .unwrap()
         .into_file_bytes()
 }
@@ -657,4 +664,51 @@ fn one_root_key_in_two_certificate_encodings_counts_once() {
         ),
         "{err}"
     );
+}
+
+/// Wall time of parsing and verifying the flood inputs, printed, never asserted:
+/// `cargo test --release -p notary-core --test attacks -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing report, run in release mode"]
+fn flood_inputs_wall_time() {
+    let repo = TestRepo::new();
+    let root = Signed::<Root>::parse(repo.file("root")).unwrap();
+    let mut bad = root.signatures()[0].clone();
+    bad.sig.0[10] ^= 1;
+    let invalid = Signed::from_parts(root.signed().clone(), vec![bad; 60_000])
+        .unwrap()
+        .into_file_bytes();
+    let (_, cert) = root_cert(root.signed());
+    let mut pem = cert.public_bytes().to_vec();
+    pem.extend(b"padding padding padding padding\n".repeat(6 << 20 >> 5));
+    let padded = PublicKey::new(KeyType::EcdsaX509, pem);
+    let padded_root = root_with_cert(&repo, padded.clone());
+    let padded_1000 = root_with_cert_entries(&repo, padded, 1000);
+    for (what, file) in [
+        ("root, 60 000 copies of a valid entry", root_flood(&repo)),
+        ("root, 60 000 invalid entries for one key", invalid),
+        ("root, 6 MB padded certificate key, 1 entry", padded_root),
+        (
+            "root, 6 MB padded certificate key, 1 000 entries",
+            padded_1000,
+        ),
+    ] {
+        let len = file.len();
+        counters::reset();
+        let start = std::time::Instant::now();
+        let outcome = Signed::<Root>::parse(file)
+            .map_err(|e| e.to_string())
+            .and_then(|p| {
+                verify::verify_root(p, &gun(), None, &TrustPinning::default(), NOW)
+                    .map(|_| "verified".to_owned())
+                    .map_err(|e| e.to_string())
+            });
+        let elapsed = start.elapsed();
+        let outcome = outcome.unwrap_or_else(|e| format!("refused: {e}"));
+        eprintln!(
+            "{what} ({len} bytes): {elapsed:?}, {:?}, {}",
+            counters::get(),
+            outcome.chars().take(120).collect::<String>()
+        );
+    }
 }
