@@ -125,7 +125,9 @@ impl UpdateError {
 }
 
 /// Previously cached files: the root is the trust anchor; the others give rollback
-/// floors and avoid downloads when their hashes still match.
+/// floors (timestamp, snapshot, `targets` and every delegation: a file that still
+/// verifies under the keys now authorising its role sets the lowest acceptable version)
+/// and avoid downloads when their hashes still match.
 #[derive(Clone, Debug, Default)]
 pub struct Cache {
     /// `root.json`.
@@ -201,7 +203,8 @@ impl Repository {
     pub fn roles(&self) -> impl Iterator<Item = (&RoleName, &LoadedRole)> {
         self.roles.iter()
     }
-    /// Delegations skipped (invalid or expired) and near-expiry notes.
+    /// Delegations skipped (expired or below their threshold; any other failure aborts
+    /// the update) and other notes.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
