@@ -16,6 +16,63 @@ use zeroize::Zeroizing;
 use crate::asn1::{self, oid, tag};
 use crate::names::KeyId;
 
+/// Per-thread counts of the expensive key operations, so tests and benchmarks can count
+/// work instead of timing it. Counting is a thread-local increment: always on, and cheap.
+pub mod counters {
+    use std::cell::Cell;
+
+    thread_local! {
+        static COUNTS: Cell<Counts> = const { Cell::new(Counts::ZERO) };
+    }
+
+    /// Operations counted on the current thread since the last [`reset`].
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Counts {
+        /// Key IDs computed ([`super::PublicKey::key_id`]).
+        pub key_ids: u64,
+        /// Bytes hashed for those key IDs (the canonical JSON of each key).
+        pub key_id_bytes: u64,
+        /// Certificate-form key bundles decoded (PEM and X.509 parsing).
+        pub cert_decodes: u64,
+        /// Signature verifications attempted ([`super::PublicKey::verify`]).
+        pub verifications: u64,
+    }
+
+    impl Counts {
+        const ZERO: Counts = Counts {
+            key_ids: 0,
+            key_id_bytes: 0,
+            cert_decodes: 0,
+            verifications: 0,
+        };
+    }
+
+    /// The counts of the current thread.
+    pub fn get() -> Counts {
+        COUNTS.with(Cell::get)
+    }
+
+    /// Sets the current thread's counts to zero.
+    pub fn reset() {
+        COUNTS.with(|c| c.set(Counts::ZERO));
+    }
+
+    pub(crate) fn add(f: impl FnOnce(&mut Counts)) {
+        COUNTS.with(|c| {
+            let mut v = c.get();
+            f(&mut v);
+            c.set(v);
+        });
+    }
+}
+
+/// Largest decoded `keyval.public` accepted (bytes): a P-256 SPKI is 91 bytes, an RSA
+/// 4096 certificate about 2 KiB of PEM; a leaf with two intermediates still fits.
+pub const MAX_PUBLIC_KEY_LEN: usize = 8 * 1024;
+
+/// Largest RSA modulus accepted, in bits (verification cost grows with it).
+pub const MAX_RSA_BITS: usize = 4096;
+
 /// Errors about key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -202,6 +259,12 @@ impl<'de> Deserialize<'de> for SigMethod {
     }
 }
 
+/// The parsed public key behind a [`PublicKey`], independent of how it is encoded and of
+/// its form (certificate or plain): two metadata keys with equal identities are one key
+/// and count once toward a threshold (spec §2.5).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct KeyIdentity(Vec<u8>);
+
 /// A public key as it appears in metadata.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
@@ -254,7 +317,12 @@ impl PublicKey {
 
     /// The TUF key ID: SHA-256 of [`Self::canonical_json`].
     pub fn key_id(&self) -> KeyId {
-        let d = ring::digest::digest(&ring::digest::SHA256, &self.canonical_json());
+        let json = self.canonical_json();
+        counters::add(|c| {
+            c.key_ids += 1;
+            c.key_id_bytes += json.len() as u64;
+        });
+        let d = ring::digest::digest(&ring::digest::SHA256, &json);
         let mut arr = [0u8; 32];
         arr.copy_from_slice(d.as_ref());
         KeyId::from_digest(&arr)
@@ -273,14 +341,36 @@ impl PublicKey {
             KeyType::RsaX509 => KeyType::Rsa,
             _ => return Ok(self.clone()),
         };
-        let certs = crate::x509::parse_pem_bundle(&self.public)?;
+        let certs = crate::x509::parse_key_bundle(&self.public)?;
         let leaf = certs
             .first()
             .ok_or_else(|| KeyError::Certificate("empty bundle".into()))?;
         Ok(PublicKey::new(plain_type, crate::x509::spki_der(leaf)?))
     }
 
+    /// The parsed key (see [`KeyIdentity`]). Fails for keys that cannot verify:
+    /// unsupported types, non-canonical DER, oversized keys, malformed certificates.
+    pub fn identity(&self) -> Result<KeyIdentity, KeyError> {
+        let material = self.material()?;
+        let (tag, bytes): (u8, &[u8]) = match &material {
+            Material::Ed25519(pk) => (1, pk),
+            Material::P256(point) => (2, point),
+            Material::P384(point) => (3, point),
+            Material::Rsa(pkcs1) => (4, pkcs1),
+        };
+        let mut id = Vec::with_capacity(bytes.len() + 1);
+        id.push(tag);
+        id.extend_from_slice(bytes);
+        Ok(KeyIdentity(id))
+    }
+
     fn material(&self) -> Result<Material<'_>, KeyError> {
+        if self.public.len() > MAX_PUBLIC_KEY_LEN {
+            return Err(KeyError::Malformed {
+                kind: "public",
+                reason: format!("larger than the {MAX_PUBLIC_KEY_LEN} bytes allowed"),
+            });
+        }
         match &self.key_type {
             KeyType::Ed25519 => {
                 if self.public.len() != 32 {
@@ -308,6 +398,7 @@ impl PublicKey {
 
     /// Checks `sig` over `msg` with `method` (spec §2.5).
     pub fn verify(&self, method: &SigMethod, msg: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
+        counters::add(|c| c.verifications += 1);
         let mismatch = || SignatureError::MethodMismatch {
             method: method.as_str().to_owned(),
             key_type: self.key_type.to_string(),
@@ -377,6 +468,12 @@ impl Serialize for PublicKey {
 impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let k = KeyJson::deserialize(d)?;
+        // Refused before decoding: a padded key would cost every verifier work.
+        if k.keyval.public.len() > MAX_PUBLIC_KEY_LEN.div_ceil(3) * 4 {
+            return Err(serde::de::Error::custom(format!(
+                "keyval.public is larger than the {MAX_PUBLIC_KEY_LEN} bytes allowed"
+            )));
+        }
         if !matches!(k.keyval.private, None | Some(serde_json::Value::Null)) {
             return Err(serde::de::Error::custom(
                 "public key carries private key material",
@@ -408,17 +505,71 @@ fn spki_material<'a>(der: &[u8], kt: &KeyType) -> Result<Material<'a>, KeyError>
     };
     let mut a = asn1::Reader::new(alg);
     let alg_oid = a.expect(tag::OID).map_err(|e| malformed(e.0))?;
-    match (alg_oid, kt) {
+    let (material, canonical_alg) = match (alg_oid, kt) {
         (oid::EC_PUBLIC_KEY, KeyType::Ecdsa) => {
-            match a.optional(tag::OID).map_err(|e| malformed(e.0))? {
-                Some(oid::P256) => Ok(Material::P256(key)),
-                Some(oid::P384) => Ok(Material::P384(key)),
-                _ => Err(KeyError::UnsupportedCurve),
+            let (m, curve, len) = match a.optional(tag::OID).map_err(|e| malformed(e.0))? {
+                Some(oid::P256) => (Material::P256(key.clone()), oid::P256, 65),
+                Some(oid::P384) => (Material::P384(key.clone()), oid::P384, 97),
+                _ => return Err(KeyError::UnsupportedCurve),
+            };
+            if key.len() != len || key.first() != Some(&4) {
+                return Err(malformed("EC point is not uncompressed"));
             }
+            let mut alg = asn1::tlv(tag::OID, oid::EC_PUBLIC_KEY);
+            asn1::write(&mut alg, tag::OID, curve);
+            (m, alg)
         }
-        (oid::RSA, KeyType::Rsa) => Ok(Material::Rsa(key)),
-        _ => Err(malformed("algorithm does not match the key type")),
+        (oid::RSA, KeyType::Rsa) => {
+            let pkcs1 = canonical_rsa(&key)?;
+            if pkcs1 != key {
+                return Err(malformed("RSA public key is not canonical DER"));
+            }
+            let mut alg = asn1::tlv(tag::OID, oid::RSA);
+            alg.extend_from_slice(&[tag::NULL, 0]);
+            (Material::Rsa(key.clone()), alg)
+        }
+        _ => return Err(malformed("algorithm does not match the key type")),
+    };
+    // One key, one encoding: non-minimal lengths, trailing data or optional NULLs would
+    // give the same key a second key ID (and a second vote toward a threshold).
+    let mut body = asn1::tlv(tag::SEQUENCE, &canonical_alg);
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(&key);
+    asn1::write(&mut body, tag::BIT_STRING, &bits);
+    if asn1::tlv(tag::SEQUENCE, &body) != der {
+        return Err(malformed("not canonical DER"));
     }
+    Ok(material)
+}
+
+/// Re-encodes a PKCS#1 `RSAPublicKey` canonically, refusing moduli above
+/// [`MAX_RSA_BITS`].
+fn canonical_rsa(pkcs1: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let malformed = |reason: &str| KeyError::Malformed {
+        kind: "RSA",
+        reason: reason.into(),
+    };
+    let mut outer = asn1::Reader::new(pkcs1);
+    let seq = outer.expect(tag::SEQUENCE).map_err(|e| malformed(e.0))?;
+    let mut r = asn1::Reader::new(seq);
+    let n = r.expect(tag::INTEGER).map_err(|e| malformed(e.0))?;
+    let e = r.expect(tag::INTEGER).map_err(|e| malformed(e.0))?;
+    if !outer.is_empty() || !r.is_empty() {
+        return Err(malformed("trailing data"));
+    }
+    let magnitude = |v: &[u8]| -> Vec<u8> { v.iter().copied().skip_while(|b| *b == 0).collect() };
+    let n_mag = magnitude(n);
+    let bits = n_mag
+        .first()
+        .map_or(0, |b| n_mag.len() * 8 - b.leading_zeros() as usize);
+    if bits > MAX_RSA_BITS {
+        return Err(malformed(&format!(
+            "modulus of {bits} bits, above the {MAX_RSA_BITS} allowed"
+        )));
+    }
+    let mut body = asn1::tlv(tag::INTEGER, &asn1::uint_content(&n_mag));
+    asn1::write(&mut body, tag::INTEGER, &asn1::uint_content(&magnitude(e)));
+    Ok(asn1::tlv(tag::SEQUENCE, &body))
 }
 
 fn verify_ed25519(pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), SignatureError> {

@@ -32,6 +32,17 @@ impl Block {
 
 /// Decodes every PEM block in `input`, skipping text between blocks.
 pub fn decode_all(input: &[u8]) -> Result<Vec<Block>, PemError> {
+    decode(input, false)
+}
+
+/// Decodes every PEM block in `input`, refusing anything but whitespace outside the
+/// blocks and headers inside them: the form of certificate-form keys in metadata, where
+/// padding would only cost verifiers work.
+pub fn decode_all_strict(input: &[u8]) -> Result<Vec<Block>, PemError> {
+    decode(input, true)
+}
+
+fn decode(input: &[u8], strict: bool) -> Result<Vec<Block>, PemError> {
     let text = std::str::from_utf8(input).map_err(|_| PemError("not UTF-8 text"))?;
     let mut blocks = Vec::new();
     let mut lines = text.lines();
@@ -41,6 +52,9 @@ pub fn decode_all(input: &[u8]) -> Result<Vec<Block>, PemError> {
             .strip_prefix("-----BEGIN ")
             .and_then(|l| l.strip_suffix("-----"))
         else {
+            if strict && !line.trim().is_empty() {
+                return Err(PemError("text outside PEM blocks"));
+            }
             continue;
         };
         let end_line = format!("-----END {label}-----");
@@ -56,6 +70,9 @@ pub fn decode_all(input: &[u8]) -> Result<Vec<Block>, PemError> {
             }
             if in_headers {
                 if let Some((k, v)) = line.split_once(':') {
+                    if strict {
+                        return Err(PemError("headers in a certificate block"));
+                    }
                     headers.push((k.trim().to_owned(), v.trim().to_owned()));
                     continue;
                 }
@@ -137,6 +154,23 @@ mod tests {
         assert_eq!(b.label, "ENCRYPTED PRIVATE KEY");
         assert_eq!(b.header("role"), Some("targets"));
         assert_eq!(&b.body[..], &body[..]);
+    }
+
+    #[test]
+    fn strict_refuses_text_outside_blocks_and_headers() {
+        let pem = encode("CERTIFICATE", &[], &[1, 2, 3]);
+        assert_eq!(decode_all_strict(pem.as_bytes()).unwrap().len(), 1);
+        let spaced = format!("\n  \n{}\n\n", pem.as_str());
+        assert_eq!(decode_all_strict(spaced.as_bytes()).unwrap().len(), 1);
+        for junk in [
+            format!("x\n{}", pem.as_str()),
+            format!("{}x\n", pem.as_str()),
+        ] {
+            assert!(decode_all(junk.as_bytes()).is_ok());
+            assert!(decode_all_strict(junk.as_bytes()).is_err());
+        }
+        let headers = encode("CERTIFICATE", &[("a", "b")], &[1]);
+        assert!(decode_all_strict(headers.as_bytes()).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! pinning) and whatever a [`Remote`] returns, build a verified [`Repository`]. Pure:
 //! the remote is a trait, the clock a parameter; the caller writes the cache.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 
 use time::OffsetDateTime;
@@ -18,6 +18,10 @@ use crate::verify::{self, TrustPinning, Verified, VerifyError};
 pub const MAX_TIMESTAMP_SIZE: u64 = 1 << 20;
 /// Largest file of unknown size (`root.json`, `<v>.root.json`).
 pub const MAX_UNKNOWN_SIZE: u64 = 100 << 20;
+/// Most targets roles (`targets` and delegations) one update loads. Each role is loaded
+/// at most once and delegation depth is bounded by the 255-byte role name limit; this
+/// bounds the breadth.
+pub const MAX_TARGETS_ROLES: usize = 4096;
 
 /// One file the engine needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +106,12 @@ pub enum UpdateError {
         /// Cause.
         source: VerifyError,
     },
+    /// The delegation tree has more roles than one update loads.
+    #[error("more than {limit} targets roles to load")]
+    TooManyRoles {
+        /// [`MAX_TARGETS_ROLES`].
+        limit: usize,
+    },
 }
 
 impl UpdateError {
@@ -115,7 +125,9 @@ impl UpdateError {
 }
 
 /// Previously cached files: the root is the trust anchor; the others give rollback
-/// floors and avoid downloads when their hashes still match.
+/// floors (timestamp, snapshot, `targets` and every delegation: a file that still
+/// verifies under the keys now authorising its role sets the lowest acceptable version)
+/// and avoid downloads when their hashes still match.
 #[derive(Clone, Debug, Default)]
 pub struct Cache {
     /// `root.json`.
@@ -191,7 +203,8 @@ impl Repository {
     pub fn roles(&self) -> impl Iterator<Item = (&RoleName, &LoadedRole)> {
         self.roles.iter()
     }
-    /// Delegations skipped (invalid or expired) and near-expiry notes.
+    /// Delegations skipped (expired or below their threshold; any other failure aborts
+    /// the update) and other notes.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
@@ -200,11 +213,15 @@ impl Repository {
     /// order, children appended in listed order.
     pub fn walk(&self) -> Vec<(&RoleName, &LoadedRole)> {
         let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
         let mut queue: VecDeque<RoleName> = VecDeque::from([RoleName::targets()]);
         while let Some(name) = queue.pop_front() {
             let Some((k, role)) = self.roles.get_key_value(&name) else {
                 continue;
             };
+            if !seen.insert(k) {
+                continue;
+            }
             out.push((k, role));
             for d in &role.metadata.delegations.roles {
                 queue.push_back(d.name.clone());
@@ -565,8 +582,25 @@ impl Updater {
             tg_auth,
             vec![String::new()],
         )];
+        let mut visited: BTreeSet<RoleName> = BTreeSet::new();
         while let Some((name, keys, role_auth, paths)) = stack.pop() {
             let top = name == RoleName::targets();
+            // Each role is loaded at most once (Go: "has already been loaded"); parents
+            // listing a child twice already fail structural validation.
+            if !visited.insert(name.clone()) {
+                return Err(UpdateError::Verify {
+                    file: format!("{name}.json"),
+                    source: VerifyError::Structure {
+                        role: name.to_string(),
+                        reason: "role has already been loaded".into(),
+                    },
+                });
+            }
+            if visited.len() > MAX_TARGETS_ROLES {
+                return Err(UpdateError::TooManyRoles {
+                    limit: MAX_TARGETS_ROLES,
+                });
+            }
             let Some(meta) = sn.meta.get(name.as_str()).cloned() else {
                 if top {
                     return Err(UpdateError::Verify {
@@ -584,7 +618,15 @@ impl Updater {
                 .await;
             let verified = match loaded {
                 Ok(v) => v,
-                Err(e) if !top && matches!(e, UpdateError::Verify { .. }) => {
+                // As Go does: only an expired delegation or one below its threshold is
+                // skipped; any other failure (hash, length, structure, rollback,
+                // transport) aborts the update.
+                Err(
+                    e @ UpdateError::Verify {
+                        source: VerifyError::Expired { .. } | VerifyError::Threshold { .. },
+                        ..
+                    },
+                ) if !top => {
                     warnings.push(format!("skipping delegation {name}: {e}"));
                     continue;
                 }
@@ -636,13 +678,23 @@ impl Updater {
         keys: &BTreeMap<KeyId, PublicKey>,
         auth: &RoleKeys,
     ) -> Result<Verified<Targets>, UpdateError> {
-        let (bytes, file) = self
-            .fetch_by_meta(remote, name, meta, self.cache.targets.get(name))
-            .await?;
+        let cached = self.cache.targets.get(name);
+        let (bytes, file) = self.fetch_by_meta(remote, name, meta, cached).await?;
         verify::check_meta(&sn.meta, &RoleName::snapshot(), name.as_str(), &bytes)
             .map_err(Self::verr(&file))?;
+        // TUF 5.6 rollback floor: the version of the cached file, when it still verifies
+        // under the keys that now authorise the role (Go feeds it as the minimum).
+        let floor = match cached {
+            Some(c) if *c != bytes => {
+                Self::cached_version::<Targets>(Some(c), name, keys, auth).map(|c| c.version)
+            }
+            _ => None,
+        };
         let parsed = Self::parse::<Targets>(&file, bytes)?;
         let v = verify::verify_role(parsed, name, keys, auth).map_err(Self::verr(&file))?;
+        if let Some(trusted) = floor {
+            verify::check_rollback(name, trusted, v.version).map_err(Self::verr(&file))?;
+        }
         verify::check_expiry(&*v, name, self.now).map_err(Self::verr(&file))?;
         Ok(v)
     }

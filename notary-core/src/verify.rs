@@ -132,43 +132,108 @@ pub enum VerifyError {
     /// A role that cannot exist here.
     #[error("{0}: role is not delegated")]
     UnknownRole(String),
+    /// More signature entries than the keys that may sign could produce.
+    #[error(
+        "{role}: {count} signature entries, more than the {limit} allowed for its {keys} key(s)"
+    )]
+    TooManySignatures {
+        /// Role.
+        role: String,
+        /// Entries in the file.
+        count: usize,
+        /// Most accepted.
+        limit: usize,
+        /// Distinct key IDs that may sign.
+        keys: usize,
+    },
+}
+
+/// Signature entries accepted per key that may sign a file.
+pub const SIGNATURES_PER_KEY: usize = 4;
+/// Signature entries accepted on any file on top of [`SIGNATURES_PER_KEY`] per key.
+pub const SIGNATURES_SLACK: usize = 16;
+
+/// The most signature entries a file may carry when `keys` distinct key IDs may sign
+/// it. Go signs with each key once, so legitimate files stay far below; every entry
+/// beyond could cost a signature verification.
+pub fn max_signatures(keys: usize) -> usize {
+    keys.saturating_mul(SIGNATURES_PER_KEY)
+        .saturating_add(SIGNATURES_SLACK)
+}
+
+/// Refuses files with more than [`max_signatures`] entries, before any crypto.
+fn check_signature_count<T: RoleMetadata>(
+    signed: &Signed<T>,
+    role: &str,
+    keys: usize,
+) -> Result<(), VerifyError> {
+    let count = signed.signatures().len();
+    let limit = max_signatures(keys);
+    if count > limit {
+        return Err(VerifyError::TooManySignatures {
+            role: role.to_owned(),
+            count,
+            limit,
+            keys,
+        });
+    }
+    Ok(())
 }
 
 /// Counts distinct authorised keys with a valid signature on `signed` (spec §2.5): the
 /// signature key ID must be listed for the role, present in `keys`, equal to the key's
 /// computed ID, and verify over V. Keys count once even when listed under two IDs (a
-/// certificate and its plain form), compared by their canonical ID.
+/// certificate and its plain form, or two DER encodings), compared by their parsed
+/// [`KeyIdentity`](crate::crypto::KeyIdentity).
+///
+/// Work is bounded per key, not per entry: each key's ID and identity are computed once,
+/// and entries of a key already counted are skipped without verification. Callers bound
+/// the number of entries ([`verify_role`] and [`verify_root`] refuse more than
+/// [`max_signatures`]).
 pub fn count_valid<T: RoleMetadata>(
     signed: &Signed<T>,
     keys: &BTreeMap<KeyId, PublicKey>,
     keyids: &[KeyId],
 ) -> usize {
     let allowed: BTreeSet<&KeyId> = keyids.iter().collect();
+    // Per key ID: its parsed identity, or None when the key cannot count.
+    let mut identities: BTreeMap<&KeyId, Option<crate::crypto::KeyIdentity>> = BTreeMap::new();
+    let mut counted: BTreeSet<&KeyId> = BTreeSet::new();
     let mut seen = BTreeSet::new();
     for sig in signed.signatures() {
-        if !allowed.contains(&sig.keyid) {
+        if !allowed.contains(&sig.keyid) || counted.contains(&sig.keyid) {
             continue;
         }
         let Some(key) = keys.get(&sig.keyid) else {
             continue;
         };
-        if key.key_id() != sig.keyid {
-            continue;
-        }
-        let Ok(identity) = key.canonical_id() else {
+        let identity = identities.entry(&sig.keyid).or_insert_with(|| {
+            (key.key_id() == sig.keyid)
+                .then(|| key.identity().ok())
+                .flatten()
+        });
+        let Some(identity) = identity else {
             continue;
         };
-        if seen.contains(&identity) {
+        if seen.contains(identity) {
+            counted.insert(&sig.keyid);
             continue;
         }
         if key
             .verify(&sig.method, signed.verify_bytes(), &sig.sig.0)
             .is_ok()
         {
-            seen.insert(identity);
+            seen.insert(identity.clone());
+            counted.insert(&sig.keyid);
         }
     }
     seen.len()
+}
+
+/// The distinct key IDs of a role, in listed order.
+fn distinct(keyids: &[KeyId]) -> Vec<KeyId> {
+    let mut seen = BTreeSet::new();
+    keyids.iter().filter(|k| seen.insert(*k)).cloned().collect()
 }
 
 fn check_threshold<T: RoleMetadata>(
@@ -188,7 +253,9 @@ fn check_threshold<T: RoleMetadata>(
             role: role.to_owned(),
         });
     }
-    let valid = count_valid(signed, keys, &auth.keyids);
+    let keyids = distinct(&auth.keyids);
+    check_signature_count(signed, role, keyids.len())?;
+    let valid = count_valid(signed, keys, &keyids);
     if valid < auth.threshold as usize {
         return Err(VerifyError::Threshold {
             role: role.to_owned(),
@@ -229,7 +296,13 @@ impl Structure for Targets {
         if !role.is_targets_like() {
             return Err(format!("{role} is not a targets role"));
         }
+        let mut names = BTreeSet::new();
         for d in &self.delegations.roles {
+            // Go refuses a second load of a role ("has already been loaded"); a parent
+            // listing a child twice would otherwise double the walk at every level.
+            if !names.insert(&d.name) {
+                return Err(format!("delegation {} is listed more than once", d.name));
+            }
             if d.name.parent().as_ref() != Some(role) {
                 return Err(format!(
                     "delegation {} is not a direct child of {role}",
@@ -443,10 +516,21 @@ pub fn verify_root(
         role: "root".into(),
         reason: "no root role".into(),
     })?;
+    let n_ids = distinct(&n_auth.keyids);
+    let prev_auth = match trusted {
+        Some(prev) => Some(prev.role("root").ok_or_else(|| VerifyError::Structure {
+            role: "root".into(),
+            reason: "trusted root has no root role".into(),
+        })?),
+        None => None,
+    };
+    let prev_ids = prev_auth.map(|a| distinct(&a.keyids)).unwrap_or_default();
+    // Bounded work first: the entries both signer sets could produce, before any crypto.
+    check_signature_count(&new, "root", n_ids.len() + prev_ids.len())?;
     // Step 2: valid leaf certificates among the new root role's keys.
     let mut reasons = Vec::new();
     let mut valid: Vec<KeyId> = Vec::new();
-    for id in &n_auth.keyids {
+    for id in &n_ids {
         if let Some(k) = n.keys.get(id) {
             match x509::check_root_leaf(k, gun, Some(now)) {
                 Ok(()) => valid.push(id.clone()),
@@ -457,14 +541,9 @@ pub fn verify_root(
     if valid.is_empty() {
         return Err(VerifyError::NoValidRootCerts(reasons.join("; ")));
     }
-    if let Some(prev) = trusted {
+    if let (Some(prev), Some(p_auth)) = (trusted, prev_auth) {
         // Step 3: signed by the previous root's threshold (certificate expiry not checked).
-        let p_auth = prev.role("root").ok_or_else(|| VerifyError::Structure {
-            role: "root".into(),
-            reason: "trusted root has no root role".into(),
-        })?;
-        let prev_ids: Vec<KeyId> = p_auth
-            .keyids
+        let prev_ids: Vec<KeyId> = prev_ids
             .iter()
             .filter(|id| {
                 prev.keys

@@ -70,6 +70,38 @@ pub fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<Vec<u8>>, KeyError> {
         .collect()
 }
 
+/// Splits the PEM bundle of a certificate-form key (`ecdsa-x509`, `rsa-x509`) into DER
+/// certificates. Stricter than [`parse_pem_bundle`], which reads CA files: at most
+/// [`crate::crypto::MAX_PUBLIC_KEY_LEN`] bytes, only `CERTIFICATE` blocks, nothing but
+/// whitespace around them, no headers.
+pub fn parse_key_bundle(pem: &[u8]) -> Result<Vec<Vec<u8>>, KeyError> {
+    crate::crypto::counters::add(|c| c.cert_decodes += 1);
+    if pem.len() > crate::crypto::MAX_PUBLIC_KEY_LEN {
+        return Err(KeyError::Certificate(format!(
+            "bundle larger than the {} bytes allowed",
+            crate::crypto::MAX_PUBLIC_KEY_LEN
+        )));
+    }
+    let blocks =
+        crate::pem::decode_all_strict(pem).map_err(|e| KeyError::Certificate(e.to_string()))?;
+    if blocks.is_empty() {
+        return Err(KeyError::Certificate("no certificate in bundle".into()));
+    }
+    blocks
+        .into_iter()
+        .map(|b| {
+            if b.label == "CERTIFICATE" {
+                Ok(b.body.to_vec())
+            } else {
+                Err(KeyError::Certificate(format!(
+                    "unexpected PEM block {:?}",
+                    b.label
+                )))
+            }
+        })
+        .collect()
+}
+
 /// PEM text of DER certificates, as Go writes it.
 pub fn to_pem(ders: &[Vec<u8>]) -> String {
     ders.iter()
@@ -187,7 +219,7 @@ const SHA1_SIG_OIDS: [&str; 3] = [
 ];
 
 fn bundle_ders(key: &PublicKey) -> Result<Vec<Vec<u8>>, CertError> {
-    parse_pem_bundle(key.public_bytes()).map_err(|e| CertError::Malformed(e.to_string()))
+    parse_key_bundle(key.public_bytes()).map_err(|e| CertError::Malformed(e.to_string()))
 }
 
 fn parse_all(ders: &[Vec<u8>]) -> Result<Vec<X509Certificate<'_>>, CertError> {
