@@ -3,6 +3,11 @@
 //! (`kid`) names, a certificate of `rootcertbundle`; issuer, audience (service),
 //! `exp`/`nbf` with 60 s leeway; and the `access` claim checked against what each route
 //! needs. Failures answer 401 with Go's challenge header and error body.
+//!
+//! Every token costs bounded work before any signature is checked: the header is at most
+//! [`MAX_AUTHORIZATION_LEN`] bytes, `x5c` holds at most [`MAX_X5C_CERTS`] certificates,
+//! each decoded and parsed once, and chain building tries each certificate once with at
+//! most [`MAX_CHAIN_SIGNATURE_CHECKS`] certificate signature checks.
 
 use std::path::Path;
 
@@ -16,6 +21,16 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::AuthOptions;
 use crate::error::{ApiError, Code};
+
+/// Longest `Authorization` header value accepted, in bytes. Go's tokens, `x5c` included,
+/// are 1-2 KiB.
+pub const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
+/// Most certificates accepted in `x5c`, leaf included.
+pub const MAX_X5C_CERTS: usize = 10;
+/// Most certificate signature checks spent on one `x5c` chain (Go's crypto/x509 limit,
+/// `maxChainSignatureChecks`). With [`MAX_X5C_CERTS`] and each certificate tried once the
+/// search stays well below it unless the bundle holds many roots of the same name.
+pub const MAX_CHAIN_SIGNATURE_CHECKS: usize = 100;
 
 /// One access item a route needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +71,142 @@ pub enum AuthConfigError {
     /// The bundle cannot be read or holds no certificate.
     #[error("auth.options.rootcertbundle: {0}")]
     Bundle(String),
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthFailure {
+    /// No `Authorization: Bearer` header.
+    #[error("no bearer token")]
+    Missing,
+    /// A token was presented but is not acceptable.
+    #[error("invalid token: {0}")]
+    Invalid(#[from] TokenError),
+    /// A valid token without the access the route needs.
+    #[error("token lacks the required access")]
+    Insufficient,
+}
+
+/// A certificate taking part in chain building.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertRef {
+    /// `x5c[i]` (0 is the leaf).
+    X5c(usize),
+    /// The i-th certificate of `rootcertbundle`.
+    Root(usize),
+}
+
+/// Why a certificate was refused as the issuer of the previous link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Outside its validity period now.
+    NotValidNow,
+    /// basicConstraints is missing (intermediates) or says CA:false.
+    NotCa,
+    /// Its keyUsage lacks keyCertSign.
+    NoKeyCertSign,
+    /// Its pathLenConstraint is smaller than the intermediates below it.
+    PathLen,
+    /// Its key does not verify the previous link's signature.
+    BadSignature,
+}
+
+/// Why a presented token is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The `Authorization` header is over [`MAX_AUTHORIZATION_LEN`].
+    #[error("authorization header of {len} bytes, at most {max} accepted")]
+    TooLarge {
+        /// Header length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not three base64url parts.
+    #[error("token is not a compact JWS")]
+    NotCompact,
+    /// A part is not base64url.
+    #[error("bad base64url in the token {part}")]
+    Base64 {
+        /// `header`, `claims` or `signature`.
+        part: &'static str,
+    },
+    /// The JOSE header is not the expected JSON.
+    #[error("bad JOSE header: {0}")]
+    Header(String),
+    /// The claims are not the expected JSON.
+    #[error("bad claims: {0}")]
+    Claims(String),
+    /// `alg` is not ES256 or RS256.
+    #[error("unsupported alg {0}")]
+    UnsupportedAlg(String),
+    /// `x5c` is over [`MAX_X5C_CERTS`].
+    #[error("x5c holds {count} certificates, at most {max} accepted")]
+    TooManyCertificates {
+        /// Entries in `x5c`.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An `x5c` entry is not a base64 DER certificate.
+    #[error("x5c[{index}]: {reason}")]
+    BadCertificate {
+        /// Position in `x5c`.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The leaf certificate is expired or not yet valid.
+    #[error("x5c leaf certificate is not valid now")]
+    LeafNotValidNow,
+    /// No chain from the leaf to `rootcertbundle`; the issuers refused on the way.
+    #[error("x5c chain does not lead to rootcertbundle (refused issuers: {rejected:?})")]
+    NoChain {
+        /// Each candidate issuer refused, with the reason.
+        rejected: Vec<(CertRef, Rejection)>,
+    },
+    /// Chain building hit [`MAX_CHAIN_SIGNATURE_CHECKS`].
+    #[error("x5c chain building needs over {max} signature checks")]
+    ChainTooExpensive {
+        /// The limit.
+        max: usize,
+    },
+    /// `kid` names no bundle key.
+    #[error("kid names no key of rootcertbundle")]
+    UnknownKid,
+    /// Neither `x5c` nor `kid`.
+    #[error("token names no signing key (x5c or kid)")]
+    NoSigningKey,
+    /// The JWS signature does not verify.
+    #[error("token signature: {0}")]
+    BadSignature(String),
+    /// `iss` is not the configured issuer.
+    #[error("token issuer does not match")]
+    WrongIssuer,
+    /// `aud` is not the configured service.
+    #[error("token audience does not match")]
+    WrongAudience,
+    /// Past `exp` (with leeway) or no `exp`.
+    #[error("token expired or without exp")]
+    Expired,
+    /// Before `nbf` (with leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+}
+
+/// Work spent on one token, for tests and diagnostics: the defences bound each count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyWork {
+    /// `x5c` certificates decoded and parsed.
+    pub certificates_parsed: usize,
+    /// Certificate signature checks while building the chain (the token's own
+    /// signature is not counted).
+    pub signature_checks: usize,
+    /// Certificates expanded while building the chain.
+    pub path_steps: usize,
 }
 
 struct Root {
@@ -129,12 +280,6 @@ pub fn libtrust_kid(spki: &[u8]) -> String {
         .join(":")
 }
 
-enum Failure {
-    Missing,
-    Invalid(String),
-    Insufficient,
-}
-
 const LEEWAY: i64 = 60;
 
 impl TokenAuth {
@@ -164,17 +309,29 @@ impl TokenAuth {
     ) -> Result<Self, AuthConfigError> {
         let pem = std::fs::read(bundle)
             .map_err(|e| AuthConfigError::Bundle(format!("{}: {e}", bundle.display())))?;
-        let ders = notary_core::x509::parse_pem_bundle(&pem)
+        Self::from_pem(realm, service, issuer, &pem)
+    }
+
+    /// A verifier for `realm`, `service` and `issuer` trusting the certificates of a PEM
+    /// bundle (the contents of `rootcertbundle`).
+    pub fn from_pem(
+        realm: &str,
+        service: &str,
+        issuer: &str,
+        pem: &[u8],
+    ) -> Result<Self, AuthConfigError> {
+        let ders = notary_core::x509::parse_pem_bundle(pem)
             .map_err(|e| AuthConfigError::Bundle(e.to_string()))?;
         let mut roots = Vec::new();
         for der in ders {
             let spki = notary_core::x509::spki_der(&der)
                 .map_err(|e| AuthConfigError::Bundle(e.to_string()))?;
-            roots.push(Root {
+            let root = Root {
                 kid: libtrust_kid(&spki),
                 spki,
                 der,
-            });
+            };
+            roots.push(root);
         }
         Ok(TokenAuth {
             realm: realm.to_owned(),
@@ -191,28 +348,26 @@ impl TokenAuth {
         required: &[Access],
         now_unix: i64,
     ) -> Result<(), ApiError> {
-        match self.verify(authorization, required, now_unix) {
-            Ok(()) => Ok(()),
-            Err(f) => Err(self.challenge(required, f)),
-        }
+        let mut work = VerifyWork::default();
+        self.authorize(authorization, required, now_unix, &mut work)
+            .map_err(|f| self.challenge(required, &f))
     }
 
-    fn verify(
+    /// [`TokenAuth::check`] with the reason of a refusal and the work spent in `work`.
+    pub fn authorize(
         &self,
         authorization: Option<&HeaderValue>,
         required: &[Access],
-        now: i64,
-    ) -> Result<(), Failure> {
-        let value = authorization
-            .and_then(|v| v.to_str().ok())
-            .ok_or(Failure::Missing)?;
-        let (scheme, token) = value.split_once(' ').ok_or(Failure::Missing)?;
+        now_unix: i64,
+        work: &mut VerifyWork,
+    ) -> Result<(), AuthFailure> {
+        let raw = authorization.ok_or(AuthFailure::Missing)?;
+        let value = raw.to_str().map_err(|_| AuthFailure::Missing)?;
+        let (scheme, token) = value.split_once(' ').ok_or(AuthFailure::Missing)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(Failure::Missing);
+            return Err(AuthFailure::Missing);
         }
-        let claims = self
-            .verify_token(token.trim(), now)
-            .map_err(Failure::Invalid)?;
+        let claims = self.verify_token(token.trim(), now_unix, work)?;
         let granted = |a: &Access| {
             claims.access.iter().any(|r| {
                 r.kind == a.kind
@@ -223,39 +378,44 @@ impl TokenAuth {
         if required.iter().all(granted) {
             Ok(())
         } else {
-            Err(Failure::Insufficient)
+            Err(AuthFailure::Insufficient)
         }
     }
 
-    fn verify_token(&self, token: &str, now: i64) -> Result<Claims, String> {
+    fn verify_token(
+        &self,
+        token: &str,
+        now: i64,
+        work: &mut VerifyWork,
+    ) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err("token is not a compact JWS".into());
+            return Err(TokenError::NotCompact);
         };
-        let decode = |x: &str| {
+        let decode = |x: &str, part: &'static str| {
             URL_SAFE_NO_PAD
                 .decode(x.trim_end_matches('='))
-                .map_err(|e| format!("bad base64url: {e}"))
+                .map_err(|_| TokenError::Base64 { part })
         };
-        let header: JoseHeader =
-            serde_json::from_slice(&decode(h)?).map_err(|e| format!("bad JOSE header: {e}"))?;
-        let sig = decode(s)?;
-        let spki = self.signing_key(&header)?;
+        let header: JoseHeader = serde_json::from_slice(&decode(h, "header")?)
+            .map_err(|e| TokenError::Header(e.to_string()))?;
+        let sig = decode(s, "signature")?;
         let (kt, method) = match header.alg.as_str() {
             "ES256" => (KeyType::Ecdsa, SigMethod::Ecdsa),
             "RS256" => (KeyType::Rsa, SigMethod::RsaPkcs1v15),
-            other => return Err(format!("unsupported alg {other}")),
+            other => return Err(TokenError::UnsupportedAlg(other.to_owned())),
         };
+        let spki = self.signing_key(&header, now, work)?;
         let signing_input = format!("{h}.{p}");
         PublicKey::new(kt, spki)
             .verify(&method, signing_input.as_bytes(), &sig)
-            .map_err(|e| format!("token signature: {e}"))?;
-        let claims: Claims =
-            serde_json::from_slice(&decode(p)?).map_err(|e| format!("bad claims: {e}"))?;
+            .map_err(|e| TokenError::BadSignature(e.to_string()))?;
+        let claims: Claims = serde_json::from_slice(&decode(p, "claims")?)
+            .map_err(|e| TokenError::Claims(e.to_string()))?;
         if claims.iss != self.issuer {
-            return Err("token issuer does not match".into());
+            return Err(TokenError::WrongIssuer);
         }
         let aud_ok = match &claims.aud {
             Value::String(a) => *a == self.service,
@@ -263,74 +423,108 @@ impl TokenAuth {
             _ => false,
         };
         if !aud_ok {
-            return Err("token audience does not match".into());
+            return Err(TokenError::WrongAudience);
         }
         match claims.exp {
-            Some(exp) if now <= exp + LEEWAY => {}
-            _ => return Err("token expired or without exp".into()),
+            Some(exp) if now <= exp.saturating_add(LEEWAY) => {}
+            _ => return Err(TokenError::Expired),
         }
-        if claims.nbf.is_some_and(|nbf| now + LEEWAY < nbf) {
-            return Err("token not yet valid".into());
+        if claims
+            .nbf
+            .is_some_and(|nbf| now.saturating_add(LEEWAY) < nbf)
+        {
+            return Err(TokenError::NotYetValid);
         }
         Ok(claims)
     }
 
     /// The SPKI that must have signed the token: the `x5c` leaf chaining to the bundle,
-    /// or the bundle certificate named by `kid`.
-    fn signing_key(&self, header: &JoseHeader) -> Result<Vec<u8>, String> {
+    /// or the bundle certificate named by `kid` (docker/distribution's order).
+    fn signing_key(
+        &self,
+        header: &JoseHeader,
+        now: i64,
+        work: &mut VerifyWork,
+    ) -> Result<Vec<u8>, TokenError> {
         if !header.x5c.is_empty() {
-            let chain: Vec<Vec<u8>> = header
-                .x5c
-                .iter()
-                .map(|c| STANDARD.decode(c).map_err(|e| format!("bad x5c: {e}")))
-                .collect::<Result<_, _>>()?;
-            let certs: Vec<X509Certificate<'_>> = chain
-                .iter()
-                .map(|d| {
-                    X509Certificate::from_der(d)
-                        .map(|(_, c)| c)
-                        .map_err(|e| format!("bad x5c certificate: {e}"))
-                })
-                .collect::<Result<_, _>>()?;
-            let roots: Vec<(&Root, X509Certificate<'_>)> = self
-                .roots
-                .iter()
-                .filter_map(|r| X509Certificate::from_der(&r.der).ok().map(|(_, c)| (r, c)))
-                .collect();
-            let mut current = 0usize;
-            for _ in 0..=certs.len() {
-                let cert = &certs[current];
-                if roots.iter().any(|(r, _)| r.der == chain[current]) {
-                    return Ok(certs[0].public_key().raw.to_vec());
-                }
-                if roots.iter().any(|(_, rc)| {
-                    rc.subject().as_raw() == cert.issuer().as_raw()
-                        && cert.verify_signature(Some(rc.public_key())).is_ok()
-                }) {
-                    return Ok(certs[0].public_key().raw.to_vec());
-                }
-                let next = (0..certs.len()).find(|&i| {
-                    i != current
-                        && certs[i].subject().as_raw() == cert.issuer().as_raw()
-                        && cert.verify_signature(Some(certs[i].public_key())).is_ok()
-                });
-                match next {
-                    Some(n) => current = n,
-                    None => break,
-                }
-            }
-            return Err("x5c chain does not lead to rootcertbundle".into());
+            return self.verify_x5c(&header.x5c, now, work);
         }
         if let Some(kid) = &header.kid {
             if let Some(r) = self.roots.iter().find(|r| &r.kid == kid) {
                 return Ok(r.spki.clone());
             }
-            return Err("kid names no key of rootcertbundle".into());
+            return Err(TokenError::UnknownKid);
         }
-        Err("token names no signing key (x5c or kid)".into())
+        Err(TokenError::NoSigningKey)
     }
 
-    fn challenge(&self, required: &[Access], failure: Failure) -> ApiError {
+    /// The `x5c` leaf's SPKI if the chain leads to the bundle.
+    fn verify_x5c(
+        &self,
+        x5c: &[String],
+        _now: i64,
+        work: &mut VerifyWork,
+    ) -> Result<Vec<u8>, TokenError> {
+        let chain: Vec<Vec<u8>> = x5c
+            .iter()
+            .enumerate()
+            .map(|(index, c)| {
+                STANDARD.decode(c).map_err(|e| TokenError::BadCertificate {
+                    index,
+                    reason: format!("bad base64: {e}"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let certs: Vec<X509Certificate<'_>> = chain
+            .iter()
+            .enumerate()
+            .map(|(index, d)| {
+                work.certificates_parsed += 1;
+                X509Certificate::from_der(d).map(|(_, c)| c).map_err(|e| {
+                    TokenError::BadCertificate {
+                        index,
+                        reason: e.to_string(),
+                    }
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let roots: Vec<(&Root, X509Certificate<'_>)> = self
+            .roots
+            .iter()
+            .filter_map(|r| X509Certificate::from_der(&r.der).ok().map(|(_, c)| (r, c)))
+            .collect();
+        let mut current = 0usize;
+        for _ in 0..=certs.len() {
+            work.path_steps += 1;
+            let cert = &certs[current];
+            if roots.iter().any(|(r, _)| r.der == chain[current]) {
+                return Ok(certs[0].public_key().raw.to_vec());
+            }
+            if roots.iter().any(|(_, rc)| {
+                rc.subject().as_raw() == cert.issuer().as_raw() && {
+                    work.signature_checks += 1;
+                    cert.verify_signature(Some(rc.public_key())).is_ok()
+                }
+            }) {
+                return Ok(certs[0].public_key().raw.to_vec());
+            }
+            let next = (0..certs.len()).find(|&i| {
+                i != current && certs[i].subject().as_raw() == cert.issuer().as_raw() && {
+                    work.signature_checks += 1;
+                    cert.verify_signature(Some(certs[i].public_key())).is_ok()
+                }
+            });
+            match next {
+                Some(n) => current = n,
+                None => break,
+            }
+        }
+        Err(TokenError::NoChain {
+            rejected: Vec::new(),
+        })
+    }
+
+    fn challenge(&self, required: &[Access], failure: &AuthFailure) -> ApiError {
         let scope = match required.first() {
             Some(first) => {
                 let actions: Vec<&str> = required.iter().map(|a| a.action).collect();
@@ -342,13 +536,13 @@ impl TokenAuth {
             "Bearer realm=\"{}\",service=\"{}\",scope=\"{scope}\"",
             self.realm, self.service
         );
-        match &failure {
-            Failure::Missing => {}
-            Failure::Invalid(reason) => {
+        match failure {
+            AuthFailure::Missing => {}
+            AuthFailure::Invalid(reason) => {
                 tracing::info!(reason = %reason, "invalid token");
                 value.push_str(",error=\"invalid_token\"");
             }
-            Failure::Insufficient => value.push_str(",error=\"insufficient_scope\""),
+            AuthFailure::Insufficient => value.push_str(",error=\"insufficient_scope\""),
         }
         // Go's struct order: Type, Class, Name, Action.
         let items: Vec<String> = required
