@@ -9,6 +9,7 @@
 //! each decoded and parsed once, and chain building tries each certificate once with at
 //! most [`MAX_CHAIN_SIGNATURE_CHECKS`] certificate signature checks.
 
+use std::collections::VecDeque;
 use std::path::Path;
 
 use axum::http::{HeaderValue, header};
@@ -17,7 +18,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use notary_core::{KeyType, PublicKey, SigMethod};
 use serde::Deserialize;
 use serde_json::Value;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
 
 use crate::config::AuthOptions;
 use crate::error::{ApiError, Code};
@@ -213,6 +214,14 @@ struct Root {
     der: Vec<u8>,
     spki: Vec<u8>,
     kid: String,
+    subject: Vec<u8>,
+    not_before: i64,
+    not_after: i64,
+    /// basicConstraints says CA:false (absent is accepted for roots, as Go does).
+    not_ca: bool,
+    /// keyUsage present without keyCertSign.
+    no_cert_sign: bool,
+    path_len: Option<u32>,
 }
 
 /// The token verifier.
@@ -282,6 +291,41 @@ pub fn libtrust_kid(spki: &[u8]) -> String {
 
 const LEEWAY: i64 = 60;
 
+/// The CA properties chain building needs, read once per certificate.
+struct CaProps {
+    /// basicConstraints present (`Some(ca)`) or absent (`None`).
+    ca: Option<bool>,
+    path_len: Option<u32>,
+    /// keyUsage present without keyCertSign.
+    no_cert_sign: bool,
+}
+
+fn ca_props(cert: &X509Certificate<'_>) -> Result<CaProps, String> {
+    let bc = cert
+        .basic_constraints()
+        .map_err(|e| format!("basicConstraints: {e}"))?;
+    let ku = cert.key_usage().map_err(|e| format!("keyUsage: {e}"))?;
+    Ok(CaProps {
+        ca: bc.as_ref().map(|b| b.value.ca),
+        path_len: bc.and_then(|b| b.value.path_len_constraint),
+        no_cert_sign: ku.is_some_and(|k| !k.value.key_cert_sign()),
+    })
+}
+
+fn valid_at(cert: &X509Certificate<'_>, now: i64) -> bool {
+    let v = cert.validity();
+    v.not_before.timestamp() <= now && now <= v.not_after.timestamp()
+}
+
+/// One decoded `x5c` certificate.
+struct Link<'a> {
+    /// Position in `x5c`.
+    index: usize,
+    der: &'a [u8],
+    cert: X509Certificate<'a>,
+    props: CaProps,
+}
+
 impl TokenAuth {
     /// Loads the options and the certificate bundle.
     pub fn load(opts: &AuthOptions) -> Result<Self, AuthConfigError> {
@@ -326,10 +370,20 @@ impl TokenAuth {
         for der in ders {
             let spki = notary_core::x509::spki_der(&der)
                 .map_err(|e| AuthConfigError::Bundle(e.to_string()))?;
+            let (_, cert) = X509Certificate::from_der(&der)
+                .map_err(|e| AuthConfigError::Bundle(e.to_string()))?;
+            let props = ca_props(&cert).map_err(AuthConfigError::Bundle)?;
+            let validity = cert.validity();
             let root = Root {
                 kid: libtrust_kid(&spki),
+                subject: cert.subject().as_raw().to_vec(),
+                not_before: validity.not_before.timestamp(),
+                not_after: validity.not_after.timestamp(),
+                not_ca: props.ca == Some(false),
+                no_cert_sign: props.no_cert_sign,
+                path_len: props.path_len,
                 spki,
-                der,
+                der: der.clone(),
             };
             roots.push(root);
         }
@@ -362,6 +416,14 @@ impl TokenAuth {
         work: &mut VerifyWork,
     ) -> Result<(), AuthFailure> {
         let raw = authorization.ok_or(AuthFailure::Missing)?;
+        // Bound all later work (base64, JSON, certificates) by the header size.
+        if raw.len() > MAX_AUTHORIZATION_LEN {
+            return Err(TokenError::TooLarge {
+                len: raw.len(),
+                max: MAX_AUTHORIZATION_LEN,
+            }
+            .into());
+        }
         let value = raw.to_str().map_err(|_| AuthFailure::Missing)?;
         let (scheme, token) = value.split_once(' ').ok_or(AuthFailure::Missing)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -458,14 +520,25 @@ impl TokenAuth {
         Err(TokenError::NoSigningKey)
     }
 
-    /// The `x5c` leaf's SPKI if the chain leads to the bundle.
+    /// Verifies `x5c` as Go's `x509.Verify` with the bundle as roots and the rest of
+    /// `x5c` as intermediates (any EKU), and returns the leaf's SPKI. Every link must be
+    /// valid now; intermediates must be CAs with keyCertSign (if keyUsage is present)
+    /// and respect pathLenConstraint; bundle certificates must not say CA:false or lack
+    /// keyCertSign when they issue a link. A leaf that is itself a bundle certificate is
+    /// its own chain (Go: `Roots.contains(leaf)`).
     fn verify_x5c(
         &self,
         x5c: &[String],
-        _now: i64,
+        now: i64,
         work: &mut VerifyWork,
     ) -> Result<Vec<u8>, TokenError> {
-        let chain: Vec<Vec<u8>> = x5c
+        if x5c.len() > MAX_X5C_CERTS {
+            return Err(TokenError::TooManyCertificates {
+                count: x5c.len(),
+                max: MAX_X5C_CERTS,
+            });
+        }
+        let ders: Vec<Vec<u8>> = x5c
             .iter()
             .enumerate()
             .map(|(index, c)| {
@@ -475,53 +548,134 @@ impl TokenAuth {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let certs: Vec<X509Certificate<'_>> = chain
-            .iter()
-            .enumerate()
-            .map(|(index, d)| {
-                work.certificates_parsed += 1;
-                X509Certificate::from_der(d).map(|(_, c)| c).map_err(|e| {
-                    TokenError::BadCertificate {
-                        index,
-                        reason: e.to_string(),
-                    }
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let roots: Vec<(&Root, X509Certificate<'_>)> = self
-            .roots
-            .iter()
-            .filter_map(|r| X509Certificate::from_der(&r.der).ok().map(|(_, c)| (r, c)))
-            .collect();
-        let mut current = 0usize;
-        for _ in 0..=certs.len() {
-            work.path_steps += 1;
-            let cert = &certs[current];
-            if roots.iter().any(|(r, _)| r.der == chain[current]) {
-                return Ok(certs[0].public_key().raw.to_vec());
+        let mut links: Vec<Link<'_>> = Vec::with_capacity(ders.len());
+        for (index, der) in ders.iter().enumerate() {
+            // The same certificate twice is one node of the search.
+            if links.iter().any(|l| l.der == der.as_slice()) {
+                continue;
             }
-            if roots.iter().any(|(_, rc)| {
-                rc.subject().as_raw() == cert.issuer().as_raw() && {
-                    work.signature_checks += 1;
-                    cert.verify_signature(Some(rc.public_key())).is_ok()
-                }
-            }) {
-                return Ok(certs[0].public_key().raw.to_vec());
+            work.certificates_parsed += 1;
+            let bad = |reason: String| TokenError::BadCertificate { index, reason };
+            let (rest, cert) = X509Certificate::from_der(der).map_err(|e| bad(e.to_string()))?;
+            if !rest.is_empty() {
+                return Err(bad("trailing data after the certificate".into()));
             }
-            let next = (0..certs.len()).find(|&i| {
-                i != current && certs[i].subject().as_raw() == cert.issuer().as_raw() && {
-                    work.signature_checks += 1;
-                    cert.verify_signature(Some(certs[i].public_key())).is_ok()
-                }
+            let props = ca_props(&cert).map_err(bad)?;
+            links.push(Link {
+                index,
+                der,
+                cert,
+                props,
             });
-            match next {
-                Some(n) => current = n,
-                None => break,
+        }
+        let Some(leaf) = links.first() else {
+            return Err(TokenError::NoSigningKey);
+        };
+        if !valid_at(&leaf.cert, now) {
+            return Err(TokenError::LeafNotValidNow);
+        }
+        let leaf_spki = leaf.cert.public_key().raw.to_vec();
+        if self.roots.iter().any(|r| r.der == leaf.der) {
+            return Ok(leaf_spki);
+        }
+        self.build_chain(&links, now, work)?;
+        Ok(leaf_spki)
+    }
+
+    /// Breadth-first search from the leaf (`links[0]`) towards a bundle certificate.
+    /// Each certificate joins the search at most once, at its shortest distance from the
+    /// leaf (the most lenient for pathLenConstraint), so cycles and duplicates cost
+    /// nothing and each (certificate, issuer) signature is checked at most once.
+    fn build_chain(
+        &self,
+        links: &[Link<'_>],
+        now: i64,
+        work: &mut VerifyWork,
+    ) -> Result<(), TokenError> {
+        let mut rejected: Vec<(CertRef, Rejection)> = Vec::new();
+        let mut seen = vec![false; links.len()];
+        seen[0] = true;
+        // (link, intermediates from the leaf up to and including it)
+        let mut queue: VecDeque<(usize, u32)> = VecDeque::from([(0, 0)]);
+        let spend = |work: &mut VerifyWork| {
+            if work.signature_checks >= MAX_CHAIN_SIGNATURE_CHECKS {
+                return Err(TokenError::ChainTooExpensive {
+                    max: MAX_CHAIN_SIGNATURE_CHECKS,
+                });
+            }
+            work.signature_checks += 1;
+            Ok(())
+        };
+        while let Some((at, level)) = queue.pop_front() {
+            work.path_steps += 1;
+            let Some(child) = links.get(at) else { break };
+            let issuer_name = child.cert.issuer().as_raw();
+            for (ri, root) in self.roots.iter().enumerate() {
+                if root.subject != issuer_name {
+                    continue;
+                }
+                let why = if now < root.not_before || now > root.not_after {
+                    Some(Rejection::NotValidNow)
+                } else if root.not_ca {
+                    Some(Rejection::NotCa)
+                } else if root.no_cert_sign {
+                    Some(Rejection::NoKeyCertSign)
+                } else if root.path_len.is_some_and(|l| level > l) {
+                    Some(Rejection::PathLen)
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    rejected.push((CertRef::Root(ri), why));
+                    continue;
+                }
+                let Ok((_, spki)) = SubjectPublicKeyInfo::from_der(&root.spki) else {
+                    continue;
+                };
+                spend(work)?;
+                if child.cert.verify_signature(Some(&spki)).is_ok() {
+                    return Ok(());
+                }
+                rejected.push((CertRef::Root(ri), Rejection::BadSignature));
+            }
+            for (pi, parent) in links.iter().enumerate() {
+                if seen[pi] || parent.cert.subject().as_raw() != issuer_name {
+                    continue;
+                }
+                let props = &parent.props;
+                // Go: intermediates need basicConstraints CA:true.
+                let why = if !valid_at(&parent.cert, now) {
+                    Some(Rejection::NotValidNow)
+                } else if props.ca != Some(true) {
+                    Some(Rejection::NotCa)
+                } else if props.no_cert_sign {
+                    Some(Rejection::NoKeyCertSign)
+                } else if props.path_len.is_some_and(|l| level > l) {
+                    Some(Rejection::PathLen)
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    // Not depending on the child, and the breadth-first order only
+                    // raises `level`: this certificate can never be used.
+                    seen[pi] = true;
+                    rejected.push((CertRef::X5c(parent.index), why));
+                    continue;
+                }
+                spend(work)?;
+                if child
+                    .cert
+                    .verify_signature(Some(parent.cert.public_key()))
+                    .is_ok()
+                {
+                    seen[pi] = true;
+                    queue.push_back((pi, level.saturating_add(1)));
+                } else {
+                    rejected.push((CertRef::X5c(parent.index), Rejection::BadSignature));
+                }
             }
         }
-        Err(TokenError::NoChain {
-            rejected: Vec::new(),
-        })
+        Err(TokenError::NoChain { rejected })
     }
 
     fn challenge(&self, required: &[Access], failure: &AuthFailure) -> ApiError {
