@@ -1102,7 +1102,7 @@ async fn app_with_limits(max_role_bytes: usize, max_parts: usize) -> Router {
             backend: notary_server::config::Backend::Memory,
             db_url: String::new(),
         },
-        max_update_bytes: 1 << 20,
+        max_update_bytes: 8 << 20,
         max_role_bytes,
         max_update_parts: max_parts,
         ..Config::embedded(std::path::Path::new("/nonexistent"))
@@ -1193,4 +1193,80 @@ async fn trusted_returns_verified_data_cached_until_the_next_update() {
     assert!(!notary_server::api::is_trust_path(
         "/v2/library/alpine/manifests/latest"
     ));
+}
+
+/// Security review defect 4 (server side): a targets file naming the same delegation
+/// twice is refused on upload, so no client ever has to walk it.
+#[tokio::test]
+async fn duplicated_delegation_names_are_refused_on_upload() {
+    let app = app().await;
+    let gun = "example.com/dup/app";
+    let mut repo = new_repo(&app, gun).await;
+    let files = repo.sign();
+    let delegate = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+    let id = delegate.public().key_id();
+    let mut signed: Value = serde_json::from_slice(&files["targets"]).unwrap();
+    let entry = serde_json::json!({"name": "targets/a", "keyids": [id.as_str()], "threshold": 1, "paths": [""]});
+    signed["signed"]["delegations"] = serde_json::json!({
+        "keys": {id.as_str(): serde_json::to_value(delegate.public()).unwrap()},
+        "roles": [entry.clone(), entry],
+    });
+    let targets: Targets = serde_json::from_value(signed["signed"].clone()).unwrap();
+    let tkey = &repo.keys[1];
+    let tampered = Signed::sign(
+        targets,
+        &[(tkey.public().key_id(), tkey as &dyn notary_core::Signer)],
+    )
+    .unwrap()
+    .into_file_bytes();
+    let parts = [
+        (Some("root"), files["root"].as_slice()),
+        (Some("targets"), tampered.as_slice()),
+    ];
+    let (s, body) = post(&app, gun, &parts).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "INVALID_UPDATE", "{body}");
+    assert!(body.to_string().contains("more than once"), "{body}");
+}
+
+/// Security review defect 5 (server side): a root whose signature list repeats one
+/// key's entry 20 000 times (4 MB, under the role cap) is refused before any signature
+/// is checked. Before, every entry was looked at (key IDs recomputed for each) and the
+/// root accepted. `release-flood` figures are in the session notes.
+#[tokio::test]
+async fn root_signature_flood_upload_is_refused() {
+    let app = app_with_limits(5 << 20, 100).await;
+    let gun = "example.com/flood/app";
+    let mut repo = new_repo(&app, gun).await;
+    let files = repo.sign();
+    let root = Signed::<notary_core::Root>::parse(files["root"].clone()).unwrap();
+    let one = root.signatures().to_vec();
+    let many: Vec<_> = one.iter().cycle().take(20_000).cloned().collect();
+    let flood = Signed::from_parts(root.signed().clone(), many)
+        .unwrap()
+        .into_file_bytes();
+    assert!(
+        flood.len() > 2 << 20 && flood.len() < 5 << 20,
+        "{}",
+        flood.len()
+    );
+    let parts = [
+        (Some("root"), flood.as_slice()),
+        (Some("targets"), files["targets"].as_slice()),
+    ];
+    let started = std::time::Instant::now();
+    let (s, body) = post(&app, gun, &parts).await;
+    eprintln!(
+        "flood of {} bytes answered in {:?}",
+        flood.len(),
+        started.elapsed()
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "INVALID_UPDATE", "{body}");
+    assert!(
+        get(&app, &format!("/v2/{gun}/_trust/tuf/root.json"))
+            .await
+            .0
+            == StatusCode::NOT_FOUND
+    );
 }

@@ -319,9 +319,13 @@ pub(crate) fn public_key_file(path: &std::path::Path) -> anyhow::Result<PublicKe
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     match block.label.as_str() {
         "CERTIFICATE" => {
-            let k = certificate_key(&pem).with_context(|| path.display().to_string())?;
+            // The key is the first certificate re-encoded as Go does (files from openssl
+            // may carry "Bag Attributes" text or further certificates around it).
             let der = notary_core::x509::parse_pem_bundle(&pem)?;
             let first = der.first().context("empty certificate file")?;
+            let clean = notary_core::x509::to_pem(std::slice::from_ref(first));
+            let k =
+                certificate_key(clean.as_bytes()).with_context(|| path.display().to_string())?;
             let (_, cert) = x509_parser::parse_x509_certificate(first)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             if !cert.validity().is_valid() {
