@@ -1270,3 +1270,33 @@ async fn root_signature_flood_upload_is_refused() {
             == StatusCode::NOT_FOUND
     );
 }
+
+/// Security review defect 5: an update runs under a time limit; one that takes longer
+/// is abandoned with nothing stored (503, the client may retry) instead of holding the
+/// GUN's lock and a worker for as long as the attacker likes.
+#[tokio::test]
+async fn update_over_its_time_limit_is_abandoned_and_stores_nothing() {
+    let store = notary_server::storage::Store::memory().await.unwrap();
+    let trust: Arc<dyn notary_server::trust::TrustService> =
+        Arc::new(notary_server::trust::LocalTrust::new(
+            store.clone(),
+            Algorithm::EcdsaP256,
+            Zeroizing::new("p".into()),
+        ));
+    let service = Arc::new(notary_server::service::Service::new(store, trust));
+    let mut opts = notary_server::ApiOptions::default();
+    // Far shorter than any update can take: parsing alone runs on another thread.
+    opts.limits.update_timeout = std::time::Duration::from_nanos(1);
+    let app = notary_server::router(Arc::clone(&service), opts);
+    let gun = "example.com/slow/app";
+    let mut repo = new_repo(&app, gun).await;
+    let (s, body) = publish(&app, gun, &repo.sign()).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body), "UNAVAILABLE");
+    assert_eq!(
+        get(&app, &format!("/v2/{gun}/_trust/tuf/root.json"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
