@@ -79,6 +79,10 @@ pub struct ApiOptions {
 struct ApiState {
     service: Arc<Service>,
     opts: Arc<ApiOptions>,
+    /// Upload bytes (in KiB) that may be buffered and parsed at once: parsing costs
+    /// several times an update's size, so concurrent large updates wait their turn
+    /// instead of multiplying the server's memory.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -95,9 +99,11 @@ impl ApiState {
 /// [`is_trust_path`]; mount it with [`mount`].
 pub fn router(service: Arc<Service>, opts: ApiOptions) -> Router {
     let body_limit = opts.limits.max_body_bytes;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(in_flight_kib(&opts.limits)));
     let state = ApiState {
         service,
         opts: Arc::new(opts),
+        in_flight,
     };
     Router::new()
         .route("/v2/{*rest}", any(dispatch))
@@ -428,26 +434,44 @@ async fn update(state: &ApiState, gun: &str, req: Request) -> Response {
             return ApiError::new(Code::InvalidGun, Some(json!(detail))).into_response();
         }
     };
+    // Reserve this update's share of the in-flight budget (its Content-Length, or the
+    // body limit when it sends none) before buffering anything.
+    let limits = &state.opts.limits;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(limits.max_body_bytes)
+        .min(limits.max_body_bytes);
+    let want = u32::try_from(declared.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let Ok(permit) = Arc::clone(&state.in_flight).acquire_many_owned(want).await else {
+        return ApiError::new(Code::Unavailable, None).into_response();
+    };
     let uploads = match read_uploads(req, &state.opts.limits).await {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
     // The update runs in its own task: a client hanging up mid-request must not cancel
     // it between validation and commit (and shutdown waits for it like any request).
-    // The service bounds its own time (`UploadLimits::update_timeout`).
+    // The service bounds its own time (`UploadLimits::update_timeout`), abandoning the
+    // update with nothing stored.
     let service = Arc::clone(&state.service);
     let limit = state.opts.limits.update_timeout;
     let task = tokio::spawn(async move {
-        match tokio::time::timeout(limit, service.update(&gun, uploads)).await {
-            Ok(r) => r,
-            Err(_) => Err(crate::service::UpdateError::TimedOut(limit)),
-        }
+        let _permit = permit;
+        service.update_within(&gun, uploads, limit).await
     });
     match task.await {
         Ok(Ok(())) => StatusCode::OK.into_response(),
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
+}
+
+/// The in-flight budget: two updates of the largest allowed size.
+fn in_flight_kib(limits: &UploadLimits) -> usize {
+    (limits.max_body_bytes.div_ceil(1024).max(1) * 2).min(u32::MAX as usize)
 }
 
 /// Reads the multipart parts of an update, each held to `limits.max_role_bytes` and at

@@ -350,7 +350,7 @@ pub struct Config {
     /// `repositories`.
     #[serde(default)]
     pub repositories: RepositoriesSection,
-    /// Largest accepted update body in bytes (not in Go's file; default 32 MiB).
+    /// Largest accepted update body in bytes (not in Go's file; default 16 MiB).
     #[serde(default = "default_max_body")]
     pub max_update_bytes: usize,
     /// Largest accepted metadata file in an update (default 5 MiB: Go clients' files
@@ -366,7 +366,7 @@ pub struct Config {
 }
 
 fn default_max_body() -> usize {
-    32 << 20
+    16 << 20
 }
 fn default_max_role() -> usize {
     5 << 20

@@ -38,7 +38,7 @@ pub struct UploadLimits {
 impl Default for UploadLimits {
     fn default() -> Self {
         UploadLimits {
-            max_body_bytes: 32 << 20,
+            max_body_bytes: 16 << 20,
             max_role_bytes: 5 << 20,
             max_parts: 100,
             update_timeout: std::time::Duration::from_secs(30),

@@ -26,13 +26,38 @@ impl Service {
     }
 
     /// Validates and stores an atomic update (spec §5.2). `uploads` maps role → bytes.
+    /// Gives up with [`UpdateError::TimedOut`] (nothing stored) when the update is not
+    /// ready to commit within 30 s.
     pub async fn update(
         &self,
         gun: &Gun,
         uploads: BTreeMap<RoleName, Vec<u8>>,
     ) -> Result<(), UpdateError> {
+        self.update_within(gun, uploads, std::time::Duration::from_secs(30))
+            .await
+    }
+
+    /// [`Self::update`] with its own time limit, checked between stages (waiting for
+    /// the GUN's lock, parsing, each role's verification, signing) and before the
+    /// commit, so an abandoned update never stores anything and a committed one is
+    /// never reported as abandoned.
+    pub async fn update_within(
+        &self,
+        gun: &Gun,
+        uploads: BTreeMap<RoleName, Vec<u8>>,
+        limit: std::time::Duration,
+    ) -> Result<(), UpdateError> {
+        let started = std::time::Instant::now();
+        let check = || {
+            if started.elapsed() > limit {
+                Err(UpdateError::TimedOut(limit))
+            } else {
+                Ok(())
+            }
+        };
         let lock = self.gun_lock(gun.as_str()).await;
         let _guard = lock.lock().await;
+        check()?;
         let now = (self.clock)();
         let g = gun.as_str();
 
@@ -53,6 +78,7 @@ impl Service {
         .await
         .map_err(|e| invalid("ErrValidation", format!("parsing the update failed: {e}")))?;
         let mut parsed = parsed?;
+        check()?;
 
         // 2. Root.
         let stored_root = match &current {
@@ -183,6 +209,7 @@ impl Service {
                 data: bytes.clone(),
             });
             loaded.insert(role.clone(), ((*v).clone(), bytes.clone()));
+            check()?;
         }
 
         // 4. Snapshot: uploaded and checked, or generated.
@@ -276,7 +303,8 @@ impl Service {
             data: signed_ts.into_file_bytes(),
         });
 
-        // 6. Store atomically.
+        // 6. Store atomically (the last point at which the update may be abandoned).
+        check()?;
         let result = self.store.commit(g, &to_store).await;
         if let Err(e) = result {
             self.invalidate(g).await;
