@@ -1149,10 +1149,8 @@ async fn oversize_role_file_and_too_many_parts_are_refused_before_parsing() {
     assert_eq!(publish(&app, gun, &repo.sign()).await.0, StatusCode::OK);
 }
 
-/// `Service::trusted`: the GUN's trust data verified as a client would, served from the
-/// cache until the GUN changes.
-#[tokio::test]
-async fn trusted_returns_verified_data_cached_until_the_next_update() {
+/// A service on a private in-memory store with local keys, for mounting the API alone.
+async fn memory_service() -> Arc<notary_server::service::Service> {
     let store = notary_server::storage::Store::memory().await.unwrap();
     let trust: Arc<dyn notary_server::trust::TrustService> =
         Arc::new(notary_server::trust::LocalTrust::new(
@@ -1160,7 +1158,14 @@ async fn trusted_returns_verified_data_cached_until_the_next_update() {
             Algorithm::EcdsaP256,
             Zeroizing::new("p".into()),
         ));
-    let service = Arc::new(notary_server::service::Service::new(store, trust));
+    Arc::new(notary_server::service::Service::new(store, trust))
+}
+
+/// `Service::trusted`: the GUN's trust data verified as a client would, served from the
+/// cache until the GUN changes.
+#[tokio::test]
+async fn trusted_returns_verified_data_cached_until_the_next_update() {
+    let service = memory_service().await;
     let app = notary_server::router(Arc::clone(&service), notary_server::ApiOptions::default());
     let gun = "example.com/trusted/app";
     let g = Gun::new(gun).unwrap();
@@ -1276,14 +1281,7 @@ async fn root_signature_flood_upload_is_refused() {
 /// GUN's lock and a worker for as long as the attacker likes.
 #[tokio::test]
 async fn update_over_its_time_limit_is_abandoned_and_stores_nothing() {
-    let store = notary_server::storage::Store::memory().await.unwrap();
-    let trust: Arc<dyn notary_server::trust::TrustService> =
-        Arc::new(notary_server::trust::LocalTrust::new(
-            store.clone(),
-            Algorithm::EcdsaP256,
-            Zeroizing::new("p".into()),
-        ));
-    let service = Arc::new(notary_server::service::Service::new(store, trust));
+    let service = memory_service().await;
     let mut opts = notary_server::ApiOptions::default();
     // Far shorter than any update can take: parsing alone runs on another thread.
     opts.limits.update_timeout = std::time::Duration::from_nanos(1);
