@@ -1,0 +1,109 @@
+//! notary-registry: an OCI Distribution 1.1 registry whose metadata (repositories,
+//! tags, manifests, blob references, uploads) lives in SQLite or PostgreSQL and whose
+//! blobs live in a directory or S3-compatible object storage.
+//!
+//! The library exposes the pieces (database, blob stores, the `/v2/` router, the
+//! access and policy decision points) so the trusted registry can mount the Notary API
+//! beside them on one host; the binary `notary-registry` wires them up.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+pub mod access;
+pub mod api;
+pub mod error;
+pub mod hashing;
+pub mod manifest;
+pub mod meta;
+pub mod names;
+pub mod server;
+pub mod storage;
+
+use access::{Access, Policy};
+use meta::Db;
+use storage::BlobStore;
+
+/// Limits and switches of the registry API.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Largest manifest accepted (413 above). Default 4 MiB.
+    pub max_manifest_bytes: usize,
+    /// Largest blob accepted (`None`: no limit but the disk).
+    pub max_blob_bytes: Option<u64>,
+    /// Most entries in one tags or catalog page.
+    pub max_page: i64,
+    /// Whether `DELETE /v2/<name>/blobs/<digest>` is allowed.
+    pub allow_blob_delete: bool,
+    /// Accept indexes whose children were not pushed (multi-arch mirroring).
+    pub sparse_indexes: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_manifest_bytes: 4 << 20,
+            max_blob_bytes: None,
+            max_page: 1000,
+            allow_blob_delete: true,
+            sparse_indexes: true,
+        }
+    }
+}
+
+/// Shared state of the registry routes.
+pub struct Registry {
+    /// Metadata.
+    pub db: Db,
+    /// Blob bytes.
+    pub store: Arc<dyn BlobStore>,
+    /// Authentication and authorisation.
+    pub access: Arc<dyn Access>,
+    /// The manifest policy decision point.
+    pub policy: Arc<dyn Policy>,
+    /// Limits.
+    pub options: Options,
+    /// Upload sessions with a request in progress (one writer per session).
+    busy_uploads: Mutex<HashSet<String>>,
+    /// Repositories whose manifests or tags changed (for caches of policy decisions).
+    changes: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Registry {
+    /// Builds the state.
+    pub fn new(
+        db: Db,
+        store: Arc<dyn BlobStore>,
+        access: Arc<dyn Access>,
+        policy: Arc<dyn Policy>,
+        options: Options,
+    ) -> Registry {
+        Registry {
+            db,
+            store,
+            access,
+            policy,
+            options,
+            busy_uploads: Mutex::default(),
+            changes: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+
+    /// Subscribes to manifest and tag changes (repository names).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    pub(crate) fn notify_manifest_change(&self, repository: &str) {
+        let _ = self.changes.send(repository.to_owned());
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("db", &self.db)
+            .field("store", &self.store.describe())
+            .field("options", &self.options)
+            .finish()
+    }
+}

@@ -1,0 +1,295 @@
+//! The daemon around the registry routes: configuration (embedded defaults, a JSON
+//! file, `NOTARY_REGISTRY_*` environment variables, flags), the data directory, TLS,
+//! health, metrics and the serve loop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::access::{Access, AllowAll, Open, Policy};
+use crate::meta::Db;
+use crate::storage::BlobStore;
+use crate::{Options, Registry};
+
+/// Where blobs are stored.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum StorageConfig {
+    /// A local directory (default `DATA_DIR/blobs`).
+    Filesystem {
+        /// The directory.
+        #[serde(default)]
+        root: Option<PathBuf>,
+    },
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig::Filesystem { root: None }
+    }
+}
+
+/// The registry's configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory (database, blobs, TLS material, secrets).
+    pub data_dir: PathBuf,
+    /// Serve plain HTTP (tests, or behind a TLS proxy).
+    pub plain_http: bool,
+    /// Serve without authentication.
+    pub no_auth: bool,
+    /// Database URL: a SQLite path (default `DATA_DIR/registry.db`) or `postgres://…`.
+    pub database: Option<String>,
+    /// Blob storage.
+    pub storage: StorageConfig,
+    /// TLS certificate chain (default: generated under `DATA_DIR/tls`).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key.
+    pub tls_key: Option<PathBuf>,
+    /// Largest manifest in bytes.
+    pub max_manifest_bytes: usize,
+    /// Log filter (`info`, `debug`, `notary_registry=debug`, ...).
+    pub log_level: String,
+    /// JSON logs.
+    pub log_json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            data_dir: PathBuf::from("notary-registry-data"),
+            plain_http: false,
+            no_auth: false,
+            database: None,
+            storage: StorageConfig::default(),
+            tls_cert: None,
+            tls_key: None,
+            max_manifest_bytes: 4 << 20,
+            log_level: "info".into(),
+            log_json: false,
+        }
+    }
+}
+
+impl Config {
+    /// Loads a JSON configuration file over the defaults.
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Applies `NOTARY_REGISTRY_*` environment variables.
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let env = notary_daemon::env::Overrides::new("NOTARY_REGISTRY_", lookup);
+        env.parsed("LISTEN", &mut self.listen)?;
+        if let Some(d) = env.get("DATA_DIR") {
+            self.data_dir = PathBuf::from(d);
+        }
+        env.parsed("PLAIN_HTTP", &mut self.plain_http)?;
+        env.parsed("NO_AUTH", &mut self.no_auth)?;
+        if let Some(d) = env.get("DATABASE") {
+            self.database = Some(d);
+        }
+        env.path("TLS_CERT", &mut self.tls_cert);
+        env.path("TLS_KEY", &mut self.tls_key);
+        env.parsed("MAX_MANIFEST_BYTES", &mut self.max_manifest_bytes)?;
+        env.string("LOG_LEVEL", &mut self.log_level);
+        env.parsed("LOG_JSON", &mut self.log_json)?;
+        Ok(())
+    }
+
+    /// The database URL.
+    pub fn database_url(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("registry.db").display().to_string())
+    }
+}
+
+/// Opens the database and blob store of a configuration.
+pub async fn open_backends(config: &Config) -> anyhow::Result<(Db, Arc<dyn BlobStore>)> {
+    notary_daemon::fs::private_dir(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let db = Db::open(&config.database_url())
+        .await
+        .context("opening the registry database")?;
+    let store: Arc<dyn BlobStore> = match &config.storage {
+        StorageConfig::Filesystem { root } => {
+            let root = root.clone().unwrap_or_else(|| config.data_dir.join("blobs"));
+            Arc::new(crate::storage::fs::FsStore::open(&root).context("opening blob storage")?)
+        }
+    };
+    Ok((db, store))
+}
+
+/// Builds the registry state of a configuration.
+pub async fn build(config: &Config) -> anyhow::Result<Arc<Registry>> {
+    let (db, store) = open_backends(config).await?;
+    let access: Arc<dyn Access> = if config.no_auth {
+        tracing::warn!("serving WITHOUT authentication (--no-auth): anyone can push, pull and delete");
+        Arc::new(Open)
+    } else {
+        anyhow::bail!("authentication is not configured: run with --no-auth");
+    };
+    let policy: Arc<dyn Policy> = Arc::new(AllowAll);
+    let options = Options {
+        max_manifest_bytes: config.max_manifest_bytes,
+        ..Options::default()
+    };
+    Ok(Arc::new(Registry::new(db, store, access, policy, options)))
+}
+
+/// Installs the Prometheus recorder once per process.
+pub fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+async fn metrics_route() -> Response {
+    match prometheus() {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `/health` and `/_ping`: the database and the blob store answer.
+async fn health(State(reg): State<Arc<Registry>>) -> Response {
+    let db = reg.db.ping().await;
+    let store = reg.store.health().await;
+    let ok = db.is_ok() && store.is_ok();
+    let body = serde_json::json!({
+        "status": if ok { "OK" } else { "unhealthy" },
+        "database": db.err().map(|e| e.to_string()).unwrap_or_else(|| "OK".into()),
+        "storage": store.err().map(|e| e.to_string()).unwrap_or_else(|| "OK".into()),
+    });
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// The whole application: registry API, health and metrics.
+pub fn app(registry: Arc<Registry>) -> Router {
+    let ops = Router::new()
+        .route("/health", get(health))
+        .route("/_ping", get(health))
+        .route("/metrics", get(metrics_route))
+        .with_state(Arc::clone(&registry));
+    crate::api::router(registry).merge(ops)
+}
+
+/// TLS files for a configuration: the configured ones, or a CA and a server
+/// certificate for localhost generated once under `DATA_DIR/tls`.
+pub fn tls_files(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
+    if let (Some(c), Some(k)) = (&config.tls_cert, &config.tls_key) {
+        return Ok((c.clone(), k.clone()));
+    }
+    let dir = config.data_dir.join("tls");
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    if !cert.exists() || !key.exists() {
+        generate_tls(&dir).context("generating a TLS certificate")?;
+    }
+    Ok((cert, key))
+}
+
+/// Writes `ca.crt`, `ca.key`, `server.crt` (chain) and `server.key` into `dir`.
+pub fn generate_tls(dir: &Path) -> anyhow::Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    notary_daemon::fs::private_dir(dir)?;
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name.push(DnType::CommonName, "notary-registry CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if !host.is_empty() && host != "localhost" {
+        sans.push(host);
+    }
+    let mut leaf = CertificateParams::new(sans)?;
+    leaf.distinguished_name.push(DnType::CommonName, "notary-registry");
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(825);
+    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem())?;
+    notary_daemon::fs::write_private(&dir.join("ca.key"), ca_key.serialize_pem().as_bytes())?;
+    std::fs::write(dir.join("server.crt"), format!("{}{}", leaf_cert.pem(), ca_cert.pem()))?;
+    notary_daemon::fs::write_private(&dir.join("server.key"), leaf_key.serialize_pem().as_bytes())?;
+    Ok(())
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves (in-flight requests get 30 s).
+pub async fn serve(
+    app: Router,
+    listener: std::net::TcpListener,
+    tls: Option<(PathBuf, PathBuf)>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = app
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .into_make_service();
+    let handle = axum_server::Handle::new();
+    let h2 = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h2.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    });
+    listener.set_nonblocking(true)?;
+    match tls {
+        Some((cert, key)) => {
+            let files = notary_server::daemon::tls::TlsFiles {
+                cert,
+                key,
+                client_ca: None,
+            };
+            let cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
+                notary_server::daemon::tls::server_config(&files).context("TLS configuration")?,
+            ));
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(cfg)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            axum_server::from_tcp(listener)
+                .acceptor(acceptor)
+                .handle(handle)
+                .serve(app)
+                .await?;
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new())
+                .handle(handle)
+                .serve(app)
+                .await?;
+        }
+    }
+    Ok(())
+}
