@@ -51,6 +51,8 @@ pub enum Need {
     Catalog,
     /// Only a valid identity (the `/v2/` ping).
     Login,
+    /// A system administrator (admin API, jobs, cluster status).
+    Admin,
 }
 
 impl Need {
@@ -62,7 +64,7 @@ impl Need {
                 actions.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",")
             )),
             Need::Catalog => Some("registry:catalog:*".to_owned()),
-            Need::Login => None,
+            Need::Login | Need::Admin => None,
         }
     }
 }
