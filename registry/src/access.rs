@@ -104,6 +104,12 @@ pub trait Access: Send + Sync + 'static {
     async fn catalog_filter(&self, _identity: &Identity) -> Option<Vec<String>> {
         None
     }
+
+    /// Routes this implementation serves beside `/v2/` (a token endpoint, an admin
+    /// API); `server::app` mounts them.
+    fn routes(&self) -> Option<axum::Router> {
+        None
+    }
 }
 
 /// No authentication: every caller may do everything (`--no-auth`).

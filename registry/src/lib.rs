@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 pub mod access;
+pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod hashing;
 pub mod manifest;

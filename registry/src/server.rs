@@ -63,6 +63,8 @@ pub struct Config {
     pub log_level: String,
     /// JSON logs.
     pub log_json: bool,
+    /// Token service, users and permissions.
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             max_manifest_bytes: 4 << 20,
             log_level: "info".into(),
             log_json: false,
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -108,6 +111,16 @@ impl Config {
         env.parsed("MAX_MANIFEST_BYTES", &mut self.max_manifest_bytes)?;
         env.string("LOG_LEVEL", &mut self.log_level);
         env.parsed("LOG_JSON", &mut self.log_json)?;
+        if let Some(r) = env.get("AUTH_REALM") {
+            self.auth.realm = Some(r);
+        }
+        env.string("AUTH_SERVICE", &mut self.auth.service);
+        env.string("AUTH_ISSUER", &mut self.auth.issuer);
+        env.list("AUTH_AUDIENCES", &mut self.auth.audiences);
+        env.list("AUTH_HOSTNAMES", &mut self.auth.hostnames);
+        env.parsed("AUTH_TOKEN_TTL_SECS", &mut self.auth.token_ttl_secs)?;
+        env.path("AUTH_SIGNING_CERT", &mut self.auth.signing_cert);
+        env.path("AUTH_SIGNING_KEY", &mut self.auth.signing_key);
         Ok(())
     }
 
@@ -142,7 +155,17 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Registry>> {
         tracing::warn!("serving WITHOUT authentication (--no-auth): anyone can push, pull and delete");
         Arc::new(Open)
     } else {
-        anyhow::bail!("authentication is not configured: run with --no-auth");
+        let svc = crate::auth::AuthService::new(
+            config.auth.clone(),
+            db.clone(),
+            &config.data_dir,
+            !config.plain_http,
+        )?;
+        let env_password = std::env::var("NOTARY_REGISTRY_ADMIN_PASSWORD")
+            .ok()
+            .map(zeroize::Zeroizing::new);
+        crate::auth::bootstrap_admin(svc.store(), &config.data_dir, env_password).await?;
+        Arc::new(crate::auth::TokenAccess::new(svc))
     };
     let policy: Arc<dyn Policy> = Arc::new(AllowAll);
     let options = Options {
@@ -197,7 +220,12 @@ pub fn app(registry: Arc<Registry>) -> Router {
         .route("/_ping", get(health))
         .route("/metrics", get(metrics_route))
         .with_state(Arc::clone(&registry));
-    crate::api::router(registry).merge(ops)
+    let extra = registry.access.routes();
+    let app = crate::api::router(registry).merge(ops);
+    match extra {
+        Some(routes) => app.merge(routes),
+        None => app,
+    }
 }
 
 /// TLS files for a configuration: the configured ones, or a CA and a server
