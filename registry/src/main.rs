@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 use notary_registry::server::{self, Config};
 
+mod cli;
+
 #[derive(Parser, Debug)]
 #[command(name = "notary-registry", version, about = "OCI registry with content trust")]
 struct Cli {
@@ -37,6 +39,14 @@ struct Cli {
 enum Command {
     /// Serve the registry (the default).
     Serve,
+    /// Manage users (`add`, `list`, `remove`, `passwd`, `admin`).
+    User(cli::UserArgs),
+    /// Manage organisations (`add`, `list`).
+    Org(cli::OrgArgs),
+    /// Manage teams (`add`, `list`, `member-add`, `member-remove`).
+    Team(cli::TeamArgs),
+    /// Manage repositories and grants (`list`, `set-public`, `grant`, `revoke`).
+    Repo(cli::RepoArgs),
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
@@ -70,6 +80,10 @@ async fn main() -> anyhow::Result<()> {
     notary_daemon::init_logging(&config.log_level, config.log_json);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
+        Command::User(args) => cli::user(&config, args).await,
+        Command::Org(args) => cli::org(&config, args).await,
+        Command::Team(args) => cli::team(&config, args).await,
+        Command::Repo(args) => cli::repo(&config, args).await,
     }
 }
 
@@ -96,4 +110,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         notary_daemon::shutdown_signal(),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 }
