@@ -291,8 +291,11 @@ async fn notary_scope_with_our_host_prefix_is_authorised_on_the_plain_name() {
 
 #[tokio::test]
 async fn token_post_password_refresh_and_revocation() {
-    let reg = start().await;
-    add_user(&reg, "bob", "bob-password").await;
+    token_flows(&start().await).await;
+}
+
+async fn token_flows(reg: &Reg) {
+    add_user(reg, "bob", "bob-password").await;
     let c = reg.client();
     let r = post_form(&c, &[("grant_type", "password"), ("username", "bob"), ("password", "bob-password"), ("client_id", "test"), ("access_type", "offline"), ("service", "notary-registry"), ("scope", "repository:bob/a:pull repository:bob/b:push")]).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -484,8 +487,22 @@ fn auth_headers(role: Role, token: Option<&str>) -> Vec<(HeaderName, HeaderValue
 
 #[tokio::test]
 async fn every_registry_route_refuses_callers_without_the_permission() {
-    let reg = start().await;
-    let manifest = rbac_fixture(&reg).await;
+    registry_routes_table(&start().await).await;
+}
+
+#[tokio::test]
+async fn every_registry_and_admin_route_refuses_callers_without_the_permission_on_postgres() {
+    let pg = tokio::task::spawn_blocking(notary_tests::Postgres::start).await.unwrap();
+    let url = pg.database("registry_routes");
+    registry_routes_table(&start_with(|c| c.database = Some(url)).await).await;
+    let url = pg.database("admin_routes");
+    admin_routes_table(&start_with(|c| c.database = Some(url)).await).await;
+    let url = pg.database("token_flows");
+    token_flows(&start_with(|c| c.database = Some(url)).await).await;
+}
+
+async fn registry_routes_table(reg: &Reg) {
+    let manifest = rbac_fixture(reg).await;
     let c = reg.client();
     let layer = sha(b"layer of org1/app");
     let zero = format!("sha256:{}", "0".repeat(64));
@@ -565,8 +582,11 @@ async fn every_registry_route_refuses_callers_without_the_permission() {
 
 #[tokio::test]
 async fn every_admin_route_refuses_callers_without_the_permission() {
-    let reg = start().await;
-    rbac_fixture(&reg).await;
+    admin_routes_table(&start().await).await;
+}
+
+async fn admin_routes_table(reg: &Reg) {
+    rbac_fixture(reg).await;
     let lvl = json!({"accessLevel": "read-only"});
     let all = [Eve, Member, Reader, Writer, Owner, Admin];
     let org_members = [Member, Owner, Admin];
@@ -1002,4 +1022,59 @@ async fn cli_manages_users_teams_and_grants_offline_and_online() {
     let (ok, out, err) = run(vec!["user", "remove", "carol"], pw.clone()).await.unwrap();
     assert!(ok, "{out}{err}");
     assert_eq!(get_token(&reg.as_user("carol", "carol-password-2"), "notary-registry", &[]).await.status, 401);
+}
+
+/// Figures for the report (`cargo test --release --test auth measure -- --ignored
+/// --nocapture`); asserts nothing about time.
+#[tokio::test]
+#[ignore = "measurement, run by hand in release mode"]
+async fn measure_token_issue_and_verify() {
+    use std::time::Instant;
+    let reg = start().await;
+    let svc = &reg.svc;
+    let access = vec![ResourceActions { kind: "repository".into(), name: "a/b".into(), actions: vec!["pull".into(), "push".into()] }];
+    let n = 2000;
+    let t0 = Instant::now();
+    let mut tokens = Vec::new();
+    for _ in 0..n {
+        tokens.push(svc.issue(None, "notary-registry", access.clone()).unwrap().0);
+    }
+    let sign = t0.elapsed();
+    let now = notary_registry::meta::now();
+    let t0 = Instant::now();
+    for t in &tokens {
+        svc.signing_key().verify(t, "notary-registry", &["notary-registry"], now).unwrap();
+    }
+    let verify = t0.elapsed();
+    let t0 = Instant::now();
+    for _ in 0..100_000 {
+        svc.verify_token(&tokens[0], &["notary-registry"], now).unwrap();
+    }
+    let cached = t0.elapsed();
+    let h = notary_registry::auth::password::hash_password("some-password").unwrap();
+    let t0 = Instant::now();
+    for _ in 0..10 {
+        assert!(notary_registry::auth::password::verify_password(&h, "some-password"));
+    }
+    let argon = t0.elapsed() / 10;
+    let c = reg.admin();
+    get_token(&c, "notary-registry", &["repository:a/b:pull"]).await;
+    let m = 500;
+    let t0 = Instant::now();
+    for _ in 0..m {
+        assert_eq!(get_token(&c, "notary-registry", &["repository:a/b:pull,push"]).await.status, 200);
+    }
+    let http = t0.elapsed();
+    let t = token_for(&c, &["repository:admin/x:pull"]).await;
+    let t0 = Instant::now();
+    for _ in 0..m {
+        call(&reg.client(), Method::GET, "/v2/", &bearer(&t), b"").await;
+    }
+    let ping = t0.elapsed();
+    println!("ES256 sign: {:.0} tokens/s ({:?} each)", n as f64 / sign.as_secs_f64(), sign / n);
+    println!("ES256 verify (uncached): {:?} each", verify / n);
+    println!("token verify (cached): {:?} each", cached / 100_000);
+    println!("argon2id verify: {argon:?}");
+    println!("GET /auth/token (cached Basic, new connection each): {:.0} req/s", f64::from(m) / http.as_secs_f64());
+    println!("GET /v2/ with a bearer token (new connection each): {:.0} req/s", f64::from(m) / ping.as_secs_f64());
 }
