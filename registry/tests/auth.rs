@@ -700,6 +700,52 @@ async fn users_may_change_their_own_password_with_the_old_one() {
     assert_eq!(r.status, 400);
 }
 
+#[tokio::test]
+async fn need_admin_requires_a_system_administrator() {
+    use notary_registry::access::{Access as _, Need};
+    let reg = start().await;
+    add_user(&reg, "bob", "bob-password").await;
+    let access = TokenAccess::new(Arc::clone(&reg.svc));
+    let headers = |h: Vec<(HeaderName, HeaderValue)>| {
+        let mut m = axum::http::HeaderMap::new();
+        m.insert(header::HOST, HeaderValue::from_static("registry.test"));
+        for (k, v) in h {
+            m.insert(k, v);
+        }
+        m
+    };
+    let admin_token = token_for(&reg.admin(), &["registry:admin:*"]).await;
+    assert_eq!(claims_of(&admin_token)["access"], json!([{"type": "registry", "name": "admin", "actions": ["*"]}]));
+    let plain_admin_token = token_for(&reg.admin(), &[]).await;
+    let bob_token = token_for(&reg.as_user("bob", "bob-password"), &["registry:admin:*"]).await;
+    assert_eq!(claims_of(&bob_token)["access"], json!([]), "only administrators get the admin scope");
+    for (h, ok) in [
+        (basic("admin", ADMIN_PW), true),
+        (bearer(&admin_token), true),
+        (bearer(&plain_admin_token), true),
+        (basic("bob", "bob-password"), false),
+        (bearer(&bob_token), false),
+        (Vec::new(), false),
+    ] {
+        let r = access.check(&headers(h.clone()), &[Need::Admin]).await;
+        assert_eq!(r.is_ok(), ok, "{h:?}");
+        if let Ok(id) = r {
+            assert!(id.admin);
+        } else if let Err(e) = r {
+            assert_eq!(e.status(), 401);
+            let resp = axum::response::IntoResponse::into_response(e);
+            let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+            assert!(challenge.starts_with("Bearer realm=\"http://registry.test/auth/token\""), "{challenge}");
+            assert!(challenge.contains("scope=\"registry:admin:*\""), "{challenge}");
+        }
+    }
+    // A configured realm wins over the Host header.
+    let reg2 = start_with(|c| c.auth.realm = Some("https://auth.example.com/token".into())).await;
+    let e = TokenAccess::new(Arc::clone(&reg2.svc)).check(&headers(Vec::new()), &[Need::Login]).await.unwrap_err();
+    let resp = axum::response::IntoResponse::into_response(e);
+    assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer realm=\"https://auth.example.com/token\",service=\"notary-registry\""));
+}
+
 // ------------------------------------------------------------------------ attacks
 
 fn forge(key: &SigningKey, sub: &str, aud: &str, exp_offset: i64) -> String {
@@ -1077,4 +1123,39 @@ async fn measure_token_issue_and_verify() {
     println!("argon2id verify: {argon:?}");
     println!("GET /auth/token (cached Basic, new connection each): {:.0} req/s", f64::from(m) / http.as_secs_f64());
     println!("GET /v2/ with a bearer token (new connection each): {:.0} req/s", f64::from(m) / ping.as_secs_f64());
+}
+
+#[tokio::test]
+async fn cli_talks_https_with_the_data_directory_ca() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(dir.path());
+    config.plain_http = false;
+    let (db, store) = server::open_backends(&config).await.unwrap();
+    let svc = AuthService::new(config.auth.clone(), db.clone(), &config.data_dir, true).unwrap();
+    notary_registry::auth::bootstrap_admin(svc.store(), &config.data_dir, Some(ADMIN_PW.to_owned().into())).await.unwrap();
+    let registry = Arc::new(Registry::new(db, store, Arc::new(TokenAccess::new(Arc::clone(&svc))), Arc::new(AllowAll), notary_registry::Options::default()));
+    let tls = server::tls_files(&config).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::serve(server::app(registry), listener, Some(tls), async move {
+        let _ = rx.await;
+    }));
+    let url = format!("https://localhost:{port}");
+    // The realm announced over TLS is https.
+    let ca = std::fs::read(config.data_dir.join("tls/ca.crt")).unwrap();
+    let r = Client::new(&url, Some(&ca)).unwrap().get("/v2/").await.unwrap();
+    assert_eq!(challenge_param(&r, "realm").unwrap(), format!("https://localhost:{port}/auth/token"));
+    // Without a CA the client refuses to guess.
+    assert!(Client::new(&url, None).is_err());
+    let data = config.data_dir.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        cli(&data, &["user", "add", "dave", "--url", &url, "--password-stdin", "--new-password-stdin"], &format!("{ADMIN_PW}\ndave-password\n"))
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(svc.store().user("dave").await.unwrap().is_some());
+    let _ = tx.send(());
 }

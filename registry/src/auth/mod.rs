@@ -494,6 +494,14 @@ impl AuthService {
         self.store
             .insert_refresh_token(&refresh_hash(&token), user.id, &client, now() + self.config.refresh_ttl_secs.max(60))
             .await?;
+        // Now and then, forget the expired ones (one issue in 64).
+        if raw[0] & 63 == 0 {
+            match self.store.purge_refresh_tokens(now()).await {
+                Ok(n) if n > 0 => tracing::debug!(purged = n, "expired refresh tokens forgotten"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging expired refresh tokens"),
+            }
+        }
         Ok(token)
     }
 
