@@ -126,7 +126,7 @@ pub(super) async fn start(reg: &Registry, name: &str, req: Request) -> Result<Re
     match single {
         Some(digest) => {
             let _busy = Busy::take(reg, &id)?;
-            let (row, hasher) = append(reg, row, req.into_body(), None).await?;
+            let (row, hasher) = append(reg, row, req.into_body(), None, false).await?;
             finish(reg, name, row, hasher, &digest).await
         }
         None => Ok(empty(StatusCode::ACCEPTED, session_headers(name, &id, 0))),
@@ -164,6 +164,7 @@ async fn append(
     row: UploadRow,
     body: axum::body::Body,
     expected: Option<u64>,
+    persist: bool,
 ) -> Result<(UploadRow, Hasher)> {
     let algorithm = Algorithm::parse(&row.algorithm)
         .ok_or_else(|| RegistryError::internal("upload", "unknown algorithm in session"))?;
@@ -206,7 +207,11 @@ async fn append(
     let backend_state = writer.flush().await?;
     let size = (start + received) as i64;
     let state = hasher.save();
-    if !reg
+    // A closing PUT is sealed right away: recording its intermediate length would only
+    // cost a database write (if sealing fails, the session is still at its last length
+    // and the store drops the extra bytes when it is reopened).
+    if persist
+        && !reg
         .db
         .advance_upload(&row.id, row.size, size, &state, &backend_state)
         .await?
@@ -318,7 +323,13 @@ fn range_error(name: &str, row: &UploadRow, msg: &str) -> RegistryError {
 }
 
 /// Checks a chunk's `Content-Range` against the session and appends it.
-async fn append_chunk(reg: &Registry, name: &str, row: UploadRow, req: Request) -> Result<(UploadRow, Hasher, bool)> {
+async fn append_chunk(
+    reg: &Registry,
+    name: &str,
+    row: UploadRow,
+    req: Request,
+    persist: bool,
+) -> Result<(UploadRow, Hasher, bool)> {
     let range = content_range(req.headers())?;
     let declared = content_length(req.headers());
     if let Some((a, b)) = range {
@@ -331,7 +342,7 @@ async fn append_chunk(reg: &Registry, name: &str, row: UploadRow, req: Request) 
     }
     let before = row.size;
     let expected = range.map(|(a, b)| b - a + 1);
-    let (row, hasher) = append(reg, row, req.into_body(), expected).await?;
+    let (row, hasher) = append(reg, row, req.into_body(), expected, persist).await?;
     let wrote = row.size != before;
     Ok((row, hasher, wrote))
 }
@@ -359,7 +370,7 @@ pub(super) async fn handle(reg: &Registry, name: &str, id: &str, req: Request) -
         }
         Method::PATCH => {
             let _busy = Busy::take(reg, id)?;
-            let (row, _, _) = append_chunk(reg, name, row, req).await?;
+            let (row, _, _) = append_chunk(reg, name, row, req, true).await?;
             Ok(empty(StatusCode::ACCEPTED, session_headers(name, id, row.size)))
         }
         Method::PUT => {
@@ -368,7 +379,7 @@ pub(super) async fn handle(reg: &Registry, name: &str, id: &str, req: Request) -
                 .ok_or_else(|| RegistryError::new(Code::DigestInvalid, "digest query parameter is required"))
                 .and_then(parse_digest)?;
             let _busy = Busy::take(reg, id)?;
-            let (row, hasher, _) = append_chunk(reg, name, row, req).await?;
+            let (row, hasher, _) = append_chunk(reg, name, row, req, false).await?;
             finish(reg, name, row, hasher, &digest).await
         }
         _ => Err(RegistryError::new(Code::Unsupported, "method not allowed on uploads")),
