@@ -93,7 +93,9 @@ async fn push_blob(app: &Router, repo: &str, data: &[u8]) -> String {
     let r = call(app, Method::POST, &format!("/v2/{repo}/blobs/uploads/"), &[], Body::empty()).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let loc = r.header("location");
-    let r = call(app, Method::PUT, &format!("{loc}?digest={d}"), &[], Body::from(data.to_vec())).await;
+    // As HTTP clients do: the body's length is declared.
+    let len = data.len().to_string();
+    let r = call(app, Method::PUT, &format!("{loc}?digest={d}"), &[("content-length", &len)], Body::from(data.to_vec())).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
     d
 }
@@ -551,4 +553,44 @@ async fn policy_decision_point_gates_manifest_routes() {
     assert_eq!(r.header("warning"), "299 - \"tag warn is not signed yet\"");
     let _ = &e.reg;
     let _ = e.dir.path();
+}
+
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| if e.path().is_dir() { files_under(&e.path()) } else { 1 })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn small_blobs_are_kept_in_the_database_and_large_ones_in_files() {
+    let e = env().await;
+    let blobs = e.dir.path().join("blobs/blobs");
+    let small = vec![7u8; 64 << 10];
+    let d = push_blob(&e.app, "inline", &small).await;
+    assert_eq!(files_under(&blobs), 0);
+    let r = call(&e.app, Method::GET, &format!("/v2/inline/blobs/{d}"), &[("range", "bytes=65530-")], Body::empty()).await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::PARTIAL_CONTENT, 6));
+    assert_eq!(get(&e.app, &format!("/v2/inline/blobs/{d}")).await.body, small);
+    let large = vec![8u8; (64 << 10) + 1];
+    let d = push_blob(&e.app, "inline", &large).await;
+    assert_eq!(files_under(&blobs), 1);
+    assert_eq!(get(&e.app, &format!("/v2/inline/blobs/{d}")).await.body, large);
+    // The same small content pushed again (another repository) is stored once.
+    push_blob(&e.app, "inline2", &small).await;
+    assert_eq!(files_under(&blobs), 1);
+    // Inline path refusals: wrong digest, body longer than declared.
+    let loc = call(&e.app, Method::POST, "/v2/inline/blobs/uploads/", &[], Body::empty()).await.header("location");
+    let r = call(&e.app, Method::PUT, &format!("{loc}?digest={}", sha256(b"other")), &[("content-length", "3")], Body::from("abc")).await;
+    assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"));
+    assert_eq!(get(&e.app, &loc).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(get(&e.app, &format!("/v2/inline/blobs/{}", sha256(b"abc"))).await.status, StatusCode::NOT_FOUND);
+    let loc = call(&e.app, Method::POST, "/v2/inline/blobs/uploads/", &[], Body::empty()).await.header("location");
+    let r = call(&e.app, Method::PUT, &format!("{loc}?digest={}", sha256(b"abcd")), &[("content-length", "3")], Body::from("abcd")).await;
+    assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "SIZE_INVALID"));
+    let left: Vec<_> = std::fs::read_dir(e.dir.path().join("blobs/uploads")).unwrap().flatten().map(|e| (e.path(), e.metadata().unwrap().len())).collect();
+    assert!(left.is_empty(), "{left:?}");
 }

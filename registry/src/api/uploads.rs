@@ -126,6 +126,9 @@ pub(super) async fn start(reg: &Registry, name: &str, req: Request) -> Result<Re
     match single {
         Some(digest) => {
             let _busy = Busy::take(reg, &id)?;
+            if let Some(len) = inline_candidate(reg, &row, req.headers()) {
+                return finish_inline(reg, name, row, req.into_body(), len, &digest).await;
+            }
             let (row, hasher) = append(reg, row, req.into_body(), None, false).await?;
             finish(reg, name, row, hasher, &digest).await
         }
@@ -258,7 +261,7 @@ async fn finish(reg: &Registry, name: &str, row: UploadRow, hasher: Hasher, dige
         .store
         .commit_upload(&row.id, &row.backend_state, digest, row.size as u64)
         .await?;
-    let served = match reg.db.commit_blob(name, digest, row.size, &location, &row.id).await {
+    let served = match reg.db.commit_blob(name, digest, row.size, &location, &row.id, None).await {
         Ok(s) => s,
         Err(e) => {
             let _ = reg.store.delete(std::slice::from_ref(&location)).await;
@@ -270,6 +273,70 @@ async fn finish(reg: &Registry, name: &str, row: UploadRow, hasher: Hasher, dige
         if reg.store.delete(std::slice::from_ref(&location)).await.is_ok() {
             let _ = reg.db.deleted(std::slice::from_ref(&location)).await;
         }
+    }
+    metrics::counter!("registry_blobs_committed_total").increment(1);
+    Ok(created(name, digest))
+}
+
+/// A whole small blob in one request (an empty session, a `Content-Length` within the
+/// inline limit, no `Content-Range` past 0): its length.
+fn inline_candidate(reg: &Registry, row: &UploadRow, headers: &HeaderMap) -> Option<u64> {
+    if row.size != 0 || reg.options.inline_max_bytes == 0 {
+        return None;
+    }
+    let len = content_length(headers)?;
+    if len > reg.options.inline_max_bytes {
+        return None;
+    }
+    match content_range(headers) {
+        Ok(None) => Some(len),
+        Ok(Some((0, b))) if b + 1 == len => Some(len),
+        _ => None,
+    }
+}
+
+/// Receives a small blob into memory, checks it and stores it with its metadata.
+async fn finish_inline(
+    reg: &Registry,
+    name: &str,
+    row: UploadRow,
+    body: axum::body::Body,
+    len: u64,
+    digest: &Digest,
+) -> Result<Response> {
+    let mut data = Vec::with_capacity(len as usize);
+    let mut stream = body.into_data_stream();
+    loop {
+        let next = tokio::time::timeout(BODY_IDLE, stream.next())
+            .await
+            .map_err(|_| RegistryError::new(Code::BlobUploadInvalid, "request body stalled").with_status(StatusCode::REQUEST_TIMEOUT))?;
+        let Some(chunk) = next else { break };
+        let chunk = chunk.map_err(|_| RegistryError::new(Code::BlobUploadInvalid, "request body ended early"))?;
+        if data.len() + chunk.len() > len as usize {
+            return Err(RegistryError::new(Code::SizeInvalid, "body longer than its Content-Length"));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    if data.len() as u64 != len {
+        return Err(RegistryError::new(Code::SizeInvalid, "body shorter than its Content-Length"));
+    }
+    let mut hasher = Hasher::new(digest.algorithm());
+    hasher.update(&data);
+    let computed = hasher.finish();
+    if &computed != digest {
+        discard(reg, &row).await;
+        metrics::counter!("registry_upload_digest_mismatches_total").increment(1);
+        return Err(RegistryError::detail(
+            Code::DigestInvalid,
+            "provided digest did not match uploaded content",
+            serde_json::json!({"provided": digest.to_string(), "computed": computed.to_string()}),
+        ));
+    }
+    reg.db
+        .commit_blob(name, digest, data.len() as i64, "", &row.id, Some(&data))
+        .await?;
+    if let Err(e) = reg.store.abort_upload(&row.id, &row.backend_state).await {
+        tracing::warn!(upload = %row.id, error = %e, "could not discard upload data");
     }
     metrics::counter!("registry_blobs_committed_total").increment(1);
     Ok(created(name, digest))
@@ -379,6 +446,9 @@ pub(super) async fn handle(reg: &Registry, name: &str, id: &str, req: Request) -
                 .ok_or_else(|| RegistryError::new(Code::DigestInvalid, "digest query parameter is required"))
                 .and_then(parse_digest)?;
             let _busy = Busy::take(reg, id)?;
+            if let Some(len) = inline_candidate(reg, &row, req.headers()) {
+                return finish_inline(reg, name, row, req.into_body(), len, &digest).await;
+            }
             let (row, hasher, _) = append_chunk(reg, name, row, req, false).await?;
             finish(reg, name, row, hasher, &digest).await
         }

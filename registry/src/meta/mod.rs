@@ -56,8 +56,26 @@ pub fn now() -> i64 {
 pub struct BlobRow {
     /// Size in bytes.
     pub size: i64,
-    /// Object key in the blob store.
+    /// Object key in the blob store (`inline:<digest>` for blobs kept in the database).
     pub location: String,
+    /// The bytes of an inline blob.
+    pub data: Option<bytes::Bytes>,
+}
+
+/// The location prefix of blobs kept in the database.
+pub const INLINE: &str = "inline:";
+
+/// Whether a location names a blob kept in the database (no object to read or delete).
+pub fn is_inline(location: &str) -> bool {
+    location.starts_with(INLINE)
+}
+
+fn blob_row(size: i64, location: String, data: Option<Vec<u8>>) -> BlobRow {
+    BlobRow {
+        size,
+        location,
+        data: data.map(bytes::Bytes::from),
+    }
 }
 
 /// A stored manifest.
@@ -264,17 +282,17 @@ impl Db {
 
     /// A blob as served by one repository (`None` unless linked there).
     pub async fn repository_blob(&self, repo: &str, digest: &str) -> Result<Option<BlobRow>, sqlx::Error> {
-        const Q: &str = "SELECT b.size, b.location FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest JOIN repositories r ON r.id = rb.repository_id WHERE r.name = $1 AND b.digest = $2";
+        const Q: &str = "SELECT b.size, b.location, b.data FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest JOIN repositories r ON r.id = rb.repository_id WHERE r.name = $1 AND b.digest = $2";
         with_pool!(self, pool => {
-            Ok(sqlx::query(Q).bind(repo).bind(digest).fetch_optional(pool).await?.map(|r| BlobRow { size: r.get(0), location: r.get(1) }))
+            Ok(sqlx::query(Q).bind(repo).bind(digest).fetch_optional(pool).await?.map(|r| blob_row(r.get(0), r.get(1), r.get(2))))
         })
     }
 
     /// A blob anywhere in the registry.
     pub async fn blob(&self, digest: &str) -> Result<Option<BlobRow>, sqlx::Error> {
-        const Q: &str = "SELECT size, location FROM blobs WHERE digest = $1";
+        const Q: &str = "SELECT size, location, data FROM blobs WHERE digest = $1";
         with_pool!(self, pool => {
-            Ok(sqlx::query(Q).bind(digest).fetch_optional(pool).await?.map(|r| BlobRow { size: r.get(0), location: r.get(1) }))
+            Ok(sqlx::query(Q).bind(digest).fetch_optional(pool).await?.map(|r| blob_row(r.get(0), r.get(1), r.get(2))))
         })
     }
 
@@ -301,7 +319,8 @@ impl Db {
     /// Records a finished upload: the blob row (unless the digest is already stored, in
     /// which case `location` is queued for deletion and the existing copy is used), the
     /// link into `repo`, and the end of the session — one transaction. Returns the
-    /// location that now serves the digest.
+    /// location that now serves the digest. With `data`, the blob is kept inline
+    /// (`location` is then ignored).
     pub async fn commit_blob(
         &self,
         repo: &str,
@@ -309,19 +328,22 @@ impl Db {
         size: i64,
         location: &str,
         upload_id: &str,
+        data: Option<&[u8]>,
     ) -> Result<String, sqlx::Error> {
         let repo_id = self.ensure_repository(repo).await?;
         let digest = digest.to_string();
+        let inline_location = format!("{INLINE}{digest}");
+        let location = if data.is_some() { inline_location.as_str() } else { location };
         let now = now();
         let _w = self.write().await;
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO blobs (digest, size, location, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
-                .bind(&digest).bind(size).bind(location).bind(now)
+            sqlx::query("INSERT INTO blobs (digest, size, location, created_at, data) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (digest) DO NOTHING")
+                .bind(&digest).bind(size).bind(location).bind(now).bind(data)
                 .execute(&mut *tx).await?;
             let served: String = sqlx::query("SELECT location FROM blobs WHERE digest = $1")
                 .bind(&digest).fetch_one(&mut *tx).await?.get(0);
-            if served != location {
+            if served != location && !is_inline(location) {
                 sqlx::query("INSERT INTO pending_deletes (location, queued_at) VALUES ($1, $2) ON CONFLICT (location) DO NOTHING")
                     .bind(location).bind(now).execute(&mut *tx).await?;
             }
@@ -523,7 +545,7 @@ impl Db {
     /// Objects queued for deletion.
     pub async fn pending_deletes(&self, limit: i64) -> Result<Vec<String>, sqlx::Error> {
         with_pool!(self, pool => {
-            Ok(sqlx::query("SELECT location FROM pending_deletes ORDER BY queued_at LIMIT $1").bind(limit)
+            Ok(sqlx::query("SELECT location FROM pending_deletes WHERE location NOT LIKE 'inline:%' ORDER BY queued_at LIMIT $1").bind(limit)
                 .fetch_all(pool).await?.iter().map(|r| r.get(0)).collect())
         })
     }
