@@ -163,6 +163,22 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
+/// Copies the WAL back into the database file twice a second while there are writes
+/// (PASSIVE: never blocks readers or the writer), so no request pays for a checkpoint.
+async fn checkpoint_loop(pool: SqlitePool, writes: std::sync::Weak<tokio::sync::Mutex<()>>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() || writes.strong_count() == 0 {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
 impl Db {
     pub(crate) fn backend(&self) -> &Backend {
         &self.backend
@@ -172,17 +188,24 @@ impl Db {
     pub async fn open_sqlite(path: &str) -> Result<Db, sqlx::Error> {
         let opts = notary_daemon::sqlite_options(path)?
             .foreign_keys(true)
-            .pragma("cache_size", "-4096");
+            .pragma("cache_size", "-4096")
+            // Checkpoints run in the background (below), not inside the commit that
+            // crosses the threshold; this large threshold is only the safety net.
+            .pragma("wal_autocheckpoint", "16384");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Db {
-            backend: Backend::Sqlite(pool),
+        let db = Db {
+            backend: Backend::Sqlite(pool.clone()),
             writes: Arc::default(),
-        })
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(checkpoint_loop(pool, Arc::downgrade(&db.writes)));
+        }
+        Ok(db)
     }
 
     /// Connects to PostgreSQL and migrates the schema (migrations take an advisory
