@@ -231,7 +231,7 @@ async fn wrong_digest_discards_the_upload() {
     assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"));
     let r = call(&e.app, Method::POST, &format!("/v2/w/blobs/uploads/?digest=blake3:{}", "a".repeat(64)), &[], Body::from("x")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = call(&e.app, Method::PUT, &format!("{loc}"), &[], Body::empty()).await;
+    let r = call(&e.app, Method::PUT, &loc, &[], Body::empty()).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
