@@ -631,8 +631,35 @@ impl Run<'_> {
             for d in &digests {
                 query = query.bind(d);
             }
-            let garbage: Vec<(String, i64, String)> = query.fetch_all(&mut *tx).await?
+            let mut garbage: Vec<(String, i64, String)> = query.fetch_all(&mut *tx).await?
                 .iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+            if garbage.is_empty() {
+                tx.commit().await?;
+                return Ok((0, 0));
+            }
+            // Stale links go. A link refreshed meanwhile (PostgreSQL: an upload or mount
+            // of the same digest updating its link row, which takes no lock on the blob
+            // row) is re-checked by the DELETE and survives; its blob is then kept.
+            let q = format!(
+                "DELETE FROM repository_blobs WHERE digest IN ({}) AND created_at < $1",
+                placeholders(2, garbage.len())
+            );
+            let mut query = sqlx::query(&q).bind(cutoff);
+            for g in &garbage {
+                query = query.bind(&g.0);
+            }
+            query.execute(&mut *tx).await?;
+            let q = format!(
+                "SELECT DISTINCT digest FROM repository_blobs WHERE digest IN ({})",
+                placeholders(1, garbage.len())
+            );
+            let mut query = sqlx::query(&q);
+            for g in &garbage {
+                query = query.bind(&g.0);
+            }
+            let linked: std::collections::HashSet<String> =
+                query.fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
+            garbage.retain(|g| !linked.contains(&g.0));
             if garbage.is_empty() {
                 tx.commit().await?;
                 return Ok((0, 0));
@@ -644,15 +671,12 @@ impl Run<'_> {
                 query = query.bind(&g.2);
             }
             query.execute(&mut *tx).await?;
-            let list = placeholders(1, garbage.len());
-            for table in ["repository_blobs", "blobs"] {
-                let q = format!("DELETE FROM {table} WHERE digest IN ({list})");
-                let mut query = sqlx::query(&q);
-                for g in &garbage {
-                    query = query.bind(&g.0);
-                }
-                query.execute(&mut *tx).await?;
+            let q = format!("DELETE FROM blobs WHERE digest IN ({})", placeholders(1, garbage.len()));
+            let mut query = sqlx::query(&q);
+            for g in &garbage {
+                query = query.bind(&g.0);
             }
+            query.execute(&mut *tx).await?;
             tx.commit().await?;
             for g in &garbage {
                 tracing::debug!(digest = %g.0, size = g.1, "gc: blob collected");
