@@ -14,7 +14,9 @@
 //!    (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so a manifest push holding `FOR SHARE` on a
 //!    blob is skipped, and one arriving later waits and then finds the blob gone;
 //!    SQLite: `BEGIN IMMEDIATE`, the single writer): concurrent pushes always win or get
-//!    a clean `MANIFEST_BLOB_UNKNOWN`, never a manifest whose blobs are gone.
+//!    a clean `MANIFEST_BLOB_UNKNOWN`, never a manifest whose blobs are gone. Stale
+//!    links are deleted with their age re-checked, and a blob whose link was refreshed
+//!    meanwhile (an upload or mount of the same digest) is kept.
 //! 3. **Objects**: queued keys are deleted from the store, then forgotten. Deleting rows
 //!    first and objects afterwards makes an interrupted run safe: the next one finishes
 //!    the queue.
@@ -109,8 +111,9 @@ impl GcSettings {
     pub fn options(&self) -> GcOptions {
         GcOptions {
             grace: Duration::from_secs(self.grace_secs.min(MAX_SECS)),
-            untagged_after: (self.untagged_days > 0)
-                .then(|| Duration::from_secs((u64::from(self.untagged_days) * 86_400).min(MAX_SECS))),
+            untagged_after: (self.untagged_days > 0).then(|| {
+                Duration::from_secs((u64::from(self.untagged_days) * 86_400).min(MAX_SECS))
+            }),
             upload_expiry: Duration::from_secs(self.upload_expiry_secs.min(MAX_SECS)),
             batch: (self.batch_size as usize).clamp(1, MAX_BATCH),
             pause: Duration::from_millis(self.pause_ms.min(MAX_SECS)),
@@ -280,7 +283,12 @@ pub struct LogProgress;
 
 #[async_trait]
 impl Progress for LogProgress {
-    async fn report(&mut self, _stats: &GcStats, message: &str, _milestone: bool) -> ControlFlow<()> {
+    async fn report(
+        &mut self,
+        _stats: &GcStats,
+        message: &str,
+        _milestone: bool,
+    ) -> ControlFlow<()> {
         tracing::debug!("gc: {message}");
         ControlFlow::Continue(())
     }
@@ -340,7 +348,11 @@ pub async fn run(
             ..GcStats::default()
         },
     };
-    tracing::info!(dry_run = opts.dry_run, grace_secs = opts.grace.as_secs(), "gc started");
+    tracing::info!(
+        dry_run = opts.dry_run,
+        grace_secs = opts.grace.as_secs(),
+        "gc started"
+    );
     metrics::counter!("registry_gc_runs_total").increment(1);
     let finished = gc.all().await;
     let stats = gc.stats.clone();
@@ -383,12 +395,18 @@ impl Run<'_> {
     }
 
     fn cutoff(&self, age: Duration) -> i64 {
-        self.now().saturating_sub(age.as_secs().min(MAX_SECS) as i64)
+        self.now()
+            .saturating_sub(age.as_secs().min(MAX_SECS) as i64)
     }
 
     /// Reports, then pauses. `false`: stop here.
     async fn checkpoint(&mut self, message: &str) -> bool {
-        if self.progress.report(&self.stats, message, false).await.is_break() {
+        if self
+            .progress
+            .report(&self.stats, message, false)
+            .await
+            .is_break()
+        {
             return false;
         }
         if self.opts.cancel.is_cancelled() {
@@ -405,7 +423,10 @@ impl Run<'_> {
 
     /// Reports the end of a phase (no pause). `false`: stop here.
     async fn phase_done(&mut self, message: &str) -> bool {
-        self.progress.report(&self.stats, message, true).await.is_continue()
+        self.progress
+            .report(&self.stats, message, true)
+            .await
+            .is_continue()
             && !self.opts.cancel.is_cancelled()
     }
 
@@ -464,7 +485,10 @@ impl Run<'_> {
                 if !self.opts.dry_run {
                     metrics::counter!("registry_gc_manifests_deleted_total").increment(n);
                 }
-                let msg = format!("untagged manifests: {} deleted", self.stats.manifests_deleted);
+                let msg = format!(
+                    "untagged manifests: {} deleted",
+                    self.stats.manifests_deleted
+                );
                 if !self.checkpoint(&msg).await {
                     return Ok(false);
                 }
@@ -473,11 +497,18 @@ impl Run<'_> {
                 break;
             }
         }
-        let msg = format!("untagged manifests: done, {} deleted", self.stats.manifests_deleted);
+        let msg = format!(
+            "untagged manifests: done, {} deleted",
+            self.stats.manifests_deleted
+        );
         Ok(self.phase_done(&msg).await)
     }
 
-    async fn untagged_page(&self, cutoff: i64, after: &(i64, String)) -> Result<Vec<(i64, String)>, GcError> {
+    async fn untagged_page(
+        &self,
+        cutoff: i64,
+        after: &(i64, String),
+    ) -> Result<Vec<(i64, String)>, GcError> {
         let q = format!(
             "SELECT m.repository_id, m.digest FROM manifests m \
              WHERE (m.repository_id > $2 OR (m.repository_id = $2 AND m.digest > $3)) AND {UNTAGGED} \
@@ -529,7 +560,11 @@ impl Run<'_> {
             let candidates: Vec<String> = page.into_iter().filter(|p| p.1).map(|p| p.0).collect();
             if candidates.is_empty() {
                 // Nothing written: no pause needed, but still an observation point.
-                if self.progress.report(&self.stats, &self.sweep_msg(), false).await.is_break()
+                if self
+                    .progress
+                    .report(&self.stats, &self.sweep_msg(), false)
+                    .await
+                    .is_break()
                     || self.opts.cancel.is_cancelled()
                 {
                     return Ok(false);
@@ -597,7 +632,11 @@ impl Run<'_> {
 
     /// Deletes the candidates that are still garbage, queueing their objects, in one
     /// transaction. Returns (blobs deleted, bytes).
-    async fn delete_blobs(&self, cutoff: i64, candidates: &[String]) -> Result<(u64, u64), GcError> {
+    async fn delete_blobs(
+        &self,
+        cutoff: i64,
+        candidates: &[String],
+    ) -> Result<(u64, u64), GcError> {
         let pg = self.db.is_shared();
         let now = self.now();
         let _w = self.db.write().await;
@@ -694,7 +733,10 @@ impl Run<'_> {
                 sqlx::query("SELECT COUNT(*) FROM pending_deletes").fetch_one(pool).await?.get(0)
             });
             self.stats.objects_deleted = n.max(0) as u64;
-            let msg = format!("objects: {} queued for deletion", self.stats.objects_deleted);
+            let msg = format!(
+                "objects: {} queued for deletion",
+                self.stats.objects_deleted
+            );
             return Ok(self.phase_done(&msg).await);
         }
         loop {
@@ -706,27 +748,47 @@ impl Run<'_> {
             if !live.is_empty() {
                 // Object keys are unique per upload, so this means a bug elsewhere:
                 // never destroy what a blob row still serves.
-                tracing::error!(count = live.len(), "gc: objects queued for deletion are still in use; keeping them");
-                metrics::counter!("registry_gc_live_objects_kept_total").increment(live.len() as u64);
+                tracing::error!(
+                    count = live.len(),
+                    "gc: objects queued for deletion are still in use; keeping them"
+                );
+                metrics::counter!("registry_gc_live_objects_kept_total")
+                    .increment(live.len() as u64);
             }
-            let doomed: Vec<String> = keys.iter().filter(|k| !live.contains(*k)).cloned().collect();
+            let doomed: Vec<String> = keys
+                .iter()
+                .filter(|k| !live.contains(*k))
+                .cloned()
+                .collect();
             if !doomed.is_empty() {
                 self.store.delete(&doomed).await?;
             }
             self.db.deleted(&keys).await?;
             self.stats.objects_deleted += doomed.len() as u64;
             metrics::counter!("registry_gc_objects_deleted_total").increment(doomed.len() as u64);
-            let msg = format!("objects: {} deleted from storage", self.stats.objects_deleted);
+            let msg = format!(
+                "objects: {} deleted from storage",
+                self.stats.objects_deleted
+            );
             if !self.checkpoint(&msg).await {
                 return Ok(false);
             }
         }
-        let msg = format!("objects: done, {} deleted from storage", self.stats.objects_deleted);
+        let msg = format!(
+            "objects: done, {} deleted from storage",
+            self.stats.objects_deleted
+        );
         Ok(self.phase_done(&msg).await)
     }
 
-    async fn live_locations(&self, keys: &[String]) -> Result<std::collections::HashSet<String>, GcError> {
-        let q = format!("SELECT location FROM blobs WHERE location IN ({})", placeholders(1, keys.len()));
+    async fn live_locations(
+        &self,
+        keys: &[String],
+    ) -> Result<std::collections::HashSet<String>, GcError> {
+        let q = format!(
+            "SELECT location FROM blobs WHERE location IN ({})",
+            placeholders(1, keys.len())
+        );
         crate::meta::with_pool!(self.db, pool => {
             let mut query = sqlx::query(&q);
             for k in keys {
@@ -749,7 +811,10 @@ impl Run<'_> {
             return Ok(self.phase_done(&msg).await);
         }
         loop {
-            let rows = self.db.stale_uploads(cutoff, self.opts.batch as i64).await?;
+            let rows = self
+                .db
+                .stale_uploads(cutoff, self.opts.batch as i64)
+                .await?;
             if rows.is_empty() {
                 break;
             }

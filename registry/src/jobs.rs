@@ -93,7 +93,10 @@ impl Status {
 
     /// Whether the job has ended.
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Done | Status::Error | Status::Cancel | Status::WorkerDead)
+        matches!(
+            self,
+            Status::Done | Status::Error | Status::Cancel | Status::WorkerDead
+        )
     }
 }
 
@@ -127,7 +130,10 @@ pub struct Job {
 fn rfc3339(t: i64) -> Value {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .map(Value::String)
         .unwrap_or(Value::Null)
 }
@@ -177,7 +183,8 @@ macro_rules! job_from {
     ($r:expr) => {{
         let r = $r;
         let text = |c: &str| -> String { r.try_get::<String, _>(c).unwrap_or_default() };
-        let obj = |c: &str| -> Value { serde_json::from_str(&text(c)).unwrap_or_else(|_| json!({})) };
+        let obj =
+            |c: &str| -> Value { serde_json::from_str(&text(c)).unwrap_or_else(|_| json!({})) };
         Job {
             id: text("id"),
             action: text("action"),
@@ -212,14 +219,21 @@ pub fn new_id() -> String {
 }
 
 fn valid_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Begins a write transaction (SQLite: `BEGIN IMMEDIATE`, the write lock up front).
 macro_rules! begin_write {
     ($db:expr, $pool:ident) => {
         $pool
-            .begin_with(if $db.is_shared() { "BEGIN" } else { "BEGIN IMMEDIATE" })
+            .begin_with(if $db.is_shared() {
+                "BEGIN"
+            } else {
+                "BEGIN IMMEDIATE"
+            })
             .await?
     };
 }
@@ -227,7 +241,12 @@ macro_rules! begin_write {
 // -------------------------------------------------------------------- queue operations
 
 /// Queues a job.
-pub async fn enqueue(db: &Db, action: &str, parameters: &Value, now: i64) -> Result<Job, sqlx::Error> {
+pub async fn enqueue(
+    db: &Db,
+    action: &str,
+    parameters: &Value,
+    now: i64,
+) -> Result<Job, sqlx::Error> {
     let id = new_id();
     let _w = db.write().await;
     crate::meta::with_pool!(db, pool => {
@@ -332,7 +351,11 @@ pub async fn cancel(db: &Db, id: &str, now: i64) -> Result<CancelOutcome, sqlx::
         })
     };
     if waiting + running > 0 {
-        let what = if waiting > 0 { "cancelled before it started" } else { "cancel requested" };
+        let what = if waiting > 0 {
+            "cancelled before it started"
+        } else {
+            "cancel requested"
+        };
         log(db, id, now, what).await?;
     }
     let Some(job) = get(db, id).await? else {
@@ -349,12 +372,24 @@ pub async fn cancel(db: &Db, id: &str, now: i64) -> Result<CancelOutcome, sqlx::
 
 /// Claims the oldest waiting job of `actions` due at `now` for `worker`, atomically
 /// (several runners on one database never claim the same job).
-pub async fn claim(db: &Db, worker: &str, actions: &[&str], now: i64) -> Result<Option<Job>, sqlx::Error> {
+pub async fn claim(
+    db: &Db,
+    worker: &str,
+    actions: &[&str],
+    now: i64,
+) -> Result<Option<Job>, sqlx::Error> {
     if actions.is_empty() {
         return Ok(None);
     }
-    let list = (0..actions.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
-    let lock = if db.is_shared() { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let list = (0..actions.len())
+        .map(|i| format!("${}", i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lock = if db.is_shared() {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
     let q = format!(
         "UPDATE jobs SET status = 'running', worker_id = $1, started_at = $2, last_updated = $2, heartbeat_at = $2 \
          WHERE status = 'waiting' AND id = (SELECT id FROM jobs WHERE status = 'waiting' AND scheduled_at <= $2 \
@@ -429,7 +464,13 @@ pub async fn reap_dead(db: &Db, now: i64, dead_after: Duration) -> Result<u64, s
         if hit == 1 {
             n += 1;
             tracing::warn!(job = %id, worker = worker.as_deref().unwrap_or(""), "job's worker stopped heartbeating");
-            log(db, &id, now, &format!("worker {} stopped heartbeating", worker.unwrap_or_default())).await?;
+            log(
+                db,
+                &id,
+                now,
+                &format!("worker {} stopped heartbeating", worker.unwrap_or_default()),
+            )
+            .await?;
         }
     }
     Ok(n)
@@ -521,7 +562,13 @@ pub struct RunnerSettings {
 impl Default for RunnerSettings {
     fn default() -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(63).collect::<String>())
+            .map(|h| {
+                h.trim()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .take(63)
+                    .collect::<String>()
+            })
             .unwrap_or_default();
         let suffix = &new_id()[..8];
         RunnerSettings {
@@ -567,6 +614,8 @@ struct JobProgress {
     cancel: CancellationToken,
     clock: Clock,
     last_log: Option<Instant>,
+    /// The last counts reported (kept as the job's progress if the run fails).
+    last: GcStats,
 }
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -575,13 +624,17 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 impl Progress for JobProgress {
     async fn report(&mut self, stats: &GcStats, message: &str, milestone: bool) -> ControlFlow<()> {
         let now = (self.clock)();
+        self.last = stats.clone();
         let progress = serde_json::to_value(stats).unwrap_or_else(|_| json!({}));
         match heartbeat(&self.db, &self.id, &self.worker, now, Some(&progress)).await {
             Ok(Some(Status::Running)) => {}
             Ok(_) => self.cancel.cancel(),
             Err(e) => tracing::warn!(job = %self.id, error = %e, "could not record job progress"),
         }
-        if milestone || self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) || self.cancel.is_cancelled() {
+        if milestone
+            || self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY)
+            || self.cancel.is_cancelled()
+        {
             self.last_log = Some(Instant::now());
             if let Err(e) = log(&self.db, &self.id, now, message).await {
                 tracing::warn!(job = %self.id, error = %e, "could not write the job log");
@@ -607,7 +660,12 @@ fn jitter(max: Duration) -> Duration {
 
 impl Runner {
     /// A runner over a database and blob store.
-    pub fn new(db: Db, store: Arc<dyn BlobStore>, gc: GcSettings, settings: RunnerSettings) -> Runner {
+    pub fn new(
+        db: Db,
+        store: Arc<dyn BlobStore>,
+        gc: GcSettings,
+        settings: RunnerSettings,
+    ) -> Runner {
         Runner {
             db,
             store,
@@ -665,8 +723,15 @@ impl Runner {
             return Ok(None);
         };
         tracing::info!(job = %job.id, action = %job.action, "job started");
-        metrics::counter!("registry_jobs_started_total", "action" => job.action.clone()).increment(1);
-        log(&self.db, &job.id, (self.clock)(), &format!("started on worker {worker}")).await?;
+        metrics::counter!("registry_jobs_started_total", "action" => job.action.clone())
+            .increment(1);
+        log(
+            &self.db,
+            &job.id,
+            (self.clock)(),
+            &format!("started on worker {worker}"),
+        )
+        .await?;
         let cancel = CancellationToken::new();
         let beat = {
             let (db, id, worker, cancel, clock, period) = (
@@ -702,20 +767,41 @@ impl Runner {
             None => format!("ended: {}", status.as_str()),
         };
         log(&self.db, &job.id, now, &line).await?;
-        if !finish(&self.db, &job.id, &worker, now, status, &progress, error.as_deref()).await? {
+        if !finish(
+            &self.db,
+            &job.id,
+            &worker,
+            now,
+            status,
+            &progress,
+            error.as_deref(),
+        )
+        .await?
+        {
             tracing::warn!(job = %job.id, "job was taken from this worker before it ended");
         }
         tracing::info!(job = %job.id, status = status.as_str(), "job ended");
+        metrics::counter!("registry_jobs_ended_total", "action" => job.action.clone(), "status" => status.as_str())
+            .increment(1);
         get(&self.db, &job.id).await
     }
 
-    async fn execute(&self, job: &Job, cancel: CancellationToken) -> Result<(GcStats, bool), (GcStats, String)> {
+    async fn execute(
+        &self,
+        job: &Job,
+        cancel: CancellationToken,
+    ) -> Result<(GcStats, bool), (GcStats, String)> {
         if job.action != ACTION_GC {
-            return Err((GcStats::default(), format!("unknown action {:?}", job.action)));
+            return Err((
+                GcStats::default(),
+                format!("unknown action {:?}", job.action),
+            ));
         }
         let params: GcParameters = serde_json::from_value(job.parameters.clone())
             .map_err(|e| (GcStats::default(), format!("invalid parameters: {e}")))?;
-        let settings = params.apply(&self.gc).map_err(|e| (GcStats::default(), e))?;
+        let settings = params
+            .apply(&self.gc)
+            .map_err(|e| (GcStats::default(), e))?;
         let mut opts = settings.options();
         opts.dry_run = params.dry_run;
         opts.clock = Arc::clone(&self.clock);
@@ -727,10 +813,14 @@ impl Runner {
             cancel,
             clock: Arc::clone(&self.clock),
             last_log: None,
+            last: GcStats {
+                dry_run: params.dry_run,
+                ..GcStats::default()
+            },
         };
         match gc::run(&self.db, self.store.as_ref(), &opts, &mut progress).await {
             Ok(report) => Ok((report.stats, report.finished)),
-            Err(e) => Err((GcStats::default(), e.to_string())),
+            Err(e) => Err((progress.last, e.to_string())),
         }
     }
 }
@@ -744,7 +834,9 @@ pub fn spawn_scheduler(db: Db, interval: Duration) -> Option<tokio::task::JoinHa
     let tick = interval.min(Duration::from_secs(60));
     Some(tokio::spawn(async move {
         loop {
-            if let Err(e) = schedule_tick(&db, ACTION_GC, &json!({}), interval, crate::meta::now()).await {
+            if let Err(e) =
+                schedule_tick(&db, ACTION_GC, &json!({}), interval, crate::meta::now()).await
+            {
                 tracing::warn!(error = %e, "gc scheduler tick failed");
             }
             tokio::time::sleep(tick + jitter(tick / 10)).await;
@@ -761,7 +853,12 @@ pub fn start(registry: &Registry, settings: &GcSettings) {
         RunnerSettings::default(),
     );
     runner.spawn();
-    if spawn_scheduler(registry.db.clone(), Duration::from_secs(settings.interval_secs)).is_none() {
+    if spawn_scheduler(
+        registry.db.clone(),
+        Duration::from_secs(settings.interval_secs),
+    )
+    .is_none()
+    {
         tracing::info!("scheduled garbage collection is off (gc.interval_secs = 0)");
     }
 }
@@ -802,7 +899,11 @@ impl IntoResponse for ApiError {
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError::Own(StatusCode::BAD_REQUEST, "INVALID_PARAMETERS", message.into())
+    ApiError::Own(
+        StatusCode::BAD_REQUEST,
+        "INVALID_PARAMETERS",
+        message.into(),
+    )
 }
 
 fn no_such_job() -> ApiError {
@@ -810,14 +911,22 @@ fn no_such_job() -> ApiError {
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 /// The `/api/v0/jobs` routes.
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/api/v0/jobs", routing::get(list_route).post(create_route))
-        .route("/api/v0/jobs/{id}", routing::get(get_route).delete(cancel_route))
+        .route(
+            "/api/v0/jobs/{id}",
+            routing::get(get_route).delete(cancel_route),
+        )
         .route("/api/v0/jobs/{id}/logs", routing::get(logs_route))
         .with_state(registry)
 }
@@ -854,7 +963,9 @@ async fn list_route(
     let Query(q) = query.map_err(|_| bad_request("malformed query"))?;
     let action = match q.action.as_deref() {
         None | Some("") | Some("any") => None,
-        Some(a) if a.len() <= 64 && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => Some(a.to_owned()),
+        Some(a) if a.len() <= 64 && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+            Some(a.to_owned())
+        }
         Some(_) => return Err(bad_request("invalid action")),
     };
     let running = match q.running.as_deref() {
@@ -869,7 +980,16 @@ async fn list_route(
         Some(_) => return Err(bad_request("invalid worker")),
     };
     let limit = parse_limit(q.limit.as_deref(), 100, MAX_LIMIT)?;
-    let jobs = list(&reg.db, &Filter { action, running, worker, limit }).await?;
+    let jobs = list(
+        &reg.db,
+        &Filter {
+            action,
+            running,
+            worker,
+            limit,
+        },
+    )
+    .await?;
     let jobs: Vec<Value> = jobs.iter().map(Job::to_json).collect();
     Ok(json_response(StatusCode::OK, &json!({ "jobs": jobs })))
 }
@@ -895,7 +1015,8 @@ async fn create_route(
             format!("the body is limited to {MAX_BODY} bytes"),
         )
     })?;
-    let req: CreateBody = serde_json::from_slice(&bytes).map_err(|e| bad_request(format!("invalid job: {e}")))?;
+    let req: CreateBody =
+        serde_json::from_slice(&bytes).map_err(|e| bad_request(format!("invalid job: {e}")))?;
     if !ACTIONS.contains(&req.action.as_str()) {
         return Err(bad_request(format!(
             "unknown action {:?} (known: {})",
@@ -904,8 +1025,8 @@ async fn create_route(
         )));
     }
     let parameters = req.parameters.unwrap_or_else(|| json!({}));
-    let parsed: GcParameters =
-        serde_json::from_value(parameters).map_err(|e| bad_request(format!("invalid parameters: {e}")))?;
+    let parsed: GcParameters = serde_json::from_value(parameters)
+        .map_err(|e| bad_request(format!("invalid parameters: {e}")))?;
     parsed.apply(&GcSettings::default()).map_err(bad_request)?;
     // Store the parameters as understood (normalised), not as sent.
     let parameters = serde_json::to_value(&parsed).unwrap_or_else(|_| json!({}));
@@ -946,7 +1067,9 @@ async fn logs_route(
     }
     let after = match q.after.as_deref() {
         None | Some("") => 0,
-        Some(s) => s.parse::<i64>().map_err(|_| bad_request("after must be a log sequence number"))?,
+        Some(s) => s
+            .parse::<i64>()
+            .map_err(|_| bad_request("after must be a log sequence number"))?,
     };
     let limit = parse_limit(q.limit.as_deref(), MAX_LIMIT * 10, MAX_LIMIT * 10)?;
     if get(&reg.db, &id).await?.is_none() {

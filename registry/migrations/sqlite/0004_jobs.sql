@@ -35,3 +35,7 @@ CREATE TABLE job_schedules (
 
 -- GC never deletes an object a blob row still names: this index makes that check cheap.
 CREATE INDEX blobs_location ON blobs(location);
+
+-- Db::pending_deletes takes the oldest first: without this index every batch of a long
+-- queue would scan the whole queue.
+CREATE INDEX pending_deletes_queued ON pending_deletes(queued_at);
