@@ -63,6 +63,8 @@ pub struct Config {
     pub log_level: String,
     /// JSON logs.
     pub log_json: bool,
+    /// Garbage collection and upload expiry (`{"gc": {"interval_secs": …}}`).
+    pub gc: crate::gc::GcSettings,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             max_manifest_bytes: 4 << 20,
             log_level: "info".into(),
             log_json: false,
+            gc: crate::gc::GcSettings::default(),
         }
     }
 }
@@ -108,6 +111,12 @@ impl Config {
         env.parsed("MAX_MANIFEST_BYTES", &mut self.max_manifest_bytes)?;
         env.string("LOG_LEVEL", &mut self.log_level);
         env.parsed("LOG_JSON", &mut self.log_json)?;
+        env.parsed("GC_INTERVAL_SECS", &mut self.gc.interval_secs)?;
+        env.parsed("GC_GRACE_SECS", &mut self.gc.grace_secs)?;
+        env.parsed("GC_UNTAGGED_DAYS", &mut self.gc.untagged_days)?;
+        env.parsed("UPLOAD_EXPIRY_SECS", &mut self.gc.upload_expiry_secs)?;
+        env.parsed("GC_BATCH_SIZE", &mut self.gc.batch_size)?;
+        env.parsed("GC_PAUSE_MS", &mut self.gc.pause_ms)?;
         Ok(())
     }
 
@@ -149,7 +158,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Registry>> {
         max_manifest_bytes: config.max_manifest_bytes,
         ..Options::default()
     };
-    Ok(Arc::new(Registry::new(db, store, access, policy, options)))
+    config.gc.validate().map_err(anyhow::Error::msg)?;
+    let registry = Arc::new(Registry::new(db, store, access, policy, options));
+    crate::jobs::start(&registry, &config.gc);
+    Ok(registry)
 }
 
 /// Installs the Prometheus recorder once per process.
@@ -197,7 +209,8 @@ pub fn app(registry: Arc<Registry>) -> Router {
         .route("/_ping", get(health))
         .route("/metrics", get(metrics_route))
         .with_state(Arc::clone(&registry));
-    crate::api::router(registry).merge(ops)
+    let jobs = crate::jobs::router(Arc::clone(&registry));
+    crate::api::router(registry).merge(ops).merge(jobs)
 }
 
 /// TLS files for a configuration: the configured ones, or a CA and a server
