@@ -703,13 +703,17 @@ impl Run<'_> {
                 tx.commit().await?;
                 return Ok((0, 0));
             }
-            let values = (0..garbage.len()).map(|i| format!("(${}, $1)", i + 2)).collect::<Vec<_>>().join(", ");
-            let q = format!("INSERT INTO pending_deletes (location, queued_at) VALUES {values} ON CONFLICT (location) DO NOTHING");
-            let mut query = sqlx::query(&q).bind(now);
-            for g in &garbage {
-                query = query.bind(&g.2);
+            // Inline blobs go with their rows: there is no object to delete.
+            let objects: Vec<&String> = garbage.iter().map(|g| &g.2).filter(|l| !crate::meta::is_inline(l)).collect();
+            if !objects.is_empty() {
+                let values = (0..objects.len()).map(|i| format!("(${}, $1)", i + 2)).collect::<Vec<_>>().join(", ");
+                let q = format!("INSERT INTO pending_deletes (location, queued_at) VALUES {values} ON CONFLICT (location) DO NOTHING");
+                let mut query = sqlx::query(&q).bind(now);
+                for l in &objects {
+                    query = query.bind(*l);
+                }
+                query.execute(&mut *tx).await?;
             }
-            query.execute(&mut *tx).await?;
             let q = format!("DELETE FROM blobs WHERE digest IN ({})", placeholders(1, garbage.len()));
             let mut query = sqlx::query(&q);
             for g in &garbage {

@@ -96,7 +96,7 @@ impl Config {
 
     /// Applies `NOTARY_REGISTRY_*` environment variables.
     pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        let env = notary_daemon::env::Overrides::new("NOTARY_REGISTRY_", lookup);
+        let env = notary_daemon::env::Overrides::new("NOTARY_REGISTRY", lookup);
         env.parsed("LISTEN", &mut self.listen)?;
         if let Some(d) = env.get("DATA_DIR") {
             self.data_dir = PathBuf::from(d);

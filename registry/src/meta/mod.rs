@@ -324,9 +324,20 @@ impl Db {
         let repo_id = self.ensure_repository(repo).await?;
         let _w = self.write().await;
         const Q: &str = "INSERT INTO repository_blobs (repository_id, digest, created_at) SELECT $1, digest, $3 FROM blobs WHERE digest = $2 ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at";
-        with_pool!(self, pool => {
-            Ok(sqlx::query(Q).bind(repo_id).bind(digest).bind(now()).execute(pool).await?.rows_affected() > 0)
-        })
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query(Q).bind(repo_id).bind(digest).bind(now()).execute(pool).await?.rows_affected() > 0),
+            Backend::Postgres(pool) => {
+                // Lock the blob row first, so a concurrent GC sweep cannot delete it between
+                // the check and the link.
+                let mut tx = pool.begin().await?;
+                if sqlx::query("SELECT 1 FROM blobs WHERE digest = $1 FOR SHARE").bind(digest).fetch_optional(&mut *tx).await?.is_none() {
+                    return Ok(false);
+                }
+                let n = sqlx::query(Q).bind(repo_id).bind(digest).bind(now()).execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+        }
     }
 
     /// Removes a blob from a repository (storage is reclaimed by GC). `false` if it was
@@ -361,11 +372,11 @@ impl Db {
         let _w = self.write().await;
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO blobs (digest, size, location, created_at, data) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (digest) DO NOTHING")
+            // DO UPDATE (a no-op) rather than DO NOTHING: it locks an existing row, so a
+            // concurrent GC sweep cannot delete it under the link inserted below.
+            let served: String = sqlx::query("INSERT INTO blobs (digest, size, location, created_at, data) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (digest) DO UPDATE SET size = blobs.size RETURNING location")
                 .bind(&digest).bind(size).bind(location).bind(now).bind(data)
-                .execute(&mut *tx).await?;
-            let served: String = sqlx::query("SELECT location FROM blobs WHERE digest = $1")
-                .bind(&digest).fetch_one(&mut *tx).await?.get(0);
+                .fetch_one(&mut *tx).await?.get(0);
             if served != location && !is_inline(location) {
                 sqlx::query("INSERT INTO pending_deletes (location, queued_at) VALUES ($1, $2) ON CONFLICT (location) DO NOTHING")
                     .bind(location).bind(now).execute(&mut *tx).await?;
