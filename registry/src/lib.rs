@@ -14,7 +14,9 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod gc;
 pub mod hashing;
+pub mod jobs;
 pub mod manifest;
 pub mod meta;
 pub mod names;
@@ -38,6 +40,9 @@ pub struct Options {
     pub allow_blob_delete: bool,
     /// Accept indexes whose children were not pushed (multi-arch mirroring).
     pub sparse_indexes: bool,
+    /// Blobs up to this size pushed in one request are kept in the database, committed
+    /// with their metadata (no file or object, no fsync). 0 disables.
+    pub inline_max_bytes: u64,
 }
 
 impl Default for Options {
@@ -48,6 +53,7 @@ impl Default for Options {
             max_page: 1000,
             allow_blob_delete: true,
             sparse_indexes: true,
+            inline_max_bytes: 64 << 10,
         }
     }
 }

@@ -47,6 +47,19 @@ enum Command {
     Team(cli::TeamArgs),
     /// Manage repositories and grants (`list`, `set-public`, `grant`, `revoke`).
     Repo(cli::RepoArgs),
+    /// Run one garbage collection against the data directory's database and storage
+    /// (safe while the registry serves) and print its progress.
+    Gc {
+        /// Count what would be collected; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Grace period in seconds (default: the configuration's gc.grace_secs).
+        #[arg(long)]
+        grace_secs: Option<u64>,
+        /// Also delete untagged manifests older than this many days (0: off).
+        #[arg(long)]
+        untagged_days: Option<u32>,
+    },
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
@@ -84,7 +97,63 @@ async fn main() -> anyhow::Result<()> {
         Command::Org(args) => cli::org(&config, args).await,
         Command::Team(args) => cli::team(&config, args).await,
         Command::Repo(args) => cli::repo(&config, args).await,
+        Command::Gc {
+            dry_run,
+            grace_secs,
+            untagged_days,
+        } => gc(config, dry_run, grace_secs, untagged_days).await,
     }
+}
+
+/// Prints each report of a GC run.
+struct PrintProgress;
+
+#[async_trait::async_trait]
+impl notary_registry::gc::Progress for PrintProgress {
+    async fn report(
+        &mut self,
+        _stats: &notary_registry::gc::GcStats,
+        message: &str,
+        _milestone: bool,
+    ) -> std::ops::ControlFlow<()> {
+        println!("{message}");
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+async fn gc(
+    config: Config,
+    dry_run: bool,
+    grace_secs: Option<u64>,
+    untagged_days: Option<u32>,
+) -> anyhow::Result<()> {
+    let params = notary_registry::gc::GcParameters {
+        dry_run,
+        grace_secs,
+        untagged_days,
+        upload_expiry_secs: None,
+    };
+    let settings = params.apply(&config.gc).map_err(anyhow::Error::msg)?;
+    let (db, store) = server::open_backends(&config).await?;
+    let mut opts = settings.options();
+    opts.dry_run = dry_run;
+    let cancel = opts.cancel.clone();
+    tokio::spawn(async move {
+        notary_daemon::shutdown_signal().await;
+        cancel.cancel();
+    });
+    println!(
+        "garbage collection of {} ({}){}",
+        config.database_url(),
+        store.describe(),
+        if dry_run { ", dry run" } else { "" }
+    );
+    let report = notary_registry::gc::run(&db, store.as_ref(), &opts, &mut PrintProgress).await?;
+    println!("{}", serde_json::to_string(&report.stats)?);
+    if !report.finished {
+        anyhow::bail!("interrupted: the next run continues where this one stopped");
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -177,6 +177,7 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -65,6 +65,8 @@ pub struct Config {
     pub log_json: bool,
     /// Token service, users and permissions.
     pub auth: crate::auth::AuthConfig,
+    /// Garbage collection and upload expiry (`{"gc": {"interval_secs": …}}`).
+    pub gc: crate::gc::GcSettings,
 }
 
 impl Default for Config {
@@ -82,6 +84,7 @@ impl Default for Config {
             log_level: "info".into(),
             log_json: false,
             auth: crate::auth::AuthConfig::default(),
+            gc: crate::gc::GcSettings::default(),
         }
     }
 }
@@ -96,7 +99,7 @@ impl Config {
 
     /// Applies `NOTARY_REGISTRY_*` environment variables.
     pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        let env = notary_daemon::env::Overrides::new("NOTARY_REGISTRY_", lookup);
+        let env = notary_daemon::env::Overrides::new("NOTARY_REGISTRY", lookup);
         env.parsed("LISTEN", &mut self.listen)?;
         if let Some(d) = env.get("DATA_DIR") {
             self.data_dir = PathBuf::from(d);
@@ -121,6 +124,12 @@ impl Config {
         env.parsed("AUTH_TOKEN_TTL_SECS", &mut self.auth.token_ttl_secs)?;
         env.path("AUTH_SIGNING_CERT", &mut self.auth.signing_cert);
         env.path("AUTH_SIGNING_KEY", &mut self.auth.signing_key);
+        env.parsed("GC_INTERVAL_SECS", &mut self.gc.interval_secs)?;
+        env.parsed("GC_GRACE_SECS", &mut self.gc.grace_secs)?;
+        env.parsed("GC_UNTAGGED_DAYS", &mut self.gc.untagged_days)?;
+        env.parsed("UPLOAD_EXPIRY_SECS", &mut self.gc.upload_expiry_secs)?;
+        env.parsed("GC_BATCH_SIZE", &mut self.gc.batch_size)?;
+        env.parsed("GC_PAUSE_MS", &mut self.gc.pause_ms)?;
         Ok(())
     }
 
@@ -172,7 +181,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Registry>> {
         max_manifest_bytes: config.max_manifest_bytes,
         ..Options::default()
     };
-    Ok(Arc::new(Registry::new(db, store, access, policy, options)))
+    config.gc.validate().map_err(anyhow::Error::msg)?;
+    let registry = Arc::new(Registry::new(db, store, access, policy, options));
+    crate::jobs::start(&registry, &config.gc);
+    Ok(registry)
 }
 
 /// Installs the Prometheus recorder once per process.
@@ -220,8 +232,9 @@ pub fn app(registry: Arc<Registry>) -> Router {
         .route("/_ping", get(health))
         .route("/metrics", get(metrics_route))
         .with_state(Arc::clone(&registry));
+    let jobs = crate::jobs::router(Arc::clone(&registry));
     let extra = registry.access.routes();
-    let app = crate::api::router(registry).merge(ops);
+    let app = crate::api::router(registry).merge(ops).merge(jobs);
     match extra {
         Some(routes) => app.merge(routes),
         None => app,

@@ -633,6 +633,8 @@ async fn admin_routes_table(reg: &Reg) {
         (Method::DELETE, "/api/v0/repositories/org1/app/userAccess/eve", json!(null), &repo_admins),
         (Method::DELETE, "/api/v0/repositories/org1/created", json!(null), &repo_admins),
         (Method::DELETE, "/api/v0/organizations/org2", json!(null), &admins),
+        // The jobs API (Need::Admin through the registry's Access).
+        (Method::GET, "/api/v0/jobs", json!(null), &admins),
     ];
     // Each row: every refused role first, then the allowed ones (the first of them must
     // succeed; later ones may find the work done).
@@ -656,7 +658,8 @@ async fn admin_routes_table(reg: &Reg) {
                 let r = call(&reg.client(), method.clone(), path, &h, &b).await;
                 let what = format!("row {i}: {method} {path} as {role:?} (tokens {use_tokens})");
                 if !allowed.contains(&role) {
-                    let refused = if role == Anonymous { vec![401] } else { vec![403, 404] };
+                    // The jobs API answers like the registry API: 401 with a challenge.
+                    let refused = if role == Anonymous || path.starts_with("/api/v0/jobs") { vec![401] } else { vec![403, 404] };
                     assert!(refused.contains(&r.status), "{what} must be refused: {} {}", r.status, r.text());
                 } else if first_allowed && !use_tokens {
                     assert!(r.status < 300, "{what}: {} {}", r.status, r.text());

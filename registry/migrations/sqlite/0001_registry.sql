@@ -7,11 +7,14 @@ CREATE TABLE repositories (
 );
 
 -- One row per stored blob: where its bytes live (an object key, unique per upload, so a
--- blob collected and re-uploaded never shares a key with the copy being deleted).
+-- blob collected and re-uploaded never shares a key with the copy being deleted), or,
+-- for small blobs, the bytes themselves (`data`, location `inline:<digest>`): stored in
+-- the same transaction as their metadata, with no file or object to sync.
 CREATE TABLE blobs (
     digest TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
     location TEXT NOT NULL,
+    data BLOB,
     created_at INTEGER NOT NULL
 );
 

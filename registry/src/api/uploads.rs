@@ -126,7 +126,10 @@ pub(super) async fn start(reg: &Registry, name: &str, req: Request) -> Result<Re
     match single {
         Some(digest) => {
             let _busy = Busy::take(reg, &id)?;
-            let (row, hasher) = append(reg, row, req.into_body(), None).await?;
+            if let Some(len) = inline_candidate(reg, &row, req.headers()) {
+                return finish_inline(reg, name, row, req.into_body(), len, &digest).await;
+            }
+            let (row, hasher) = append(reg, row, req.into_body(), None, false).await?;
             finish(reg, name, row, hasher, &digest).await
         }
         None => Ok(empty(StatusCode::ACCEPTED, session_headers(name, &id, 0))),
@@ -164,6 +167,7 @@ async fn append(
     row: UploadRow,
     body: axum::body::Body,
     expected: Option<u64>,
+    persist: bool,
 ) -> Result<(UploadRow, Hasher)> {
     let algorithm = Algorithm::parse(&row.algorithm)
         .ok_or_else(|| RegistryError::internal("upload", "unknown algorithm in session"))?;
@@ -206,7 +210,11 @@ async fn append(
     let backend_state = writer.flush().await?;
     let size = (start + received) as i64;
     let state = hasher.save();
-    if !reg
+    // A closing PUT is sealed right away: recording its intermediate length would only
+    // cost a database write (if sealing fails, the session is still at its last length
+    // and the store drops the extra bytes when it is reopened).
+    if persist
+        && !reg
         .db
         .advance_upload(&row.id, row.size, size, &state, &backend_state)
         .await?
@@ -253,7 +261,7 @@ async fn finish(reg: &Registry, name: &str, row: UploadRow, hasher: Hasher, dige
         .store
         .commit_upload(&row.id, &row.backend_state, digest, row.size as u64)
         .await?;
-    let served = match reg.db.commit_blob(name, digest, row.size, &location, &row.id).await {
+    let served = match reg.db.commit_blob(name, digest, row.size, &location, &row.id, None).await {
         Ok(s) => s,
         Err(e) => {
             let _ = reg.store.delete(std::slice::from_ref(&location)).await;
@@ -265,6 +273,70 @@ async fn finish(reg: &Registry, name: &str, row: UploadRow, hasher: Hasher, dige
         if reg.store.delete(std::slice::from_ref(&location)).await.is_ok() {
             let _ = reg.db.deleted(std::slice::from_ref(&location)).await;
         }
+    }
+    metrics::counter!("registry_blobs_committed_total").increment(1);
+    Ok(created(name, digest))
+}
+
+/// A whole small blob in one request (an empty session, a `Content-Length` within the
+/// inline limit, no `Content-Range` past 0): its length.
+fn inline_candidate(reg: &Registry, row: &UploadRow, headers: &HeaderMap) -> Option<u64> {
+    if row.size != 0 || reg.options.inline_max_bytes == 0 {
+        return None;
+    }
+    let len = content_length(headers)?;
+    if len > reg.options.inline_max_bytes {
+        return None;
+    }
+    match content_range(headers) {
+        Ok(None) => Some(len),
+        Ok(Some((0, b))) if b + 1 == len => Some(len),
+        _ => None,
+    }
+}
+
+/// Receives a small blob into memory, checks it and stores it with its metadata.
+async fn finish_inline(
+    reg: &Registry,
+    name: &str,
+    row: UploadRow,
+    body: axum::body::Body,
+    len: u64,
+    digest: &Digest,
+) -> Result<Response> {
+    let mut data = Vec::with_capacity(len as usize);
+    let mut stream = body.into_data_stream();
+    loop {
+        let next = tokio::time::timeout(BODY_IDLE, stream.next())
+            .await
+            .map_err(|_| RegistryError::new(Code::BlobUploadInvalid, "request body stalled").with_status(StatusCode::REQUEST_TIMEOUT))?;
+        let Some(chunk) = next else { break };
+        let chunk = chunk.map_err(|_| RegistryError::new(Code::BlobUploadInvalid, "request body ended early"))?;
+        if data.len() + chunk.len() > len as usize {
+            return Err(RegistryError::new(Code::SizeInvalid, "body longer than its Content-Length"));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    if data.len() as u64 != len {
+        return Err(RegistryError::new(Code::SizeInvalid, "body shorter than its Content-Length"));
+    }
+    let mut hasher = Hasher::new(digest.algorithm());
+    hasher.update(&data);
+    let computed = hasher.finish();
+    if &computed != digest {
+        discard(reg, &row).await;
+        metrics::counter!("registry_upload_digest_mismatches_total").increment(1);
+        return Err(RegistryError::detail(
+            Code::DigestInvalid,
+            "provided digest did not match uploaded content",
+            serde_json::json!({"provided": digest.to_string(), "computed": computed.to_string()}),
+        ));
+    }
+    reg.db
+        .commit_blob(name, digest, data.len() as i64, "", &row.id, Some(&data))
+        .await?;
+    if let Err(e) = reg.store.abort_upload(&row.id, &row.backend_state).await {
+        tracing::warn!(upload = %row.id, error = %e, "could not discard upload data");
     }
     metrics::counter!("registry_blobs_committed_total").increment(1);
     Ok(created(name, digest))
@@ -318,7 +390,13 @@ fn range_error(name: &str, row: &UploadRow, msg: &str) -> RegistryError {
 }
 
 /// Checks a chunk's `Content-Range` against the session and appends it.
-async fn append_chunk(reg: &Registry, name: &str, row: UploadRow, req: Request) -> Result<(UploadRow, Hasher, bool)> {
+async fn append_chunk(
+    reg: &Registry,
+    name: &str,
+    row: UploadRow,
+    req: Request,
+    persist: bool,
+) -> Result<(UploadRow, Hasher, bool)> {
     let range = content_range(req.headers())?;
     let declared = content_length(req.headers());
     if let Some((a, b)) = range {
@@ -331,7 +409,7 @@ async fn append_chunk(reg: &Registry, name: &str, row: UploadRow, req: Request) 
     }
     let before = row.size;
     let expected = range.map(|(a, b)| b - a + 1);
-    let (row, hasher) = append(reg, row, req.into_body(), expected).await?;
+    let (row, hasher) = append(reg, row, req.into_body(), expected, persist).await?;
     let wrote = row.size != before;
     Ok((row, hasher, wrote))
 }
@@ -359,7 +437,7 @@ pub(super) async fn handle(reg: &Registry, name: &str, id: &str, req: Request) -
         }
         Method::PATCH => {
             let _busy = Busy::take(reg, id)?;
-            let (row, _, _) = append_chunk(reg, name, row, req).await?;
+            let (row, _, _) = append_chunk(reg, name, row, req, true).await?;
             Ok(empty(StatusCode::ACCEPTED, session_headers(name, id, row.size)))
         }
         Method::PUT => {
@@ -368,7 +446,10 @@ pub(super) async fn handle(reg: &Registry, name: &str, id: &str, req: Request) -
                 .ok_or_else(|| RegistryError::new(Code::DigestInvalid, "digest query parameter is required"))
                 .and_then(parse_digest)?;
             let _busy = Busy::take(reg, id)?;
-            let (row, hasher, _) = append_chunk(reg, name, row, req).await?;
+            if let Some(len) = inline_candidate(reg, &row, req.headers()) {
+                return finish_inline(reg, name, row, req.into_body(), len, &digest).await;
+            }
+            let (row, hasher, _) = append_chunk(reg, name, row, req, false).await?;
             finish(reg, name, row, hasher, &digest).await
         }
         _ => Err(RegistryError::new(Code::Unsupported, "method not allowed on uploads")),

@@ -56,8 +56,26 @@ pub fn now() -> i64 {
 pub struct BlobRow {
     /// Size in bytes.
     pub size: i64,
-    /// Object key in the blob store.
+    /// Object key in the blob store (`inline:<digest>` for blobs kept in the database).
     pub location: String,
+    /// The bytes of an inline blob.
+    pub data: Option<bytes::Bytes>,
+}
+
+/// The location prefix of blobs kept in the database.
+pub const INLINE: &str = "inline:";
+
+/// Whether a location names a blob kept in the database (no object to read or delete).
+pub fn is_inline(location: &str) -> bool {
+    location.starts_with(INLINE)
+}
+
+fn blob_row(size: i64, location: String, data: Option<Vec<u8>>) -> BlobRow {
+    BlobRow {
+        size,
+        location,
+        data: data.map(bytes::Bytes::from),
+    }
 }
 
 /// A stored manifest.
@@ -145,6 +163,22 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
+/// Copies the WAL back into the database file twice a second while there are writes
+/// (PASSIVE: never blocks readers or the writer), so no request pays for a checkpoint.
+async fn checkpoint_loop(pool: SqlitePool, writes: std::sync::Weak<tokio::sync::Mutex<()>>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() || writes.strong_count() == 0 {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
 impl Db {
     pub(crate) fn backend(&self) -> &Backend {
         &self.backend
@@ -154,17 +188,24 @@ impl Db {
     pub async fn open_sqlite(path: &str) -> Result<Db, sqlx::Error> {
         let opts = notary_daemon::sqlite_options(path)?
             .foreign_keys(true)
-            .pragma("cache_size", "-4096");
+            .pragma("cache_size", "-4096")
+            // Checkpoints run in the background (below), not inside the commit that
+            // crosses the threshold; this large threshold is only the safety net.
+            .pragma("wal_autocheckpoint", "16384");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Db {
-            backend: Backend::Sqlite(pool),
+        let db = Db {
+            backend: Backend::Sqlite(pool.clone()),
             writes: Arc::default(),
-        })
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(checkpoint_loop(pool, Arc::downgrade(&db.writes)));
+        }
+        Ok(db)
     }
 
     /// Connects to PostgreSQL and migrates the schema (migrations take an advisory
@@ -264,17 +305,17 @@ impl Db {
 
     /// A blob as served by one repository (`None` unless linked there).
     pub async fn repository_blob(&self, repo: &str, digest: &str) -> Result<Option<BlobRow>, sqlx::Error> {
-        const Q: &str = "SELECT b.size, b.location FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest JOIN repositories r ON r.id = rb.repository_id WHERE r.name = $1 AND b.digest = $2";
+        const Q: &str = "SELECT b.size, b.location, b.data FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest JOIN repositories r ON r.id = rb.repository_id WHERE r.name = $1 AND b.digest = $2";
         with_pool!(self, pool => {
-            Ok(sqlx::query(Q).bind(repo).bind(digest).fetch_optional(pool).await?.map(|r| BlobRow { size: r.get(0), location: r.get(1) }))
+            Ok(sqlx::query(Q).bind(repo).bind(digest).fetch_optional(pool).await?.map(|r| blob_row(r.get(0), r.get(1), r.get(2))))
         })
     }
 
     /// A blob anywhere in the registry.
     pub async fn blob(&self, digest: &str) -> Result<Option<BlobRow>, sqlx::Error> {
-        const Q: &str = "SELECT size, location FROM blobs WHERE digest = $1";
+        const Q: &str = "SELECT size, location, data FROM blobs WHERE digest = $1";
         with_pool!(self, pool => {
-            Ok(sqlx::query(Q).bind(digest).fetch_optional(pool).await?.map(|r| BlobRow { size: r.get(0), location: r.get(1) }))
+            Ok(sqlx::query(Q).bind(digest).fetch_optional(pool).await?.map(|r| blob_row(r.get(0), r.get(1), r.get(2))))
         })
     }
 
@@ -283,9 +324,20 @@ impl Db {
         let repo_id = self.ensure_repository(repo).await?;
         let _w = self.write().await;
         const Q: &str = "INSERT INTO repository_blobs (repository_id, digest, created_at) SELECT $1, digest, $3 FROM blobs WHERE digest = $2 ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at";
-        with_pool!(self, pool => {
-            Ok(sqlx::query(Q).bind(repo_id).bind(digest).bind(now()).execute(pool).await?.rows_affected() > 0)
-        })
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query(Q).bind(repo_id).bind(digest).bind(now()).execute(pool).await?.rows_affected() > 0),
+            Backend::Postgres(pool) => {
+                // Lock the blob row first, so a concurrent GC sweep cannot delete it between
+                // the check and the link.
+                let mut tx = pool.begin().await?;
+                if sqlx::query("SELECT 1 FROM blobs WHERE digest = $1 FOR SHARE").bind(digest).fetch_optional(&mut *tx).await?.is_none() {
+                    return Ok(false);
+                }
+                let n = sqlx::query(Q).bind(repo_id).bind(digest).bind(now()).execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+        }
     }
 
     /// Removes a blob from a repository (storage is reclaimed by GC). `false` if it was
@@ -301,7 +353,8 @@ impl Db {
     /// Records a finished upload: the blob row (unless the digest is already stored, in
     /// which case `location` is queued for deletion and the existing copy is used), the
     /// link into `repo`, and the end of the session — one transaction. Returns the
-    /// location that now serves the digest.
+    /// location that now serves the digest. With `data`, the blob is kept inline
+    /// (`location` is then ignored).
     pub async fn commit_blob(
         &self,
         repo: &str,
@@ -309,19 +362,22 @@ impl Db {
         size: i64,
         location: &str,
         upload_id: &str,
+        data: Option<&[u8]>,
     ) -> Result<String, sqlx::Error> {
         let repo_id = self.ensure_repository(repo).await?;
         let digest = digest.to_string();
+        let inline_location = format!("{INLINE}{digest}");
+        let location = if data.is_some() { inline_location.as_str() } else { location };
         let now = now();
         let _w = self.write().await;
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO blobs (digest, size, location, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
-                .bind(&digest).bind(size).bind(location).bind(now)
-                .execute(&mut *tx).await?;
-            let served: String = sqlx::query("SELECT location FROM blobs WHERE digest = $1")
-                .bind(&digest).fetch_one(&mut *tx).await?.get(0);
-            if served != location {
+            // DO UPDATE (a no-op) rather than DO NOTHING: it locks an existing row, so a
+            // concurrent GC sweep cannot delete it under the link inserted below.
+            let served: String = sqlx::query("INSERT INTO blobs (digest, size, location, created_at, data) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (digest) DO UPDATE SET size = blobs.size RETURNING location")
+                .bind(&digest).bind(size).bind(location).bind(now).bind(data)
+                .fetch_one(&mut *tx).await?.get(0);
+            if served != location && !is_inline(location) {
                 sqlx::query("INSERT INTO pending_deletes (location, queued_at) VALUES ($1, $2) ON CONFLICT (location) DO NOTHING")
                     .bind(location).bind(now).execute(&mut *tx).await?;
             }
@@ -523,7 +579,7 @@ impl Db {
     /// Objects queued for deletion.
     pub async fn pending_deletes(&self, limit: i64) -> Result<Vec<String>, sqlx::Error> {
         with_pool!(self, pool => {
-            Ok(sqlx::query("SELECT location FROM pending_deletes ORDER BY queued_at LIMIT $1").bind(limit)
+            Ok(sqlx::query("SELECT location FROM pending_deletes WHERE location NOT LIKE 'inline:%' ORDER BY queued_at LIMIT $1").bind(limit)
                 .fetch_all(pool).await?.iter().map(|r| r.get(0)).collect())
         })
     }

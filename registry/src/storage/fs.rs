@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use super::{BlobStore, ByteStream, StorageError, UploadWriter};
 use crate::names::Digest;
@@ -15,7 +14,7 @@ use crate::names::Digest;
 /// Bytes gathered before one write system call (the most an upload holds in memory).
 const WRITE_BUFFER: usize = 1 << 20;
 /// Read size when serving a blob.
-const READ_BUFFER: usize = 512 << 10;
+const READ_BUFFER: usize = 1 << 20;
 
 /// A blob store in a directory.
 #[derive(Clone, Debug)]
@@ -59,30 +58,80 @@ impl FsStore {
     }
 }
 
+/// Bytes written since the last background `fdatasync` that start another one, so the
+/// final sync at the end of an upload has little left to write.
+const SYNC_EVERY: u64 = 16 << 20;
+
+type Io<T> = tokio::task::JoinHandle<std::io::Result<T>>;
+
+/// Appends to an upload file: hashing and receiving the next buffer overlap with the
+/// write of the previous one (on a blocking thread), and dirty pages are synced in the
+/// background every [`SYNC_EVERY`] bytes.
 struct FsWriter {
     file: Option<std::fs::File>,
+    sync_fd: std::sync::Arc<std::fs::File>,
     buf: Vec<u8>,
+    spare: Vec<u8>,
+    inflight: Option<Io<(std::fs::File, Vec<u8>)>>,
+    syncing: Option<Io<()>>,
+    unsynced: u64,
+}
+
+fn join_error(e: tokio::task::JoinError) -> StorageError {
+    StorageError::Other(e.to_string())
 }
 
 impl FsWriter {
+    fn new(file: std::fs::File) -> std::io::Result<FsWriter> {
+        Ok(FsWriter {
+            sync_fd: std::sync::Arc::new(file.try_clone()?),
+            file: Some(file),
+            buf: Vec::with_capacity(64 << 10),
+            spare: Vec::new(),
+            inflight: None,
+            syncing: None,
+            unsynced: 0,
+        })
+    }
+
+    async fn wait_write(&mut self) -> Result<(), StorageError> {
+        if let Some(w) = self.inflight.take() {
+            let (file, mut buf) = w.await.map_err(join_error)??;
+            self.file = Some(file);
+            buf.clear();
+            self.spare = buf;
+        }
+        Ok(())
+    }
+
+    async fn wait_sync(&mut self) -> Result<(), StorageError> {
+        if let Some(s) = self.syncing.take() {
+            s.await.map_err(join_error)??;
+        }
+        Ok(())
+    }
+
     async fn drain(&mut self) -> Result<(), StorageError> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        self.wait_write().await?;
         let mut file = self
             .file
             .take()
             .ok_or_else(|| StorageError::Other("upload writer failed earlier".into()))?;
-        let buf = std::mem::take(&mut self.buf);
-        let (file, buf) = tokio::task::spawn_blocking(move || {
-            let r = file.write_all(&buf);
-            r.map(|()| (file, buf))
-        })
-        .await
-        .map_err(|e| StorageError::Other(e.to_string()))??;
-        self.file = Some(file);
-        self.buf = buf;
-        self.buf.clear();
+        let next = std::mem::take(&mut self.spare);
+        let buf = std::mem::replace(&mut self.buf, next);
+        self.unsynced += buf.len() as u64;
+        self.inflight = Some(tokio::task::spawn_blocking(move || {
+            file.write_all(&buf).map(|()| (file, buf))
+        }));
+        if self.unsynced >= SYNC_EVERY && self.syncing.as_ref().is_none_or(|s| s.is_finished()) {
+            self.wait_sync().await?;
+            self.unsynced = 0;
+            let fd = std::sync::Arc::clone(&self.sync_fd);
+            self.syncing = Some(tokio::task::spawn_blocking(move || fd.sync_data()));
+        }
         Ok(())
     }
 }
@@ -92,6 +141,9 @@ impl UploadWriter for FsWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
         let mut data = &data[..];
         while !data.is_empty() {
+            if self.buf.capacity() < WRITE_BUFFER {
+                self.buf.reserve(WRITE_BUFFER - self.buf.len());
+            }
             let room = WRITE_BUFFER - self.buf.len();
             let n = room.min(data.len());
             self.buf.extend_from_slice(&data[..n]);
@@ -105,15 +157,49 @@ impl UploadWriter for FsWriter {
 
     async fn flush(&mut self) -> Result<String, StorageError> {
         self.drain().await?;
-        let file = self
-            .file
-            .take()
-            .ok_or_else(|| StorageError::Other("upload writer failed earlier".into()))?;
-        let file = tokio::task::spawn_blocking(move || file.sync_data().map(|()| file))
+        self.wait_write().await?;
+        self.wait_sync().await?;
+        let fd = std::sync::Arc::clone(&self.sync_fd);
+        tokio::task::spawn_blocking(move || fd.sync_data())
             .await
-            .map_err(|e| StorageError::Other(e.to_string()))??;
-        self.file = Some(file);
+            .map_err(join_error)??;
+        self.unsynced = 0;
         Ok(String::new())
+    }
+}
+
+fn read_into(
+    mut file: std::fs::File,
+    len: u64,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+) {
+    use std::io::Read as _;
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(READ_BUFFER as u64) as usize;
+        let mut buf = vec![0u8; n];
+        let mut got = 0;
+        while got < n {
+            match file.read(&mut buf[got..]) {
+                Ok(0) => {
+                    let _ = tx.blocking_send(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "blob shorter than recorded",
+                    )));
+                    return;
+                }
+                Ok(k) => got += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+        left -= n as u64;
+        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+            return; // the client went away
+        }
     }
 }
 
@@ -124,16 +210,9 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[async_trait]
 impl BlobStore for FsStore {
     async fn start_upload(&self, id: &str) -> Result<String, StorageError> {
-        let path = self.upload_path(id)?;
-        tokio::task::spawn_blocking(move || {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map(|_| ())
-        })
-        .await
-        .map_err(|e| StorageError::Other(e.to_string()))??;
+        // The file is created by the first write: a small blob sent whole is kept in
+        // the database and never touches the disk here.
+        self.upload_path(id)?;
         Ok(String::new())
     }
 
@@ -145,7 +224,11 @@ impl BlobStore for FsStore {
     ) -> Result<Box<dyn UploadWriter>, StorageError> {
         let path = self.upload_path(id)?;
         let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let mut f = std::fs::OpenOptions::new().write(true).open(&path)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(offset == 0)
+                .truncate(false)
+                .open(&path)?;
             // Drop anything an interrupted request wrote past the recorded length.
             f.set_len(offset)?;
             f.seek(SeekFrom::Start(offset))?;
@@ -157,10 +240,7 @@ impl BlobStore for FsStore {
             std::io::ErrorKind::NotFound => StorageError::NotFound,
             _ => StorageError::Io(e),
         })?;
-        Ok(Box::new(FsWriter {
-            file: Some(file),
-            buf: Vec::with_capacity(64 << 10),
-        }))
+        Ok(Box::new(FsWriter::new(file)?))
     }
 
     async fn commit_upload(
@@ -181,6 +261,9 @@ impl BlobStore for FsStore {
         );
         let to = self.key_path(&key)?;
         tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
+            if size == 0 && !from.exists() {
+                std::fs::File::create(&from)?.sync_all()?;
+            }
             let len = std::fs::metadata(&from)?.len();
             if len != size {
                 return Err(StorageError::Other(format!(
@@ -209,20 +292,30 @@ impl BlobStore for FsStore {
 
     async fn read(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, StorageError> {
         let path = self.key_path(key)?;
-        let mut file = tokio::fs::File::open(&path).await.map_err(|e| match e.kind() {
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let mut f = std::fs::File::open(&path)?;
+            if offset > 0 {
+                f.seek(SeekFrom::Start(offset))?;
+            }
+            Ok(f)
+        })
+        .await
+        .map_err(join_error)?
+        .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => StorageError::NotFound,
             _ => StorageError::Io(e),
         })?;
-        file.set_max_buf_size(READ_BUFFER);
-        if offset > 0 {
-            file.seek(SeekFrom::Start(offset)).await?;
-        }
-        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_BUFFER);
-        Ok(stream.boxed())
+        // A blocking reader runs ahead of the socket by a few buffers.
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        tokio::task::spawn_blocking(move || read_into(file, len, &tx));
+        Ok(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed())
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), StorageError> {
-        for key in keys {
+        for key in keys.iter().filter(|k| !crate::meta::is_inline(k)) {
             let path = self.key_path(key)?;
             match tokio::fs::remove_file(&path).await {
                 Ok(()) => {}
