@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 use notary_tests::{Proc, require};
 use serde_json::json;
 
+const ADMIN_PASSWORD: &str = "clients-test-admin-pw";
+
 /// A running `notary-registry` (plain HTTP on a loopback port the OS picked).
 struct Running {
     proc: Proc,
@@ -22,7 +24,8 @@ fn start(data: &Path, extra: &[&str]) -> Running {
         .arg("--data-dir")
         .arg(data)
         .args(extra)
-        .env("NOTARY_REGISTRY_LOG_LEVEL", "warn");
+        .env("NOTARY_REGISTRY_LOG_LEVEL", "warn")
+        .env("NOTARY_REGISTRY_ADMIN_PASSWORD", ADMIN_PASSWORD);
     let mut proc = Proc::spawn(cmd, data.with_extension("log"));
     let banner = proc.banner();
     let addr = banner
@@ -85,22 +88,32 @@ fn skopeo(args: &[&str]) -> Command {
 fn skopeo_copies_an_oci_layout_in_and_out() {
     require("skopeo");
     let tmp = tempfile::tempdir().unwrap();
-    let reg = start(&tmp.path().join("data"), &["--no-auth"]);
+    let reg = start(&tmp.path().join("data"), &[]);
     let src = tmp.path().join("src");
     let digest = oci_layout(&src, "v1");
     let dest = format!("docker://{}/skopeo/img:v1", reg.addr);
+    let creds = format!("admin:{ADMIN_PASSWORD}");
+    // Anonymous push is refused.
+    let out = skopeo(&["copy", "--preserve-digests", "--dest-tls-verify=false", &format!("oci:{}:v1", src.display()), &dest])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "anonymous push went through");
+    let out = skopeo(&["copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds", "admin:wrong", &format!("oci:{}:v1", src.display()), &dest])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "push with a wrong password went through");
     run(
-        &mut skopeo(&["copy", "--preserve-digests", "--dest-tls-verify=false", &format!("oci:{}:v1", src.display()), &dest]),
+        &mut skopeo(&["copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds", &creds, &format!("oci:{}:v1", src.display()), &dest]),
         "skopeo copy in",
     );
     let out = run(
-        &mut skopeo(&["inspect", "--tls-verify=false", "--format", "{{.Digest}}", &dest]),
+        &mut skopeo(&["inspect", "--tls-verify=false", "--creds", &creds, "--format", "{{.Digest}}", &dest]),
         "skopeo inspect",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
     let back: PathBuf = tmp.path().join("back");
     run(
-        &mut skopeo(&["copy", "--preserve-digests", "--src-tls-verify=false", &dest, &format!("oci:{}:v1", back.display())]),
+        &mut skopeo(&["copy", "--preserve-digests", "--src-tls-verify=false", "--src-creds", &creds, &dest, &format!("oci:{}:v1", back.display())]),
         "skopeo copy out",
     );
     // Same manifest bytes and blobs on the way back.
@@ -117,7 +130,7 @@ fn skopeo_copies_an_oci_layout_in_and_out() {
 
 fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-D", "-", "-w", "%{http_code}"])
+        .args(["-sS", "-o", "/dev/null", "-D", "-", "-w", "%{http_code}", "-u", &format!("admin:{ADMIN_PASSWORD}")])
         .args(args)
         .output()
         .unwrap();
@@ -139,7 +152,7 @@ fn header(text: &str, name: &str) -> String {
 fn chunked_upload_resumes_after_the_registry_is_killed_and_restarted() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut reg = start(&data, &["--no-auth"]);
+    let mut reg = start(&data, &[]);
     let base = format!("http://{}", reg.addr);
     let (code, h) = curl(&["-X", "POST", &format!("{base}/v2/resume/me/blobs/uploads/")]);
     assert_eq!(code, 202);
@@ -152,7 +165,7 @@ fn chunked_upload_resumes_after_the_registry_is_killed_and_restarted() {
     assert_eq!(header(&h, "range"), "0-99999");
     // SIGKILL: no graceful shutdown.
     reg.proc.kill();
-    let reg = start(&data, &["--no-auth"]);
+    let reg = start(&data, &[]);
     let base = format!("http://{}", reg.addr);
     let (code, h) = curl(&[&format!("{base}{loc}")]);
     assert_eq!((code, header(&h, "range")), (204, "0-99999".to_owned()));
@@ -164,7 +177,7 @@ fn chunked_upload_resumes_after_the_registry_is_killed_and_restarted() {
     let digest = format!("sha256:{}", sha256_hex(&whole));
     let (code, _) = curl(&["-X", "PUT", "-H", "Content-Range: 100000-149999", "--data-binary", &format!("@{}", f2.display()), &format!("{base}{loc}?digest={digest}")]);
     assert_eq!(code, 201);
-    let out = Command::new("curl").args(["-sS", &format!("{base}/v2/resume/me/blobs/{digest}")]).output().unwrap();
+    let out = Command::new("curl").args(["-sS", "-u", &format!("admin:{ADMIN_PASSWORD}"), &format!("{base}/v2/resume/me/blobs/{digest}")]).output().unwrap();
     assert_eq!(out.stdout, whole);
 }
 
@@ -210,7 +223,7 @@ fn rootfs_tar(path: &Path) {
 fn docker_engine_pushes_and_pulls() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(d) = dockerd(tmp.path()) else { return };
-    let reg = start(&tmp.path().join("data"), &["--no-auth"]);
+    let reg = start(&tmp.path().join("data"), &[]);
     let docker = |args: &[&str]| {
         let mut c = Command::new("docker");
         c.env("DOCKER_HOST", &d.host).env("DOCKER_CONFIG", tmp.path().join("docker-config")).args(args);
@@ -220,6 +233,11 @@ fn docker_engine_pushes_and_pulls() {
     rootfs_tar(&tar);
     let image = format!("{}/engine/hello:v1", reg.addr);
     run(&mut docker(&["import", tar.to_str().unwrap(), &image]), "docker import");
+    let out = docker(&["push", &image]).output().unwrap();
+    assert!(!out.status.success(), "push without login went through");
+    let login = docker(&["login", "-u", "admin", "--password-stdin", &reg.addr]);
+    let out = notary_tests::output_with_stdin(login, Some(ADMIN_PASSWORD.as_bytes()));
+    assert!(out.status.success(), "docker login: {}", String::from_utf8_lossy(&out.stderr));
     let out = run(&mut docker(&["push", &image]), "docker push");
     let pushed = String::from_utf8_lossy(&out.stdout).into_owned();
     let digest = pushed.split("digest: ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_owned();
