@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod manifest;
 pub mod meta;
 pub mod names;
+pub mod policy;
 pub mod server;
 pub mod storage;
 
