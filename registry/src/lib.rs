@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod access;
 pub mod api;
+pub mod cluster;
 pub mod error;
 pub mod hashing;
 pub mod manifest;
@@ -66,6 +67,8 @@ pub struct Registry {
     busy_uploads: Mutex<HashSet<String>>,
     /// Repositories whose manifests or tags changed (for caches of policy decisions).
     changes: tokio::sync::broadcast::Sender<String>,
+    /// This process's id among the replicas (random, new at each start).
+    pub replica_id: String,
 }
 
 impl Registry {
@@ -85,6 +88,7 @@ impl Registry {
             options,
             busy_uploads: Mutex::default(),
             changes: tokio::sync::broadcast::channel(1024).0,
+            replica_id: cluster::new_replica_id(),
         }
     }
 
