@@ -734,6 +734,7 @@ impl BlobStore for S3Store {
         let path = self.inner.path(&key)?;
         let tail = match self.read_tail(&st).await {
             Ok(t) => t,
+            // A retried commit whose first attempt stored the blob (and dropped the tail).
             Err(StorageError::NotFound) if self.already_committed(&key, size).await => {
                 return Ok(key);
             }
@@ -759,20 +760,18 @@ impl BlobStore for S3Store {
                         .backend
                         .put_part(&path, mp, parts.len(), PutPayload::from_bytes(t))
                         .await;
+                    // Once completed, the multipart upload is gone: S3 answers 404
+                    // NoSuchUpload, some implementations 500. Either way, a retried commit
+                    // finds its blob in place.
                     match p {
                         Ok(p) => parts.push(p),
-                        Err(object_store::Error::NotFound { .. })
-                            if self.already_committed(&key, size).await =>
-                        {
-                            return Ok(key);
-                        }
+                        Err(_) if self.already_committed(&key, size).await => return Ok(key),
                         Err(e) => return Err(map_err(e)),
                     }
                 }
                 match self.inner.backend.complete_multipart(&path, mp, parts).await {
                     Ok(_) => {}
-                    Err(object_store::Error::NotFound { .. })
-                        if self.already_committed(&key, size).await => {}
+                    Err(_) if self.already_committed(&key, size).await => {}
                     Err(e) => return Err(map_err(e)),
                 }
             }
