@@ -159,6 +159,22 @@ pub async fn start(registry: &Arc<Registry>, address: &str, interval_secs: u64) 
     Ok(())
 }
 
+/// Records the address this replica actually listens on (once bound: the configured one
+/// may name port 0). Failures are logged: the address is informative only.
+pub async fn advertise(registry: &Registry, address: &str) {
+    let address: String = address.chars().take(256).collect();
+    let r = {
+        let _w = registry.db.write().await;
+        with_pool!(registry.db, pool => {
+            sqlx::query("UPDATE replicas SET address = $2 WHERE id = $1")
+                .bind(&registry.replica_id).bind(&address).execute(pool).await.map(|_| ())
+        })
+    };
+    if let Err(e) = r {
+        tracing::warn!(replica = %registry.replica_id, error = %e, "could not record this replica's address");
+    }
+}
+
 /// `/api/v0/meta/cluster_status`.
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
