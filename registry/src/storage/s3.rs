@@ -16,7 +16,12 @@
 //! `blobs/<2 hex>/<upload id>` — a key unique to the upload, which the database maps from
 //! the digest — and `commit_upload` completes it there: no server-side copy ever. A blob
 //! smaller than one part never starts a multipart upload; it is written with one PUT at
-//! commit. Reads are ranged GETs streamed a window at a time.
+//! commit. Reads are ranged GETs streamed a window at a time. The only listing is of
+//! one upload's own `uploads/<id>/` prefix when it ends (tails of flushes the database
+//! never recorded); blobs are never listed.
+//!
+//! The digest is not known when the multipart upload is created, so unlike the
+//! filesystem store's keys these do not name it.
 //!
 //! Not here: creating the bucket, lifecycle rules. A multipart upload created by a request
 //! whose database update then failed is left incomplete (its parts are re-sent under a new
