@@ -15,10 +15,22 @@ command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v tar >/dev/null 2>&1 || need_pkgs+=(tar)
 command -v gzip >/dev/null 2>&1 || need_pkgs+=(gzip)
+command -v moto_server >/dev/null 2>&1 || [ -x "$HOME/.cache/notary-rs/moto-venv/bin/moto_server" ] || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${need_pkgs[@]}"
+fi
+
+# moto's S3 server (PyPI's moto[server]) for the registry's S3 and HA tests, in a venv
+# of its own when it is not on PATH already.
+moto_venv="$HOME/.cache/notary-rs/moto-venv"
+if ! command -v moto_server >/dev/null 2>&1; then
+  if [ ! -x "$moto_venv/bin/moto_server" ]; then
+    python3 -m venv "$moto_venv"
+    "$moto_venv/bin/pip" install --quiet 'moto[server]'
+  fi
+  export PATH="$moto_venv/bin:$PATH"
 fi
 
 # Builds are kept outside the clone so repeated runs are fast, one directory per clone

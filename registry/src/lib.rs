@@ -13,6 +13,7 @@ pub mod access;
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod error;
 pub mod gc;
 pub mod hashing;
@@ -75,6 +76,8 @@ pub struct Registry {
     busy_uploads: Mutex<HashSet<String>>,
     /// Repositories whose manifests or tags changed (for caches of policy decisions).
     changes: tokio::sync::broadcast::Sender<String>,
+    /// This process's id among the replicas (random, new at each start).
+    pub replica_id: String,
 }
 
 impl Registry {
@@ -94,6 +97,7 @@ impl Registry {
             options,
             busy_uploads: Mutex::default(),
             changes: tokio::sync::broadcast::channel(1024).0,
+            replica_id: cluster::new_replica_id(),
         }
     }
 

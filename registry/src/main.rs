@@ -169,6 +169,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    notary_registry::cluster::advertise(&registry, &format!("{scheme}://{addr}")).await;
     // The first stdout line: tests and scripts read the bound address from it.
     println!("notary-registry listening on {scheme}://{addr}");
     tracing::info!(%addr, scheme, storage = %registry.store.describe(), "serving");

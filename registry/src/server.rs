@@ -29,6 +29,134 @@ pub enum StorageConfig {
         #[serde(default)]
         root: Option<PathBuf>,
     },
+    /// S3-compatible object storage (shared by replicas). Secrets are never logged.
+    S3 {
+        /// Bucket (created beforehand).
+        bucket: String,
+        /// Endpoint URL (`http://minio:9000`); absent: AWS.
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// Region (default `us-east-1`).
+        #[serde(default)]
+        region: Option<String>,
+        /// Access key id (absent: the AWS credential chain).
+        #[serde(default)]
+        access_key_id: Option<String>,
+        /// Secret access key (prefer `secret_access_key_file` or the environment).
+        #[serde(default)]
+        secret_access_key: Option<crate::storage::s3::Secret>,
+        /// A file holding the secret access key.
+        #[serde(default)]
+        secret_access_key_file: Option<PathBuf>,
+        /// Key prefix inside the bucket.
+        #[serde(default)]
+        prefix: Option<String>,
+        /// Allow a plain-HTTP endpoint.
+        #[serde(default)]
+        allow_http: bool,
+        /// Multipart part size in bytes (at least 5 MiB; default 8 MiB).
+        #[serde(default)]
+        part_size: Option<usize>,
+    },
+}
+
+impl StorageConfig {
+    /// Applies `NOTARY_REGISTRY_S3_*` variables; `NOTARY_REGISTRY_S3_BUCKET` switches the
+    /// storage to S3.
+    pub fn apply_env<F: Fn(&str) -> Option<String>>(
+        &mut self,
+        env: &notary_daemon::env::Overrides<F>,
+    ) -> anyhow::Result<()> {
+        if let Some(b) = env.get("S3_BUCKET") {
+            match self {
+                StorageConfig::S3 { bucket, .. } => *bucket = b,
+                StorageConfig::Filesystem { .. } => {
+                    *self = StorageConfig::S3 {
+                        bucket: b,
+                        endpoint: None,
+                        region: None,
+                        access_key_id: None,
+                        secret_access_key: None,
+                        secret_access_key_file: None,
+                        prefix: None,
+                        allow_http: false,
+                        part_size: None,
+                    }
+                }
+            }
+        }
+        if let StorageConfig::S3 {
+            endpoint,
+            region,
+            access_key_id,
+            secret_access_key,
+            secret_access_key_file,
+            prefix,
+            allow_http,
+            part_size,
+            ..
+        } = self
+        {
+            let opt = |key: &str, slot: &mut Option<String>| {
+                if let Some(v) = env.get(key) {
+                    *slot = (!v.is_empty()).then_some(v);
+                }
+            };
+            opt("S3_ENDPOINT", endpoint);
+            opt("S3_REGION", region);
+            opt("S3_ACCESS_KEY_ID", access_key_id);
+            opt("S3_PREFIX", prefix);
+            if let Some(v) = env.get("S3_SECRET_ACCESS_KEY") {
+                *secret_access_key = Some(crate::storage::s3::Secret::new(v));
+            }
+            env.path("S3_SECRET_ACCESS_KEY_FILE", secret_access_key_file);
+            env.parsed("S3_ALLOW_HTTP", allow_http)?;
+            if let Some(v) = env.get("S3_PART_SIZE") {
+                let mut n = 0usize;
+                env.parsed("S3_PART_SIZE", &mut n)?;
+                *part_size = (!v.is_empty()).then_some(n);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The S3 settings of a configuration (the secret read from its file if one is named).
+pub fn s3_options(storage: &StorageConfig) -> anyhow::Result<Option<crate::storage::s3::S3Options>> {
+    let StorageConfig::S3 {
+        bucket,
+        endpoint,
+        region,
+        access_key_id,
+        secret_access_key,
+        secret_access_key_file,
+        prefix,
+        allow_http,
+        part_size,
+    } = storage
+    else {
+        return Ok(None);
+    };
+    let secret = match (secret_access_key, secret_access_key_file) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(f)) => {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+            );
+            Some(crate::storage::s3::Secret::new(text.trim().to_owned()))
+        }
+        (None, None) => None,
+    };
+    Ok(Some(crate::storage::s3::S3Options {
+        bucket: bucket.clone(),
+        endpoint: endpoint.clone(),
+        region: region.clone(),
+        access_key_id: access_key_id.clone(),
+        secret_access_key: secret,
+        prefix: prefix.clone().unwrap_or_default(),
+        allow_http: *allow_http,
+        part_size: *part_size,
+    }))
 }
 
 impl Default for StorageConfig {
@@ -67,6 +195,9 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// Garbage collection and upload expiry (`{"gc": {"interval_secs": …}}`).
     pub gc: crate::gc::GcSettings,
+    /// Seconds between this replica's heartbeats in the `replicas` table (a replica is
+    /// reported unreachable after three missed ones).
+    pub cluster_heartbeat_secs: u64,
 }
 
 impl Default for Config {
@@ -85,6 +216,7 @@ impl Default for Config {
             log_json: false,
             auth: crate::auth::AuthConfig::default(),
             gc: crate::gc::GcSettings::default(),
+            cluster_heartbeat_secs: 5,
         }
     }
 }
@@ -130,6 +262,8 @@ impl Config {
         env.parsed("UPLOAD_EXPIRY_SECS", &mut self.gc.upload_expiry_secs)?;
         env.parsed("GC_BATCH_SIZE", &mut self.gc.batch_size)?;
         env.parsed("GC_PAUSE_MS", &mut self.gc.pause_ms)?;
+        env.parsed("CLUSTER_HEARTBEAT_SECS", &mut self.cluster_heartbeat_secs)?;
+        self.storage.apply_env(&env)?;
         Ok(())
     }
 
@@ -152,6 +286,11 @@ pub async fn open_backends(config: &Config) -> anyhow::Result<(Db, Arc<dyn BlobS
         StorageConfig::Filesystem { root } => {
             let root = root.clone().unwrap_or_else(|| config.data_dir.join("blobs"));
             Arc::new(crate::storage::fs::FsStore::open(&root).context("opening blob storage")?)
+        }
+        StorageConfig::S3 { .. } => {
+            let options = s3_options(&config.storage)?
+                .ok_or_else(|| anyhow::anyhow!("S3 storage without settings"))?;
+            Arc::new(crate::storage::s3::S3Store::open(&options).context("opening S3 blob storage")?)
         }
     };
     Ok((db, store))
@@ -184,6 +323,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Registry>> {
     config.gc.validate().map_err(anyhow::Error::msg)?;
     let registry = Arc::new(Registry::new(db, store, access, policy, options));
     crate::jobs::start(&registry, &config.gc);
+    crate::cluster::start(&registry, &config.listen.to_string(), config.cluster_heartbeat_secs)
+        .await
+        .context("registering this replica")?;
     Ok(registry)
 }
 
@@ -233,8 +375,9 @@ pub fn app(registry: Arc<Registry>) -> Router {
         .route("/metrics", get(metrics_route))
         .with_state(Arc::clone(&registry));
     let jobs = crate::jobs::router(Arc::clone(&registry));
+    let cluster = crate::cluster::router(Arc::clone(&registry));
     let extra = registry.access.routes();
-    let app = crate::api::router(registry).merge(ops).merge(jobs);
+    let app = crate::api::router(registry).merge(ops).merge(jobs).merge(cluster);
     match extra {
         Some(routes) => app.merge(routes),
         None => app,

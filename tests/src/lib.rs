@@ -425,3 +425,69 @@ impl Drop for Proc {
         self.kill();
     }
 }
+
+/// A private S3 server (moto, from PyPI's `moto[server]`: `scripts/test.sh` installs it)
+/// on a loopback port, in memory, killed by PID when dropped. It accepts any credentials.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    /// Starts the server and waits until it answers.
+    pub fn start() -> Moto {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg("command -v moto_server")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "`moto_server` is not installed: run ./scripts/test.sh (it runs pip install 'moto[server]')"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("moto.log");
+        let port = free_port();
+        // pyenv's shim and the script exec: the PID we hold is the server's own.
+        let mut child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(dir.path().join("moto.out")).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        wait_for_port(port, &mut child, &log);
+        Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Creates a bucket (object stores have no create-bucket call: plain S3 `PUT /bucket`).
+    pub fn create_bucket(&self, name: &str) {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+            .arg(format!("{}/{name}", self.url))
+            .output()
+            .unwrap();
+        let code = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && code == "200",
+            "creating bucket {name}: {code} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub mod fs;
+pub mod s3;
 
 
 /// A storage failure.
