@@ -14,6 +14,7 @@ command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
 # dockerd for the docker content-trust tests (the machine's docker 28 CLI stays first in PATH).
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v tar >/dev/null 2>&1 || need_pkgs+=(tar)
+command -v skopeo >/dev/null 2>&1 || need_pkgs+=(skopeo)
 command -v gzip >/dev/null 2>&1 || need_pkgs+=(gzip)
 command -v moto_server >/dev/null 2>&1 || [ -x "$HOME/.cache/notary-rs/moto-venv/bin/moto_server" ] || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
