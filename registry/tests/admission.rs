@@ -824,3 +824,60 @@ async fn separate_listener_serves_the_service_certificate_and_requires_client_ce
     assert!(wrong.post(format!("https://{other}:{}/admission/validate", hook.addr.port())).body(body).send().await.is_err());
     let _ = stop.send(());
 }
+
+/// Allows everything; the first evaluations wait for each other in pairs and the
+/// highest number in flight is recorded.
+struct PairedPolicy {
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    pair: tokio::sync::Barrier,
+}
+
+#[async_trait]
+impl ImagePolicy for PairedPolicy {
+    async fn evaluate(
+        &self,
+        _repository: &str,
+        _tag: Option<&str>,
+        digest: Option<&str>,
+        _identity: &Identity,
+        _gate: Gate,
+    ) -> Result<Verdict, PolicyError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        self.pair.wait().await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        Ok(Verdict {
+            allowed: true,
+            warn: false,
+            digest: digest.map(str::to_owned),
+            reason: "ok".into(),
+            policy_version: 1,
+        })
+    }
+}
+
+#[tokio::test]
+async fn images_are_evaluated_concurrently_within_the_bound() {
+    let e = env().await;
+    let policy = Arc::new(PairedPolicy {
+        in_flight: 0.into(),
+        most: 0.into(),
+        pair: tokio::sync::Barrier::new(2),
+    });
+    // Four distinct references: evaluated two at a time, each pair waiting for its
+    // partner (one at a time would never finish: the review would time out, refused).
+    let hook = e.hook(policy.clone(), Settings { concurrency: 2, ..settings() });
+    let by_digest = format!("{HOST}/org/app@{}", e.v1);
+    let list = [
+        ("a", img("org/app:v1")),
+        ("b", img("org/app:v2")),
+        ("c", "registry.example.com/org/app:v1".to_owned()),
+        ("d", by_digest),
+    ];
+    let list: Vec<(&str, &str)> = list.iter().map(|(n, i)| (*n, i.as_str())).collect();
+    let r = mutate(&hook, &review("CREATE", &pod(&list, &[]), None)).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(policy.most.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
