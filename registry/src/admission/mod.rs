@@ -923,6 +923,20 @@ mod tests {
     }
 
     #[test]
+    fn configuration_file_section() {
+        let c: crate::server::Config = serde_json::from_str(
+            r#"{"admission": {"mode": "validate", "other_registries": "allow", "listen": "0.0.0.0:8443",
+                "token": "t0ken", "hosts": ["registry.example.com"], "mutate_pods_only": true}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.admission.mode, Mode::Validate);
+        assert_eq!(c.admission.listen, Some(SocketAddr::from(([0, 0, 0, 0], 8443))));
+        assert!(!format!("{c:?}").contains("t0ken"));
+        assert!(serde_json::from_str::<crate::server::Config>(r#"{"admission": {"mod": "x"}}"#).is_err());
+        assert!(crate::server::Config::default().admission.enabled);
+    }
+
+    #[test]
     fn unauthenticated_only_on_loopback() {
         let c = AdmissionConfig::default();
         let any = SocketAddr::from(([0, 0, 0, 0], 5000));
