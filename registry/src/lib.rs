@@ -7,9 +7,10 @@
 //! beside them on one host; the binary `notary-registry` wires them up.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub mod access;
+pub mod admission;
 pub mod admin;
 pub mod api;
 pub mod auth;
@@ -78,6 +79,11 @@ pub struct Registry {
     changes: tokio::sync::broadcast::Sender<String>,
     /// This process's id among the replicas (random, new at each start).
     pub replica_id: String,
+    /// The image policy the deploy gate (admission webhook) asks; installed by whoever
+    /// builds the policy engine ([`Registry::set_image_policy`]).
+    image_policy: OnceLock<Arc<dyn policy::ImagePolicy>>,
+    /// The admission webhook's settings on the registry's own port.
+    admission: OnceLock<Arc<admission::Settings>>,
 }
 
 impl Registry {
@@ -98,7 +104,30 @@ impl Registry {
             busy_uploads: Mutex::default(),
             changes: tokio::sync::broadcast::channel(1024).0,
             replica_id: cluster::new_replica_id(),
+            image_policy: OnceLock::new(),
+            admission: OnceLock::new(),
         }
+    }
+
+    /// Installs the image policy (once; `false` if one was already installed). With
+    /// admission settings too, `server::app` mounts the admission webhook.
+    pub fn set_image_policy(&self, policy: Arc<dyn policy::ImagePolicy>) -> bool {
+        self.image_policy.set(policy).is_ok()
+    }
+
+    /// The installed image policy.
+    pub fn image_policy(&self) -> Option<Arc<dyn policy::ImagePolicy>> {
+        self.image_policy.get().cloned()
+    }
+
+    /// Sets the admission webhook's settings for the registry's own port (once).
+    pub fn set_admission_settings(&self, settings: admission::Settings) -> bool {
+        self.admission.set(Arc::new(settings)).is_ok()
+    }
+
+    /// The admission webhook's settings on the registry's own port.
+    pub fn admission_settings(&self) -> Option<Arc<admission::Settings>> {
+        self.admission.get().cloned()
     }
 
     /// Subscribes to manifest and tag changes (repository names).

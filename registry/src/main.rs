@@ -173,6 +173,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // The first stdout line: tests and scripts read the bound address from it.
     println!("notary-registry listening on {scheme}://{addr}");
     tracing::info!(%addr, scheme, storage = %registry.store.describe(), "serving");
+    if let Some(hook) = notary_registry::admission::listener::start(&registry, &config, notary_daemon::shutdown_signal())? {
+        println!("admission webhook listening on https://{} (caBundle: {})", hook.addr, hook.ca_bundle.as_deref().unwrap_or("the configured CA"));
+    }
     server::serve(
         server::app(registry),
         listener,

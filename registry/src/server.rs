@@ -198,6 +198,8 @@ pub struct Config {
     /// Seconds between this replica's heartbeats in the `replicas` table (a replica is
     /// reported unreachable after three missed ones).
     pub cluster_heartbeat_secs: u64,
+    /// The Kubernetes admission webhook (deploy gate).
+    pub admission: crate::admission::AdmissionConfig,
 }
 
 impl Default for Config {
@@ -217,6 +219,7 @@ impl Default for Config {
             auth: crate::auth::AuthConfig::default(),
             gc: crate::gc::GcSettings::default(),
             cluster_heartbeat_secs: 5,
+            admission: crate::admission::AdmissionConfig::default(),
         }
     }
 }
@@ -264,6 +267,7 @@ impl Config {
         env.parsed("GC_PAUSE_MS", &mut self.gc.pause_ms)?;
         env.parsed("CLUSTER_HEARTBEAT_SECS", &mut self.cluster_heartbeat_secs)?;
         self.storage.apply_env(&env)?;
+        self.admission.apply_env(&env)?;
         Ok(())
     }
 
@@ -322,6 +326,13 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Registry>> {
     };
     config.gc.validate().map_err(anyhow::Error::msg)?;
     let registry = Arc::new(Registry::new(db, store, access, policy, options));
+    if config.admission.enabled {
+        let settings = config
+            .admission
+            .settings(config.listen, false, &config.auth.hostnames)
+            .context("admission configuration")?;
+        registry.set_admission_settings(settings);
+    }
     crate::jobs::start(&registry, &config.gc);
     crate::cluster::start(&registry, &config.listen.to_string(), config.cluster_heartbeat_secs)
         .await
@@ -377,7 +388,15 @@ pub fn app(registry: Arc<Registry>) -> Router {
     let jobs = crate::jobs::router(Arc::clone(&registry));
     let cluster = crate::cluster::router(Arc::clone(&registry));
     let extra = registry.access.routes();
+    let admission = match (registry.image_policy(), registry.admission_settings()) {
+        (Some(policy), Some(settings)) => Some(crate::admission::router(Arc::clone(&registry), policy, settings)),
+        _ => None,
+    };
     let app = crate::api::router(registry).merge(ops).merge(jobs).merge(cluster);
+    let app = match admission {
+        Some(routes) => app.merge(routes),
+        None => app,
+    };
     match extra {
         Some(routes) => app.merge(routes),
         None => app,
