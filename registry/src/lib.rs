@@ -24,6 +24,7 @@ pub mod names;
 pub mod policy;
 pub mod server;
 pub mod storage;
+pub mod trust;
 
 use access::{Access, Policy};
 use meta::Db;
@@ -78,6 +79,8 @@ pub struct Registry {
     changes: tokio::sync::broadcast::Sender<String>,
     /// This process's id among the replicas (random, new at each start).
     pub replica_id: String,
+    /// The Notary side (metadata service, API options), when served.
+    pub trust: Option<Arc<trust::Trust>>,
 }
 
 impl Registry {
@@ -98,7 +101,14 @@ impl Registry {
             busy_uploads: Mutex::default(),
             changes: tokio::sync::broadcast::channel(1024).0,
             replica_id: cluster::new_replica_id(),
+            trust: None,
         }
+    }
+
+    /// The Notary metadata service (verified trust data through
+    /// [`notary_server::service::Service::trusted`]), when the Notary API is served.
+    pub fn trust_service(&self) -> Option<&Arc<notary_server::service::Service>> {
+        self.trust.as_ref().map(|t| t.service())
     }
 
     /// Subscribes to manifest and tag changes (repository names).
