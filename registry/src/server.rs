@@ -402,10 +402,27 @@ pub fn app(registry: Arc<Registry>) -> Router {
         None => app,
     };
     // `/v2/<gun>/_trust/…` goes to the Notary API, everything else to the registry.
-    match notary {
+    let app = match notary {
         Some(api) => notary_server::api::mount(app, api),
         None => app,
+    };
+    app.layer(axum::middleware::map_request(host_from_authority))
+}
+
+/// HTTP/2 requests carry the host in the URI's authority, not in a `Host` header: copy
+/// it, so the realm of challenges and the host-name mapping of scopes derived from
+/// `Host` are the same over both protocols (curl speaks HTTP/2 over TLS).
+async fn host_from_authority(mut req: axum::extract::Request) -> axum::extract::Request {
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
     }
+    req
 }
 
 /// TLS files for a configuration: the configured ones, or a CA and a server
