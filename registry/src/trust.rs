@@ -3,7 +3,7 @@
 //! server for a registry is `https://<registry host>`), with one login for both.
 //!
 //! - Storage: its own SQLite file (`DATA_DIR/notary.db`), or with a PostgreSQL registry
-//!   database the same database in a schema `notary` (or `trust.database`).
+//!   database the same database in schema `notary_tuf` (or `trust.database`).
 //! - Signing of timestamps and server-managed snapshots: in process, keys sealed in the
 //!   Notary database with a passphrase ([`key_passphrase`]), or a remote `notary-signer`
 //!   (`trust.remote`).
@@ -46,8 +46,10 @@ use crate::auth::jwt::ResourceActions;
 use crate::auth::{AuthService, parse_basic, request_host};
 
 /// The PostgreSQL schema the Notary tables live in when they share the registry's
-/// database (their migrations are separate from the registry's).
-pub const POSTGRES_SCHEMA: &str = "notary";
+/// database (their migrations are separate from the registry's). Not `notary`: a
+/// schema named like the database user is on every connection's default
+/// `search_path` (`"$user", public`), and would capture the registry's own tables.
+pub const POSTGRES_SCHEMA: &str = "notary_tuf";
 /// The variable holding the passphrase sealing the in-process signer's keys.
 pub const PASSPHRASE_VAR: &str = "NOTARY_REGISTRY_TRUST_PASSPHRASE";
 /// Seconds a Notary request may take before it is answered 408.
@@ -86,7 +88,7 @@ pub struct TrustConfig {
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// Notary database: a SQLite path or `postgres://…`. Default: `DATA_DIR/notary.db`,
-    /// or with a PostgreSQL registry database, that database in schema `notary`.
+    /// or with a PostgreSQL registry database, that database in schema `notary_tuf`.
     pub database: Option<String>,
     /// A file holding the key passphrase (default: `NOTARY_REGISTRY_TRUST_PASSPHRASE`,
     /// else `DATA_DIR/trust-passphrase`, generated once).
@@ -535,13 +537,32 @@ async fn create_schema(url: &str, schema: &str) -> anyhow::Result<()> {
     if !schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
         anyhow::bail!("invalid schema name {schema:?}");
     }
-    let mut conn = sqlx::PgConnection::connect(url)
+    let opts: sqlx::postgres::PgConnectOptions = url.parse().context("the PostgreSQL URL")?;
+    if opts.get_username() == schema {
+        anyhow::bail!(
+            "the PostgreSQL user is named {schema:?} like the Notary schema, which would then shadow the registry's tables: \
+             use another user, or give the Notary tables their own database (trust.database)"
+        );
+    }
+    let mut conn = sqlx::PgConnection::connect_with(&opts)
         .await
         .context("connecting to PostgreSQL for the Notary schema")?;
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+    if let Err(e) = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
         .execute(&mut conn)
         .await
-        .with_context(|| format!("creating schema {schema}"))?;
+    {
+        // Two replicas starting at once race on the catalog (a unique violation for
+        // the loser): what matters is that the schema exists now.
+        let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+            .bind(schema)
+            .fetch_optional(&mut conn)
+            .await
+            .ok()
+            .flatten();
+        if exists.is_none() {
+            return Err(e).with_context(|| format!("creating schema {schema}"));
+        }
+    }
     conn.close().await.ok();
     Ok(())
 }
@@ -991,12 +1012,12 @@ mod tests {
         assert_eq!(
             notary_database(&c),
             NotaryDatabase::Postgres {
-                url: "postgres://u@h/reg?options[search_path]=notary".into(),
-                schema: Some("notary".into())
+                url: "postgres://u@h/reg?options[search_path]=notary_tuf".into(),
+                schema: Some("notary_tuf".into())
             }
         );
         c.database = Some("postgres://u@h/reg?sslmode=disable".into());
-        assert!(matches!(notary_database(&c), NotaryDatabase::Postgres { url, .. } if url.ends_with("&options[search_path]=notary")));
+        assert!(matches!(notary_database(&c), NotaryDatabase::Postgres { url, .. } if url.ends_with("&options[search_path]=notary_tuf")));
         c.trust.database = Some("postgres://u@other/notary".into());
         assert_eq!(
             notary_database(&c),
