@@ -764,3 +764,75 @@ fn the_anchor_dct_e2e_script_passes_against_the_all_in_one() {
     let text = String::from_utf8_lossy(&again.stdout).into_owned();
     assert!(again.status.success(), "second dct-e2e.sh run failed:\n{text}");
 }
+
+/// `trust.remote`: timestamps signed by a notary-signer (Go's, from Debian, over mutual
+/// TLS with the fixture certificates) instead of in process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_notary_signer_signs_the_timestamps() {
+    notary_tests::require("notary-signer");
+    let dir = tempfile::tempdir().unwrap();
+    let tls = notary_tests::fixtures().join("tls");
+    let port = notary_tests::free_port();
+    let signer_cfg = dir.path().join("signer.json");
+    std::fs::write(
+        &signer_cfg,
+        serde_json::json!({
+            "server": {"grpc_addr": format!("127.0.0.1:{port}"),
+                       "tls_cert_file": tls.join("notary-signer.crt"), "tls_key_file": tls.join("notary-signer.key"),
+                       "client_ca_file": tls.join("root-ca.crt")},
+            "storage": {"backend": "memory", "db_url": "", "default_alias": "alias1"},
+            "logging": {"level": "info"},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut cmd = Command::new("notary-signer");
+    cmd.arg("-config").arg(&signer_cfg).env("NOTARY_SIGNER_ALIAS1", "signer-pass-1");
+    let mut signer = Proc::spawn(cmd, dir.path().join("signer.log"));
+    let log = signer.log.clone();
+    notary_tests::wait_for_port(port, &mut signer.child, &log);
+
+    let mut config = base_config(&dir.path().join("data"));
+    config.trust.remote = Some(notary_registry::trust::RemoteSignerConfig {
+        hostname: "127.0.0.1".into(),
+        port,
+        tls_ca_file: tls.join("root-ca.crt"),
+        tls_client_cert: Some(tls.join("notary-server.crt")),
+        tls_client_key: Some(tls.join("notary-server.key")),
+    });
+    let aio = start(&config).await;
+    assert!(aio.registry.trust.as_ref().unwrap().describe().contains("notary-signer at 127.0.0.1"));
+    assert!(!config.data_dir.join("trust-passphrase").exists(), "no local keys, no passphrase");
+    let gun = aio.gun("remote/app");
+    let (url, trust, auth, g) = (aio.url.clone(), dir.path().join("trust"), notary_registry::trust::notary_auth("admin", &aio.admin_pw), gun.clone());
+    tokio::task::spawn_blocking(move || ok(&go_notary(&trust, &url, Some(&auth), &["init", &g, "-p"]), "notary init -p"))
+        .await
+        .unwrap();
+    // The timestamp key is the signer's: the verified repository's timestamp role
+    // lists a key the signer holds (and no key sits in the Notary database).
+    let repo = aio.registry.trust_service().unwrap().trusted(&notary_core::Gun::new(&gun).unwrap()).await.unwrap();
+    assert_eq!(repo.timestamp().version, 1);
+    let ts_key = repo.root().roles["timestamp"].keyids[0].to_string();
+    {
+        use sqlx::Connection as _;
+        let db = config.data_dir.join("notary.db");
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let (local,): (i64,) = sqlx::query_as("SELECT count(*) FROM server_keys").fetch_one(&mut conn).await.unwrap();
+        let (scoped,): (i64,) = sqlx::query_as("SELECT count(*) FROM remote_key_scopes WHERE gun = $1 AND role = 'timestamp'")
+            .bind(&gun)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((local, scoped), (0, 1), "timestamp key {ts_key}");
+    }
+    let health = get(&aio.client(), "/health").await;
+    assert_eq!(health.json()["notary"]["signer"], "OK", "{}", health.text());
+    // The signer gone: reads still work, the registry stays healthy, the signer is
+    // reported.
+    signer.kill();
+    let r = get(&aio.admin(), &format!("/v2/{gun}/_trust/tuf/root.json")).await;
+    assert_eq!(r.status, 200);
+    let health = get(&aio.client(), "/health").await;
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert_ne!(health.json()["notary"]["signer"], "OK", "{}", health.text());
+}
