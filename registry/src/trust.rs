@@ -789,7 +789,15 @@ async fn guard_layer(State(st): State<GuardState>, mut req: Request, next: Next)
         if resp.status() == StatusCode::OK {
             if let Ok(gun) = Gun::new(gun) {
                 tracing::info!(gun = %gun, user = user.as_deref().unwrap_or(""), "trust data published");
-                on_publish(&st.registry, &st.trust.service, &gun, user.as_deref()).await;
+                // In its own task, awaited: the answer waits for the hook, and a client
+                // hanging up does not cancel it half-way (the update is committed).
+                let (registry, service) = (Arc::clone(&st.registry), Arc::clone(&st.trust.service));
+                let hook = tokio::spawn(async move {
+                    on_publish(&registry, &service, &gun, user.as_deref()).await;
+                });
+                if let Err(e) = hook.await {
+                    tracing::error!(error = %e, "the publish hook failed");
+                }
             }
         }
     }

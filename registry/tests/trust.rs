@@ -186,6 +186,14 @@ async fn notary_access_follows_the_repository_permission_level() {
     let r = get(&aio.client().bearer("not.a.token"), &root).await;
     assert_eq!(r.status, 401);
     assert!(challenge(&r).ends_with("error=\"invalid_token\""));
+
+    // A public repository: anonymous callers get a pull token for the GUN (docker pulls
+    // with content trust without logging in), and nothing more.
+    aio.registry.db.set_public("team/app", true).await.unwrap();
+    let t = token(&aio, &aio.client(), &[&format!("repository:{gun}:pull,push")]).await;
+    let anon = aio.client().bearer(&t);
+    assert_eq!(get(&anon, &root).await.status, 404);
+    assert_eq!(get(&anon, &key).await.status, 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
