@@ -844,3 +844,21 @@ async fn a_remote_notary_signer_signs_the_timestamps() {
     assert_eq!(health.status, 200, "{}", health.text());
     assert_ne!(health.json()["notary"]["signer"], "OK", "{}", health.text());
 }
+
+/// `docker trust signer remove` (Go) publishes `targets/releases` with `"keyids":null`
+/// once its last key is gone: such a file must parse and count as canonical, or the
+/// server refuses the removal ("trust server rejected operation").
+#[test]
+fn delegations_without_keys_keep_gos_null() {
+    use notary_core::metadata::{Signed, Targets};
+    let signed: Targets = serde_json::from_value(serde_json::json!({
+        "delegations": {"keys": {}, "roles": [{"keyids": null, "name": "targets/releases", "paths": [""], "threshold": 1}]},
+        "expires": "2030-01-01T00:00:00Z", "targets": {}, "version": 3
+    }))
+    .unwrap();
+    assert!(signed.delegations.roles[0].keyids.is_empty());
+    let file = Signed::from_parts(signed, Vec::new()).unwrap().into_file_bytes();
+    assert!(String::from_utf8_lossy(&file).contains(r#""keyids":null"#), "{}", String::from_utf8_lossy(&file));
+    let parsed = Signed::<Targets>::parse(file).unwrap();
+    assert!(parsed.is_canonical());
+}
