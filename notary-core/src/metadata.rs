@@ -210,7 +210,10 @@ pub struct Root {
 /// One delegation entry (spec §2.7).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct DelegationRole {
-    /// Authorised key IDs.
+    /// Authorised key IDs. Go writes a delegation whose last key was removed (`docker
+    /// trust signer remove` on `targets/releases`) with `"keyids":null` (a nil slice):
+    /// `null` reads as empty, and empty is written as `null`, so such files round-trip.
+    #[serde(deserialize_with = "null_as_empty", serialize_with = "empty_as_null")]
     pub keyids: Vec<KeyId>,
     /// Full role name, a direct child of the delegating role.
     pub name: RoleName,
@@ -225,8 +228,16 @@ pub struct DelegationRole {
     pub threshold: u32,
 }
 
-fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn empty_as_null<S: Serializer>(v: &[KeyId], s: S) -> Result<S::Ok, S::Error> {
+    if v.is_empty() {
+        s.serialize_none()
+    } else {
+        v.serialize(s)
+    }
 }
 
 /// The `delegations` member: always present, `{"keys":{},"roles":[]}` when empty.

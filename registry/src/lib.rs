@@ -25,6 +25,7 @@ pub mod names;
 pub mod policy;
 pub mod server;
 pub mod storage;
+pub mod trust;
 
 use access::{Access, Policy};
 use meta::Db;
@@ -84,6 +85,8 @@ pub struct Registry {
     image_policy: OnceLock<Arc<dyn policy::ImagePolicy>>,
     /// The admission webhook's settings on the registry's own port.
     admission: OnceLock<Arc<admission::Settings>>,
+    /// The Notary side (metadata service, API options), when served.
+    pub trust: Option<Arc<trust::Trust>>,
 }
 
 impl Registry {
@@ -106,6 +109,7 @@ impl Registry {
             replica_id: cluster::new_replica_id(),
             image_policy: OnceLock::new(),
             admission: OnceLock::new(),
+            trust: None,
         }
     }
 
@@ -128,6 +132,12 @@ impl Registry {
     /// The admission webhook's settings on the registry's own port.
     pub fn admission_settings(&self) -> Option<Arc<admission::Settings>> {
         self.admission.get().cloned()
+    }
+
+    /// The Notary metadata service (verified trust data through
+    /// [`notary_server::service::Service::trusted`]), when the Notary API is served.
+    pub fn trust_service(&self) -> Option<&Arc<notary_server::service::Service>> {
+        self.trust.as_ref().map(|t| t.service())
     }
 
     /// Subscribes to manifest and tag changes (repository names).

@@ -159,6 +159,10 @@ async fn gc(
 async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     server::prometheus();
+    // First start: no CA of ours yet (and no configured certificate).
+    let first_start = !config.plain_http
+        && config.tls_cert.is_none()
+        && !config.data_dir.join("tls").join("ca.crt").exists();
     let registry = server::build(&config).await?;
     let tls = if config.plain_http {
         None
@@ -172,6 +176,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     notary_registry::cluster::advertise(&registry, &format!("{scheme}://{addr}")).await;
     // The first stdout line: tests and scripts read the bound address from it.
     println!("notary-registry listening on {scheme}://{addr}");
+    if let Some(trust) = &registry.trust {
+        trust.set_port(addr.port());
+    }
+    if first_start {
+        // Once, after the banner; stdout may be closed by a reader that only wanted the
+        // banner, so a failed write is not an error.
+        let password = config.data_dir.join("admin-password");
+        let text = notary_registry::trust::setup_instructions(
+            &notary_registry::trust::client_host_port(addr),
+            &config.data_dir.join("tls").join("ca.crt"),
+            &config.data_dir,
+            password.exists().then_some(password.as_path()),
+        );
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
     tracing::info!(%addr, scheme, storage = %registry.store.describe(), "serving");
     if let Some(hook) = notary_registry::admission::listener::start(&registry, &config, notary_daemon::shutdown_signal())? {
         println!("admission webhook listening on https://{} (caBundle: {})", hook.addr, hook.ca_bundle.as_deref().unwrap_or("the configured CA"));

@@ -200,6 +200,8 @@ pub struct Config {
     pub cluster_heartbeat_secs: u64,
     /// The Kubernetes admission webhook (deploy gate).
     pub admission: crate::admission::AdmissionConfig,
+    /// The Notary API on the registry's port: storage, signer, limits.
+    pub trust: crate::trust::TrustConfig,
 }
 
 impl Default for Config {
@@ -220,6 +222,7 @@ impl Default for Config {
             gc: crate::gc::GcSettings::default(),
             cluster_heartbeat_secs: 5,
             admission: crate::admission::AdmissionConfig::default(),
+            trust: crate::trust::TrustConfig::default(),
         }
     }
 }
@@ -268,6 +271,7 @@ impl Config {
         env.parsed("CLUSTER_HEARTBEAT_SECS", &mut self.cluster_heartbeat_secs)?;
         self.storage.apply_env(&env)?;
         self.admission.apply_env(&env)?;
+        self.trust.apply_env(&env)?;
         Ok(())
     }
 
@@ -303,6 +307,7 @@ pub async fn open_backends(config: &Config) -> anyhow::Result<(Db, Arc<dyn BlobS
 /// Builds the registry state of a configuration.
 pub async fn build(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let (db, store) = open_backends(config).await?;
+    let mut auth_service = None;
     let access: Arc<dyn Access> = if config.no_auth {
         tracing::warn!("serving WITHOUT authentication (--no-auth): anyone can push, pull and delete");
         Arc::new(Open)
@@ -317,15 +322,21 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Registry>> {
             .ok()
             .map(zeroize::Zeroizing::new);
         crate::auth::bootstrap_admin(svc.store(), &config.data_dir, env_password).await?;
+        auth_service = Some(Arc::clone(&svc));
         Arc::new(crate::auth::TokenAccess::new(svc))
     };
+    // The Notary API's storage and signer; its service is what the policy engine reads
+    // verified trust data from (`trust.as_ref().map(|t| t.service())`).
+    let trust = crate::trust::open(config, auth_service).await?;
     let policy: Arc<dyn Policy> = Arc::new(AllowAll);
     let options = Options {
         max_manifest_bytes: config.max_manifest_bytes,
         ..Options::default()
     };
     config.gc.validate().map_err(anyhow::Error::msg)?;
-    let registry = Arc::new(Registry::new(db, store, access, policy, options));
+    let mut registry = Registry::new(db, store, access, policy, options);
+    registry.trust = trust;
+    let registry = Arc::new(registry);
     if config.admission.enabled {
         let settings = config
             .admission
@@ -368,12 +379,19 @@ async fn metrics_route() -> Response {
 async fn health(State(reg): State<Arc<Registry>>) -> Response {
     let db = reg.db.ping().await;
     let store = reg.store.health().await;
-    let ok = db.is_ok() && store.is_ok();
-    let body = serde_json::json!({
+    let notary = match &reg.trust {
+        Some(t) => Some(t.health().await),
+        None => None,
+    };
+    let ok = db.is_ok() && store.is_ok() && notary.as_ref().is_none_or(|(ok, _)| *ok);
+    let mut body = serde_json::json!({
         "status": if ok { "OK" } else { "unhealthy" },
         "database": db.err().map(|e| e.to_string()).unwrap_or_else(|| "OK".into()),
         "storage": store.err().map(|e| e.to_string()).unwrap_or_else(|| "OK".into()),
     });
+    if let Some((_, n)) = notary {
+        body["notary"] = n;
+    }
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
@@ -392,15 +410,38 @@ pub fn app(registry: Arc<Registry>) -> Router {
         (Some(policy), Some(settings)) => Some(crate::admission::router(Arc::clone(&registry), policy, settings)),
         _ => None,
     };
+    let notary = registry.trust.as_ref().map(|t| t.router(Arc::clone(&registry)));
     let app = crate::api::router(registry).merge(ops).merge(jobs).merge(cluster);
     let app = match admission {
         Some(routes) => app.merge(routes),
         None => app,
     };
-    match extra {
+    let app = match extra {
         Some(routes) => app.merge(routes),
         None => app,
+    };
+    // `/v2/<gun>/_trust/…` goes to the Notary API, everything else to the registry.
+    let app = match notary {
+        Some(api) => notary_server::api::mount(app, api),
+        None => app,
+    };
+    app.layer(axum::middleware::map_request(host_from_authority))
+}
+
+/// HTTP/2 requests carry the host in the URI's authority, not in a `Host` header: copy
+/// it, so the realm of challenges and the host-name mapping of scopes derived from
+/// `Host` are the same over both protocols (curl speaks HTTP/2 over TLS).
+async fn host_from_authority(mut req: axum::extract::Request) -> axum::extract::Request {
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
     }
+    req
 }
 
 /// TLS files for a configuration: the configured ones, or a CA and a server
