@@ -369,6 +369,7 @@ async fn health(State(reg): State<Arc<Registry>>) -> Response {
 
 /// The whole application: registry API, health and metrics.
 pub fn app(registry: Arc<Registry>) -> Router {
+    let policy = Arc::clone(&registry);
     let ops = Router::new()
         .route("/health", get(health))
         .route("/_ping", get(health))
@@ -378,10 +379,11 @@ pub fn app(registry: Arc<Registry>) -> Router {
     let cluster = crate::cluster::router(Arc::clone(&registry));
     let extra = registry.access.routes();
     let app = crate::api::router(registry).merge(ops).merge(jobs).merge(cluster);
-    match extra {
+    let app = match extra {
         Some(routes) => app.merge(routes),
         None => app,
-    }
+    };
+    crate::policy::mount(policy, app)
 }
 
 /// TLS files for a configuration: the configured ones, or a CA and a server
