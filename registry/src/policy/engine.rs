@@ -372,6 +372,7 @@ pub struct PolicyEngine {
     writers: TtlCache<(String, String), bool>,
     audit: AuditLog,
     options: EngineOptions,
+    computations: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -522,7 +523,11 @@ impl Ctx<'_> {
         match s.signer() {
             Some(Signer::Role(r)) => {
                 let Some(role) = sigs.roles.get(&r) else {
-                    return Err(format!("{r} does not exist in the trust data of {}", sigs.subject));
+                    return Err(if sigs.delegated.contains(&r) {
+                        format!("{r} has not signed {target} (it has signed nothing yet)")
+                    } else {
+                        format!("{r} does not exist in the trust data of {}", sigs.subject)
+                    });
                 };
                 if expiry_counts && role.expired(self.now) {
                     return Err(format!("{r} expired on {}", role.expires.map(rfc3339).unwrap_or_default()));
@@ -652,6 +657,7 @@ impl PolicyEngine {
             writers: TtlCache::new(options.directory_ttl, 10_000),
             audit,
             options,
+            computations: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -663,6 +669,12 @@ impl PolicyEngine {
     /// The signature source.
     pub fn source(&self) -> &Arc<dyn SignatureSource> {
         &self.source
+    }
+
+    /// How many evaluations were computed rather than served from the cache (or joined
+    /// while in progress).
+    pub fn computations(&self) -> u64 {
+        self.computations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until every decision made so far is in the audit table.
@@ -789,6 +801,7 @@ impl PolicyEngine {
         digest: &str,
         trust: &Trust,
     ) -> Result<Status, PolicyError> {
+        self.computations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         {
             let dir = self.directory(repository, &stored.spec).await?;
             let subjects = self.source.subjects(repository);
@@ -1234,6 +1247,7 @@ mod tests {
             pins_tags: true,
             pins,
             pinned_tags,
+            delegated: BTreeSet::new(),
             warnings: Vec::new(),
         }
     }

@@ -84,6 +84,8 @@ pub struct RepoSignatures {
     pub pins: HashMap<String, Pin>,
     /// Digest → tags pinned to it.
     pub pinned_tags: HashMap<String, Vec<String>>,
+    /// Roles delegated to, whether or not they have signed anything yet.
+    pub delegated: BTreeSet<String>,
     /// Notes of the verification (skipped delegations).
     pub warnings: Vec<String>,
 }
@@ -203,7 +205,11 @@ pub fn from_notary(repo: &Repository, version: u64) -> RepoSignatures {
         base_expiry.push(("targets".to_owned(), t.metadata.expires.datetime()));
     }
     let mut roles = BTreeMap::new();
+    let mut delegated = BTreeSet::new();
     for (name, loaded) in repo.roles() {
+        for d in &loaded.metadata.delegations.roles {
+            delegated.insert(d.name.to_string());
+        }
         let mut tags = HashMap::new();
         for (target, meta) in &loaded.metadata.targets {
             if !loaded.admits(target) {
@@ -255,6 +261,7 @@ pub fn from_notary(repo: &Repository, version: u64) -> RepoSignatures {
         pins_tags: true,
         pins,
         pinned_tags,
+        delegated,
         warnings: repo.warnings().to_vec(),
     }
 }
