@@ -56,51 +56,7 @@ impl ScopeArgs {
 #[derive(Subcommand, Debug)]
 enum PolicyCommand {
     /// Set (replace) a policy.
-    Set {
-        #[command(flatten)]
-        scope: ScopeArgs,
-        /// disabled, permissive (warn only) or enforced.
-        #[arg(long)]
-        mode: String,
-        /// Gates it applies to: pull,push,deploy (default all).
-        #[arg(long)]
-        gates: Option<String>,
-        /// A team that must sign (`team`, `org/team`, optionally `:N` signatures);
-        /// repeatable, all required.
-        #[arg(long = "require-team")]
-        require_team: Vec<String>,
-        /// A delegation role that must sign (`targets/releases`, optionally `:N`);
-        /// repeatable, all required.
-        #[arg(long = "require-role")]
-        require_role: Vec<String>,
-        /// Signatures each required team or role must contribute (unless `:N` says).
-        #[arg(long, default_value_t = 1)]
-        min: u32,
-        /// Tag patterns the policy covers (`v*`; comma-separated or repeated; default all).
-        #[arg(long, value_delimiter = ',')]
-        tags: Vec<String>,
-        /// Tag patterns exempt from the policy.
-        #[arg(long = "exempt-tag", value_delimiter = ',')]
-        exempt_tag: Vec<String>,
-        /// Users the policy does not apply to.
-        #[arg(long = "exempt-user", value_delimiter = ',')]
-        exempt_user: Vec<String>,
-        /// Teams whose members the policy does not apply to.
-        #[arg(long = "exempt-team", value_delimiter = ',')]
-        exempt_team: Vec<String>,
-        /// Digest pulls: signed (only signed digests) or always.
-        #[arg(long = "digest-pulls", default_value = "signed")]
-        digest_pulls: String,
-        /// Refuse when trust data has expired.
-        #[arg(long = "deny-expired")]
-        deny_expired: bool,
-        /// A push may not move a signed tag.
-        #[arg(long = "immutable-signed-tags")]
-        immutable_signed_tags: bool,
-        /// Callers who may push do not read quarantined tags either.
-        #[arg(long = "no-writer-reads")]
-        no_writer_reads: bool,
-    },
+    Set(Box<SetArgs>),
     /// Show a policy (`--effective`: the one that applies to the repository).
     Show {
         #[command(flatten)]
@@ -134,6 +90,55 @@ enum PolicyCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+}
+
+
+/// `policy set`.
+#[derive(Args, Debug)]
+struct SetArgs {
+    #[command(flatten)]
+    scope: ScopeArgs,
+    /// disabled, permissive (warn only) or enforced.
+    #[arg(long)]
+    mode: String,
+    /// Gates it applies to: pull,push,deploy (default all).
+    #[arg(long)]
+    gates: Option<String>,
+    /// A team that must sign (`team`, `org/team`, optionally `:N` signatures);
+    /// repeatable, all required.
+    #[arg(long = "require-team")]
+    require_team: Vec<String>,
+    /// A delegation role that must sign (`targets/releases`, optionally `:N`);
+    /// repeatable, all required.
+    #[arg(long = "require-role")]
+    require_role: Vec<String>,
+    /// Signatures each required team or role must contribute (unless `:N` says).
+    #[arg(long, default_value_t = 1)]
+    min: u32,
+    /// Tag patterns the policy covers (`v*`; comma-separated or repeated; default all).
+    #[arg(long, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// Tag patterns exempt from the policy.
+    #[arg(long = "exempt-tag", value_delimiter = ',')]
+    exempt_tag: Vec<String>,
+    /// Users the policy does not apply to.
+    #[arg(long = "exempt-user", value_delimiter = ',')]
+    exempt_user: Vec<String>,
+    /// Teams whose members the policy does not apply to.
+    #[arg(long = "exempt-team", value_delimiter = ',')]
+    exempt_team: Vec<String>,
+    /// Digest pulls: signed (only signed digests) or always.
+    #[arg(long = "digest-pulls", default_value = "signed")]
+    digest_pulls: String,
+    /// Refuse when trust data has expired.
+    #[arg(long = "deny-expired")]
+    deny_expired: bool,
+    /// A push may not move a signed tag.
+    #[arg(long = "immutable-signed-tags")]
+    immutable_signed_tags: bool,
+    /// Callers who may push do not read quarantined tags either.
+    #[arg(long = "no-writer-reads")]
+    no_writer_reads: bool,
 }
 
 fn with_count(spec: &str, default: u32) -> anyhow::Result<(String, u32)> {
@@ -170,22 +175,23 @@ fn print_policy(v: &Value) {
 pub async fn policy(config: &Config, args: PolicyArgs) -> anyhow::Result<()> {
     let api = Api::open(config, &args.target).await?;
     match args.command {
-        PolicyCommand::Set {
-            scope,
-            mode: m,
-            gates,
-            require_team,
-            require_role,
-            min,
-            tags,
-            exempt_tag,
-            exempt_user,
-            exempt_team,
-            digest_pulls,
-            deny_expired,
-            immutable_signed_tags,
-            no_writer_reads,
-        } => {
+        PolicyCommand::Set(set) => {
+            let SetArgs {
+                scope,
+                mode: m,
+                gates,
+                require_team,
+                require_role,
+                min,
+                tags,
+                exempt_tag,
+                exempt_user,
+                exempt_team,
+                digest_pulls,
+                deny_expired,
+                immutable_signed_tags,
+                no_writer_reads,
+            } = *set;
             let mut spec = PolicySpec::new(mode(&m)?);
             if let Some(g) = gates {
                 spec.gates = Gates::parse_list(&g).map_err(anyhow::Error::msg)?;

@@ -224,7 +224,7 @@ impl Env {
     }
 
     /// `docker trust sign` by a signer: the tag goes into each of `roles`.
-    async fn sign(&self, t: &Trust, user: &str, key: &PrivateKey, roles: &[&str], tag: &str, digest: &str, size: u64) {
+    async fn sign(&self, t: &Trust, user: &str, key: &PrivateKey, roles: &[&str], tag: &str, (digest, size): (&str, u64)) {
         let meta = file_meta(digest, size);
         self.publish(t, user, &[key], |e| {
             for r in roles {
@@ -317,7 +317,7 @@ async fn signed_v1(env: &Env) -> Signed {
     let bob = key();
     env.add_signer(&trust, "alice", &alice).await;
     env.add_signer(&trust, "bob", &bob).await;
-    env.sign(&trust, "alice", &alice, &["targets/alice", "targets/releases"], "v1", &d1, s1).await;
+    env.sign(&trust, "alice", &alice, &["targets/alice", "targets/releases"], "v1", (&d1, s1)).await;
     Signed { trust, alice, bob, d1, s1 }
 }
 
@@ -333,7 +333,7 @@ async fn team_policy_requires_every_team() {
     let head = env.call(Method::HEAD, "/v2/org/app/manifests/v1", Some("reader"), Body::empty(), &[]).await;
     assert_eq!(head.status, StatusCode::FORBIDDEN);
     // bob (security) signs the same digest: both teams now.
-    env.sign(&s.trust, "bob", &s.bob, &["targets/bob", "targets/releases"], "v1", &s.d1, s.s1).await;
+    env.sign(&s.trust, "bob", &s.bob, &["targets/bob", "targets/releases"], "v1", (&s.d1, s.s1)).await;
     let r = env.pull("org/app", "v1", "reader").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.headers.get("docker-content-digest").unwrap().to_str().unwrap(), s.d1);
@@ -353,7 +353,7 @@ async fn keys_are_bound_to_the_users_who_sign_with_them() {
     // The administrator added both signers' keys, but only alice signed with hers.
     assert_eq!(owner(&alice_id).as_deref(), Some("alice"));
     assert_eq!(owner(&bob_id), None);
-    assert_eq!(owner(&s.trust.targets.public().key_id().to_string()).as_deref(), Some("admin"));
+    assert_eq!(owner(s.trust.targets.public().key_id().as_str()).as_deref(), Some("admin"));
     // Trust data naming bob as a signer does not make the administrator's publish his.
     let entry = signers.iter().find(|k| k["keyId"] == alice_id.as_str()).unwrap();
     assert_eq!(entry["role"], "targets/alice");
@@ -366,7 +366,7 @@ async fn role_policy_checks_the_named_delegation() {
     env.set_policy("org/app", json!({"mode": "enforced", "signers": [{"role": "targets/bob"}]})).await;
     let msg = denied(&env.pull("org/app", "v1", "reader").await);
     assert!(msg.contains("targets/bob has not signed v1"), "{msg}");
-    env.sign(&s.trust, "bob", &s.bob, &["targets/bob"], "v1", &s.d1, s.s1).await;
+    env.sign(&s.trust, "bob", &s.bob, &["targets/bob"], "v1", (&s.d1, s.s1)).await;
     assert_eq!(env.pull("org/app", "v1", "reader").await.status, StatusCode::OK);
     env.set_policy("org/app", json!({"mode": "enforced", "signers": [{"role": "targets/bob", "min": 2}]})).await;
     let msg = denied(&env.pull("org/app", "v1", "reader").await);
@@ -382,7 +382,7 @@ async fn signatures_only_in_other_delegations_do_not_count() {
     let s = signed_v1(&env).await;
     let (d2, s2) = env.push("org/app", "v2", b"layer two").await;
     // Signed only into targets/alice: Docker reads targets/releases, then targets.
-    env.sign(&s.trust, "alice", &s.alice, &["targets/alice"], "v2", &d2, s2).await;
+    env.sign(&s.trust, "alice", &s.alice, &["targets/alice"], "v2", (&d2, s2)).await;
     env.set_policy("org/app", json!({"mode": "enforced"})).await;
     let msg = denied(&env.pull("org/app", "v2", "reader").await);
     assert!(msg.contains("only targets/alice name it"), "{msg}");
@@ -466,7 +466,7 @@ async fn children_of_a_signed_index_are_pullable_by_digest() {
     let trust = env.init_trust(GUN).await;
     let alice = key();
     env.add_signer(&trust, "alice", &alice).await;
-    env.sign(&trust, "alice", &alice, &["targets/alice", "targets/releases"], "multi", &idx, idx_size).await;
+    env.sign(&trust, "alice", &alice, &["targets/alice", "targets/releases"], "multi", (&idx, idx_size)).await;
     env.set_policy("org/app", json!({"mode": "enforced"})).await;
     assert_eq!(env.pull("org/app", "multi", "reader").await.status, StatusCode::OK);
     let r = env.pull("org/app", &child, "reader").await;
@@ -505,7 +505,7 @@ async fn unsigned_pushes_are_quarantined_until_signed() {
     let trust = env.init_trust(GUN).await;
     let alice = key();
     env.add_signer(&trust, "alice", &alice).await;
-    env.sign(&trust, "alice", &alice, &["targets/alice", "targets/releases"], "v1", &d, size).await;
+    env.sign(&trust, "alice", &alice, &["targets/alice", "targets/releases"], "v1", (&d, size)).await;
     let r = env.pull("org/app", "v1", "reader").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let tags = env.get("/api/v0/repositories/org/app/tags", Some("reader")).await;
@@ -614,7 +614,7 @@ async fn trust_data_under_the_second_gun_prefix_is_found() {
     let env = env().await;
     let (d, size) = env.push("org/app", "v1", b"layer").await;
     let trust = env.init_trust("localhost:5000/org/app").await;
-    env.sign(&trust, "admin", &trust.targets, &["targets"], "v1", &d, size).await;
+    env.sign(&trust, "admin", &trust.targets, &["targets"], "v1", (&d, size)).await;
     env.set_policy("org/app", json!({"mode": "enforced"})).await;
     assert_eq!(env.pull("org/app", "v1", "reader").await.status, StatusCode::OK);
     let tags = env.get("/api/v0/repositories/org/app/tags", Some("reader")).await;

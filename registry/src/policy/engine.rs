@@ -1213,7 +1213,7 @@ impl ImagePolicy for PolicyEngine {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use crate::policy::source::{Pin, RoleSignatures};
 
