@@ -698,6 +698,23 @@ async fn concurrent_identical_evaluations_are_computed_once() {
     assert_eq!(env.engine.computations() - before, 1);
 }
 
+#[tokio::test]
+async fn concurrent_lookups_convert_trust_data_once() {
+    let env = env().await;
+    signed_v1(&env).await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let source = Arc::clone(env.engine.source());
+        tasks.push(tokio::spawn(async move { source.signatures("org/app").await.unwrap().unwrap().version }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.unwrap());
+    }
+    versions.dedup();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+}
+
 // ---------------------------------------------------------------------- audit, API, CLI
 
 #[tokio::test]

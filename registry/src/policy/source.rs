@@ -266,8 +266,19 @@ pub fn from_notary(repo: &Repository, version: u64) -> RepoSignatures {
     }
 }
 
-/// A verified repository and its conversion.
-type Converted = (Arc<Repository>, Arc<RepoSignatures>);
+/// A verified repository and its conversion (made once, however many ask at once).
+struct Converted {
+    repo: Arc<Repository>,
+    sigs: tokio::sync::OnceCell<Arc<RepoSignatures>>,
+}
+
+impl Converted {
+    /// Whether `other` is the same trust data: the same value, or the same timestamp
+    /// file (which pins the snapshot, which pins every other file).
+    fn same(&self, other: &Arc<Repository>) -> bool {
+        Arc::ptr_eq(&self.repo, other) || self.repo.timestamp().file_bytes() == other.timestamp().file_bytes()
+    }
+}
 
 /// A process-wide counter for signature versions.
 static VERSIONS: AtomicU64 = AtomicU64::new(1);
@@ -281,7 +292,7 @@ pub struct NotaryV1Source {
     prefixes: Vec<String>,
     negative_ttl: Duration,
     /// Repository → the verified repository last converted and its conversion.
-    converted: Mutex<HashMap<String, Converted>>,
+    converted: Mutex<HashMap<String, Arc<Converted>>>,
     /// GUN → when it was last found to have no trust data.
     missing: Mutex<HashMap<String, Instant>>,
 }
@@ -344,30 +355,38 @@ impl NotaryV1Source {
     }
 
     async fn convert(&self, repository: &str, repo: Arc<Repository>) -> Result<Arc<RepoSignatures>, SourceError> {
-        if let Ok(c) = self.converted.lock() {
-            if let Some((r, s)) = c.get(repository) {
-                // Holding the Arc keeps its address from being reused: equal pointers
-                // mean the very same verified repository.
-                if Arc::ptr_eq(r, &repo) {
-                    return Ok(Arc::clone(s));
+        let slot = {
+            let Ok(mut c) = self.converted.lock() else {
+                return Err(SourceError::Unavailable("signature cache poisoned".into()));
+            };
+            match c.get(repository) {
+                Some(slot) if slot.same(&repo) => Arc::clone(slot),
+                _ => {
+                    if c.len() >= MAX_CACHED {
+                        c.clear();
+                    }
+                    let slot = Arc::new(Converted {
+                        repo: Arc::clone(&repo),
+                        sigs: tokio::sync::OnceCell::new(),
+                    });
+                    c.insert(repository.to_owned(), Arc::clone(&slot));
+                    slot
                 }
             }
-        }
-        let version = VERSIONS.fetch_add(1, Ordering::Relaxed);
-        let r2 = Arc::clone(&repo);
-        // Signature checks: CPU work off the async workers.
-        let sigs = tokio::task::spawn_blocking(move || from_notary(&r2, version))
+        };
+        slot.sigs
+            .get_or_try_init(|| async {
+                let version = VERSIONS.fetch_add(1, Ordering::Relaxed);
+                let r2 = Arc::clone(&slot.repo);
+                // Signature checks: CPU work off the async workers.
+                let sigs = tokio::task::spawn_blocking(move || from_notary(&r2, version))
+                    .await
+                    .map_err(|e| SourceError::Unavailable(format!("converting trust data: {e}")))?;
+                metrics::counter!("registry_policy_trust_conversions_total").increment(1);
+                Ok(Arc::new(sigs))
+            })
             .await
-            .map_err(|e| SourceError::Unavailable(format!("converting trust data: {e}")))?;
-        let sigs = Arc::new(sigs);
-        metrics::counter!("registry_policy_trust_conversions_total").increment(1);
-        if let Ok(mut c) = self.converted.lock() {
-            if c.len() >= MAX_CACHED {
-                c.clear();
-            }
-            c.insert(repository.to_owned(), (repo, Arc::clone(&sigs)));
-        }
-        Ok(sigs)
+            .cloned()
     }
 }
 
