@@ -1,6 +1,8 @@
 //! The pull gate's own cost: one enforced decision (team policy: qa AND security, both
-//! satisfied) for a signed tag, from the cache and computed afresh, and the one-off
-//! conversion of verified trust data (signature checks) per trust data version.
+//! satisfied) for a signed tag, from the cache (with and without queueing an audit
+//! entry), computed afresh (team keys from the database, or cached), the one-off
+//! conversion of verified trust data (signature checks) per trust data version, and
+//! the whole manifest GET by tag route in process with and without the policy.
 //!
 //! `cargo bench -p notary-registry --bench policy`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -26,6 +28,11 @@ const GUN: &str = "127.0.0.1:5000/org/app";
 struct Setup {
     cached: Arc<PolicyEngine>,
     uncached: Arc<PolicyEngine>,
+    keys_cached: Arc<PolicyEngine>,
+    app: axum::Router,
+    app_no_policy: axum::Router,
+    app_no_audit: axum::Router,
+    quiet: Arc<PolicyEngine>,
     notary: Arc<Service>,
     digest: String,
     _dir: tempfile::TempDir,
@@ -110,21 +117,23 @@ async fn setup() -> Setup {
         let after = notary.trusted(&gun).await.unwrap();
         notary_registry::policy::keys::record_update(&db, GUN, name, Some(&before), &after).await.unwrap();
     }
-    let engine = |ttl: Duration| {
+    let engine = |ttl: Duration, keys_ttl: Duration| {
         let db = db.clone();
         let notary = Arc::clone(&notary);
         async move {
             let options = EngineOptions {
                 decision_ttl: ttl,
-                directory_ttl: ttl,
+                directory_ttl: keys_ttl,
                 ..EngineOptions::default()
             };
             let source = Arc::new(NotaryV1Source::new(notary, vec!["127.0.0.1:5000".into()], options.negative_ttl));
             PolicyEngine::new(db, source, options).await.unwrap()
         }
     };
-    let cached = engine(Duration::from_secs(3600)).await;
-    let uncached = engine(Duration::ZERO).await;
+    let hour = Duration::from_secs(3600);
+    let cached = engine(hour, hour).await;
+    let uncached = engine(Duration::ZERO, Duration::ZERO).await;
+    let keys_cached = engine(Duration::ZERO, hour).await;
     let mut spec = notary_registry::policy::model::PolicySpec::new(notary_registry::policy::model::Mode::Enforced);
     spec.signers = vec![
         notary_registry::policy::model::SignerSpec::team("qa", 1),
@@ -136,7 +145,35 @@ async fn setup() -> Setup {
         .await
         .unwrap();
     uncached.store().refresh().await.unwrap();
-    Setup { cached, uncached, notary, digest, _dir: dir }
+    keys_cached.store().refresh().await.unwrap();
+    // The whole route: manifest GET by tag through the application (no socket).
+    let store = Arc::new(notary_registry::storage::fs::FsStore::open(&dir.path().join("blobs")).unwrap());
+    let reg = Arc::new(notary_registry::Registry::new(
+        db.clone(),
+        store,
+        Arc::new(notary_registry::access::Open),
+        Arc::clone(&cached) as Arc<dyn Policy>,
+        notary_registry::Options::default(),
+    ));
+    let app = notary_registry::server::app(reg);
+    let registry = |policy: Arc<dyn Policy>| {
+        let store = Arc::new(notary_registry::storage::fs::FsStore::open(&dir.path().join("blobs")).unwrap());
+        notary_registry::server::app(Arc::new(notary_registry::Registry::new(
+            db.clone(),
+            store,
+            Arc::new(notary_registry::access::Open),
+            policy,
+            notary_registry::Options::default(),
+        )))
+    };
+    let app_no_policy = registry(Arc::new(notary_registry::access::AllowAll));
+    let quiet = {
+        let options = EngineOptions { audit_allowed_pulls: false, decision_ttl: hour, directory_ttl: hour, ..EngineOptions::default() };
+        let source = Arc::new(NotaryV1Source::new(Arc::clone(&notary), vec!["127.0.0.1:5000".into()], options.negative_ttl));
+        PolicyEngine::new(db.clone(), source, options).await.unwrap()
+    };
+    let app_no_audit = registry(Arc::clone(&quiet) as Arc<dyn Policy>);
+    Setup { cached, uncached, keys_cached, app, app_no_policy, app_no_audit, quiet, notary, digest, _dir: dir }
 }
 
 fn bench(c: &mut Criterion) {
@@ -150,13 +187,42 @@ fn bench(c: &mut Criterion) {
         identity: &identity,
         operation: Operation::Pull,
     };
-    for e in [&s.cached, &s.uncached] {
+    for e in [&s.cached, &s.uncached, &s.keys_cached] {
         let d = rt.block_on(e.decide(&request));
         assert_eq!(d, Decision::Allow, "the benchmark decision must be an allowed, enforced one");
     }
     let mut g = c.benchmark_group("policy_pull_gate");
+    let get = || {
+        axum::http::Request::builder()
+            .uri("/v2/org/app/manifests/v1")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    // Without audit writes first: the audit writer drains its queue in the background
+    // and would slow whatever runs next.
+    for (name, app) in [
+        ("manifest_get_by_tag_route_without_policy", &s.app_no_policy),
+        ("manifest_get_by_tag_route_no_audit_of_allowed_pulls", &s.app_no_audit),
+        ("manifest_get_by_tag_route", &s.app),
+    ] {
+        let status = rt.block_on(tower::ServiceExt::oneshot(app.clone(), get())).unwrap().status();
+        assert_eq!(status, axum::http::StatusCode::OK);
+        g.bench_function(name, |b| b.iter(|| rt.block_on(tower::ServiceExt::oneshot(app.clone(), get())).map(|r| r.status())));
+    }
+    g.bench_function("enforced_cached_without_audit", |b| b.iter(|| rt.block_on(s.quiet.decide(&request))));
+    assert_eq!(s.quiet.computations(), 1, "every decision after the first came from the cache");
+    let drain = || rt.block_on(async {
+        s.cached.flush_audit().await;
+        s.uncached.flush_audit().await;
+        s.keys_cached.flush_audit().await;
+    });
+    drain();
     g.bench_function("enforced_cached", |b| b.iter(|| rt.block_on(s.cached.decide(&request))));
+    drain();
     g.bench_function("enforced_uncached", |b| b.iter(|| rt.block_on(s.uncached.decide(&request))));
+    drain();
+    g.bench_function("enforced_uncached_keys_cached", |b| b.iter(|| rt.block_on(s.keys_cached.decide(&request))));
+    drain();
     let repo = rt.block_on(s.notary.trusted(&Gun::new(GUN).unwrap())).unwrap();
     g.bench_function("trust_data_conversion", |b| b.iter(|| from_notary(&repo, 1)));
     g.finish();
