@@ -163,6 +163,9 @@ pub enum Decision {
     Warn(String),
     /// Refuse (403 `DENIED`) with a reason a person can act on.
     Deny(String),
+    /// Refuse for now (503 `UNAVAILABLE`): the decision could not be made (trust data
+    /// or database unreachable) and the policy fails closed.
+    Unavailable(String),
 }
 
 /// The one policy decision point every manifest route calls.
@@ -170,6 +173,12 @@ pub enum Decision {
 pub trait Policy: Send + Sync + 'static {
     /// Decides.
     async fn decide(&self, request: &PolicyRequest<'_>) -> Decision;
+
+    /// The implementation, for routes that need more than decisions (the policy admin
+    /// API finds the [`crate::policy::PolicyEngine`] through it).
+    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        None
+    }
 }
 
 /// The default policy: everything is allowed.

@@ -900,7 +900,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
 /// The OpenAPI 3 document of the admin API.
 pub fn openapi_document() -> Value {
     let mut paths = serde_json::Map::new();
-    for (method, path, who, body, summary) in ROUTES {
+    for (method, path, who, body, summary) in ROUTES.iter().chain(crate::policy::api::ROUTES) {
         let params: Vec<Value> = path
             .split('/')
             .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
@@ -928,7 +928,7 @@ pub fn openapi_document() -> Value {
         entry[*method] = op;
     }
     let level = json!({"type": "string", "enum": ["read-only", "read-write", "admin"]});
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "notary-registry administration API", "version": "v0"},
         "security": [{"basic": []}, {"bearer": []}],
@@ -954,7 +954,11 @@ pub fn openapi_document() -> Value {
                 "RepoPatch": {"type": "object", "properties": {"shortDescription": {"type": "string"}, "longDescription": {"type": "string"}, "visibility": {"type": "string", "enum": ["public", "private"]}}}
             }
         }
-    })
+    });
+    for (name, schema) in crate::policy::api::openapi_schemas() {
+        doc["components"]["schemas"][name] = schema;
+    }
+    doc
 }
 
 async fn openapi() -> Response {
@@ -982,6 +986,6 @@ mod tests {
         let doc = openapi_document();
         assert_eq!(doc["openapi"], "3.0.3");
         let n: usize = doc["paths"].as_object().map(|p| p.values().map(|v| v.as_object().map_or(0, |o| o.len())).sum()).unwrap_or(0);
-        assert_eq!(n, ROUTES.len());
+        assert_eq!(n, ROUTES.len() + crate::policy::api::ROUTES.len());
     }
 }

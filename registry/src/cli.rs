@@ -195,13 +195,13 @@ impl Stdin {
 }
 
 /// Where admin calls go.
-enum Api {
+pub(crate) enum Api {
     Local(axum::Router),
     Remote(Client),
 }
 
 impl Api {
-    async fn open(config: &Config, target: &Target) -> anyhow::Result<Api> {
+    pub(crate) async fn open(config: &Config, target: &Target) -> anyhow::Result<Api> {
         match &target.url {
             Some(url) => {
                 let ca = match &target.cacert {
@@ -224,14 +224,15 @@ impl Api {
                 let db = notary_registry::meta::Db::open(&config.database_url())
                     .await
                     .context("opening the registry database")?;
-                let svc = notary_registry::auth::AuthService::new(config.auth.clone(), db, &config.data_dir, !config.plain_http)?;
-                Ok(Api::Local(notary_registry::admin::router(Arc::clone(&svc))))
+                let svc = notary_registry::auth::AuthService::new(config.auth.clone(), db.clone(), &config.data_dir, !config.plain_http)?;
+                let admin = notary_registry::admin::router(Arc::clone(&svc));
+                Ok(Api::Local(notary_registry::policy::api::local_router(db).fallback_service(admin)))
             }
         }
     }
 
     /// Calls the API; a non-2xx answer becomes an error with the server's message.
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let (status, bytes) = match self {
             Api::Remote(c) => {
                 let r = match &body {
@@ -264,7 +265,7 @@ impl Api {
     }
 }
 
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     // Names are validated by the server; keep the path intact either way.
     s.bytes()
         .map(|b| {

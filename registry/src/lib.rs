@@ -87,6 +87,8 @@ pub struct Registry {
     admission: OnceLock<Arc<admission::Settings>>,
     /// The Notary side (metadata service, API options), when served.
     pub trust: Option<Arc<trust::Trust>>,
+    /// The signed-image policy engine, when trust data is served.
+    policy_engine: OnceLock<Arc<policy::PolicyEngine>>,
 }
 
 impl Registry {
@@ -110,7 +112,19 @@ impl Registry {
             image_policy: OnceLock::new(),
             admission: OnceLock::new(),
             trust: None,
+            policy_engine: OnceLock::new(),
         }
+    }
+
+    /// Installs the policy engine (once), also as the deploy gate's image policy.
+    pub fn set_policy_engine(&self, engine: Arc<policy::PolicyEngine>) -> bool {
+        let _ = self.image_policy.set(Arc::clone(&engine) as Arc<dyn policy::ImagePolicy>);
+        self.policy_engine.set(engine).is_ok()
+    }
+
+    /// The policy engine.
+    pub fn policy_engine(&self) -> Option<&Arc<policy::PolicyEngine>> {
+        self.policy_engine.get()
     }
 
     /// Installs the image policy (once; `false` if one was already installed). With

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use notary_registry::server::{self, Config};
 
 mod cli;
+mod policy_cli;
 
 #[derive(Parser, Debug)]
 #[command(name = "notary-registry", version, about = "OCI registry with content trust")]
@@ -47,6 +48,9 @@ enum Command {
     Team(cli::TeamArgs),
     /// Manage repositories and grants (`list`, `set-public`, `grant`, `revoke`).
     Repo(cli::RepoArgs),
+    /// Signed-image policies (`set`, `show`, `history`, `delete`) and their audit trail
+    /// (`audit`).
+    Policy(policy_cli::PolicyArgs),
     /// Run one garbage collection against the data directory's database and storage
     /// (safe while the registry serves) and print its progress.
     Gc {
@@ -97,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Org(args) => cli::org(&config, args).await,
         Command::Team(args) => cli::team(&config, args).await,
         Command::Repo(args) => cli::repo(&config, args).await,
+        Command::Policy(args) => policy_cli::policy(&config, args).await,
         Command::Gc {
             dry_run,
             grace_secs,

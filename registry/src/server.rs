@@ -328,7 +328,27 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Registry>> {
     // The Notary API's storage and signer; its service is what the policy engine reads
     // verified trust data from (`trust.as_ref().map(|t| t.service())`).
     let trust = crate::trust::open(config, auth_service).await?;
-    let policy: Arc<dyn Policy> = Arc::new(AllowAll);
+    // With trust data served, the signed-image policy engine is the decision point of
+    // every manifest route and of the admission webhook (no policy set: it allows).
+    let engine = match &trust {
+        Some(t) => {
+            let hosts = Arc::clone(t);
+            Some(
+                crate::policy::engine::engine_with_prefixes(
+                    db.clone(),
+                    Arc::clone(t.service()),
+                    Arc::new(move || hosts.hostnames()),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("policy engine: {e}"))?,
+            )
+        }
+        None => None,
+    };
+    let policy: Arc<dyn Policy> = match &engine {
+        Some(e) => Arc::clone(e) as Arc<dyn Policy>,
+        None => Arc::new(AllowAll),
+    };
     let options = Options {
         max_manifest_bytes: config.max_manifest_bytes,
         ..Options::default()
@@ -337,6 +357,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let mut registry = Registry::new(db, store, access, policy, options);
     registry.trust = trust;
     let registry = Arc::new(registry);
+    if let Some(e) = engine {
+        registry.set_policy_engine(e);
+    }
     if config.admission.enabled {
         let settings = config
             .admission
@@ -398,6 +421,7 @@ async fn health(State(reg): State<Arc<Registry>>) -> Response {
 
 /// The whole application: registry API, health and metrics.
 pub fn app(registry: Arc<Registry>) -> Router {
+    let policy = Arc::clone(&registry);
     let ops = Router::new()
         .route("/health", get(health))
         .route("/_ping", get(health))
@@ -420,6 +444,7 @@ pub fn app(registry: Arc<Registry>) -> Router {
         Some(routes) => app.merge(routes),
         None => app,
     };
+    let app = crate::policy::mount(policy, app);
     // `/v2/<gun>/_trust/…` goes to the Notary API, everything else to the registry.
     let app = match notary {
         Some(api) => notary_server::api::mount(app, api),

@@ -774,6 +774,14 @@ async fn guard_layer(State(st): State<GuardState>, mut req: Request, next: Next)
             Err(resp) => return resp,
         }
     }
+    // The verified trust data before an update, for the publish hook's key diff.
+    let before = match (&target, &method) {
+        (Target::Gun { gun, update: true }, &Method::POST) => match Gun::new(gun) {
+            Ok(g) => st.trust.service.trusted(&g).await.ok(),
+            Err(_) => None,
+        },
+        _ => None,
+    };
     let resp = next.run(req).await;
     let op = resp
         .extensions()
@@ -793,7 +801,7 @@ async fn guard_layer(State(st): State<GuardState>, mut req: Request, next: Next)
                 // hanging up does not cancel it half-way (the update is committed).
                 let (registry, service) = (Arc::clone(&st.registry), Arc::clone(&st.trust.service));
                 let hook = tokio::spawn(async move {
-                    on_publish(&registry, &service, &gun, user.as_deref()).await;
+                    on_publish(&registry, &service, &gun, user.as_deref(), before).await;
                 });
                 if let Err(e) = hook.await {
                     tracing::error!(error = %e, "the publish hook failed");
@@ -901,9 +909,26 @@ async fn identify(svc: &Arc<AuthService>, req: &mut Request, target: &Target) ->
 /// (the policy engine binds delegation keys new in this publish to `user` here) and log
 /// its own failures.
 ///
-/// This default does nothing; the policy engine's merge replaces its body.
-pub async fn on_publish(registry: &Registry, service: &Arc<Service>, gun: &Gun, user: Option<&str>) {
-    let _ = (registry, service, gun, user);
+/// `before` is the verified trust data as it was before the update (`None` for a new
+/// repository): the policy engine binds the keys of changed roles to `user` and forgets
+/// what it cached about the repository.
+pub async fn on_publish(
+    registry: &Registry,
+    service: &Arc<Service>,
+    gun: &Gun,
+    user: Option<&str>,
+    before: Option<Arc<notary_core::update::Repository>>,
+) {
+    let Some(engine) = registry.policy_engine() else { return };
+    engine.trust_changed(gun.as_str());
+    let (Some(user), Ok(after)) = (user, service.trusted(gun).await) else { return };
+    match engine.published(gun.as_str(), user, before.as_deref(), &after).await {
+        Ok(added) if !added.is_empty() => {
+            tracing::info!(gun = %gun, user, keys = added.len(), "signing keys bound to the publisher");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(gun = %gun, error = %e, "could not bind the publisher's signing keys"),
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -50,6 +50,11 @@ async fn gate(
             metrics::counter!("registry_policy_denials_total").increment(1);
             Err(RegistryError::new(Code::Denied, reason))
         }
+        Decision::Unavailable(reason) => {
+            metrics::counter!("registry_policy_denials_total").increment(1);
+            Err(RegistryError::new(Code::Unavailable, reason)
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")))
+        }
     }
 }
 

@@ -9,6 +9,17 @@ use async_trait::async_trait;
 
 use crate::access::Identity;
 
+pub mod api;
+pub mod audit;
+pub mod engine;
+pub mod keys;
+pub mod model;
+pub mod source;
+pub mod store;
+
+pub use api::{mount, router};
+pub use engine::{EngineOptions, PolicyEngine, engine_for};
+
 /// Which gate is asking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Gate {
