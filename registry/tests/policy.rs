@@ -751,6 +751,37 @@ async fn decisions_are_audited_and_queryable() {
 }
 
 #[tokio::test]
+async fn the_audit_queue_is_bounded_and_reasons_are_capped() {
+    use notary_registry::policy::audit::{AuditEntry, AuditLog, AuditOptions, AuditQuery, MAX_REASON, query};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_sqlite(dir.path().join("a.db").to_str().unwrap()).await.unwrap();
+    let log = AuditLog::start(db.clone(), AuditOptions { queue: 4, ..AuditOptions::default() });
+    let entry = |i: usize| AuditEntry {
+        id: 0,
+        at: 0,
+        gate: "pull".into(),
+        operation: "pull".into(),
+        repository: "org/app".into(),
+        tag: Some(format!("t{i}")),
+        digest: None,
+        user: None,
+        allowed: false,
+        warned: false,
+        reason: "é".repeat(10_000),
+        policy_version: 1,
+    };
+    // A flood while the writer cannot run (this test's runtime has one thread and the
+    // loop never yields): the queue holds 4, the rest is dropped, nothing waits.
+    for i in 0..1000 {
+        log.record(entry(i));
+    }
+    log.flush().await;
+    let rows = query(&db, &AuditQuery { limit: 1000, ..AuditQuery::default() }).await.unwrap();
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r.reason.len() <= MAX_REASON && !r.reason.is_empty()));
+}
+
+#[tokio::test]
 async fn the_policy_api_checks_permissions_and_input() {
     let env = env().await;
     let p = json!({"mode": "enforced", "signers": [{"team": "qa"}]});

@@ -814,44 +814,42 @@ impl PolicyEngine {
         trust: &Trust,
     ) -> Result<Status, PolicyError> {
         self.computations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        {
-            let dir = self.directory(repository, &stored.spec).await?;
-            let subjects = self.source.subjects(repository);
-            let ctx = Ctx {
-                repository,
-                policy: &stored.spec,
-                trust,
-                dir: &dir,
-                now: self.now(),
-                subjects: &subjects,
-            };
-            let status = match tag {
-                Some(t) => ctx.tag_status(t, digest),
-                None => ctx.digest_status(digest),
-            };
-            if tag.is_some() || matches!(status, Status::Pass { .. }) {
-                return Ok(status);
-            }
-            // A child of a signed index (a platform manifest of a multi-arch image):
-            // allowed with its index. Two levels at most.
-            let mut frontier = vec![digest.to_owned()];
-            for _ in 0..2 {
-                let mut next = Vec::new();
-                for d in &frontier {
-                    for parent in self.parents(repository, d).await? {
-                        if let Status::Pass { reason, .. } = ctx.digest_status(&parent) {
-                            return Ok(Status::Pass {
-                                digest: digest.to_owned(),
-                                reason: format!("{} belongs to index {}; {reason}", short_digest(digest), short_digest(&parent)),
-                            });
-                        }
-                        next.push(parent);
-                    }
-                }
-                frontier = next;
-            }
-            Ok(status)
+        let dir = self.directory(repository, &stored.spec).await?;
+        let subjects = self.source.subjects(repository);
+        let ctx = Ctx {
+            repository,
+            policy: &stored.spec,
+            trust,
+            dir: &dir,
+            now: self.now(),
+            subjects: &subjects,
+        };
+        let status = match tag {
+            Some(t) => ctx.tag_status(t, digest),
+            None => ctx.digest_status(digest),
+        };
+        if tag.is_some() || matches!(status, Status::Pass { .. }) {
+            return Ok(status);
         }
+        // A child of a signed index (a platform manifest of a multi-arch image):
+        // allowed with its index. Two levels at most.
+        let mut frontier = vec![digest.to_owned()];
+        for _ in 0..2 {
+            let mut next = Vec::new();
+            for d in &frontier {
+                for parent in self.parents(repository, d).await? {
+                    if let Status::Pass { reason, .. } = ctx.digest_status(&parent) {
+                        return Ok(Status::Pass {
+                            digest: digest.to_owned(),
+                            reason: format!("{} belongs to index {}; {reason}", short_digest(digest), short_digest(&parent)),
+                        });
+                    }
+                    next.push(parent);
+                }
+            }
+            frontier = next;
+        }
+        Ok(status)
     }
 
     async fn is_exempt_by_team(&self, user: &str, policy: &PolicySpec, repository: &str) -> Result<bool, PolicyError> {

@@ -3,7 +3,20 @@
 //! One evaluation function decides whether an image — repository, tag, the digest
 //! actually served — satisfies its repository's policy, from verified trust data.
 //! The registry's manifest routes reach it through [`crate::access::Policy`]; the
-//! Kubernetes admission webhook through [`ImagePolicy`] directly.
+//! Kubernetes admission webhook through [`ImagePolicy`] directly. Both are implemented
+//! by [`PolicyEngine`] ([`engine`]), built over the in-process Notary service by
+//! [`engine_for`].
+//!
+//! - [`model`]: the policy object (mode, gates, required teams and roles, tag patterns,
+//!   exemptions, digest pulls, expiry, immutability) and its validation.
+//! - [`store`]: policies per repository, namespace and globally in the database,
+//!   versioned, with history; cached in memory and polled for changes by other replicas.
+//! - [`source`]: the [`source::SignatureSource`] trait and the Notary v1 source.
+//! - [`keys`]: which user owns which signing key (filled after each publish and
+//!   through the admin API).
+//! - [`audit`]: the decision trail (batched, asynchronous, bounded).
+//! - [`api`]: the admin API routes (`/api/v0/policies/...`, `/api/v0/audit`,
+//!   `/api/v0/repositories/{ns}/{repo}/signers|tags`).
 
 use async_trait::async_trait;
 
