@@ -214,11 +214,25 @@ fn registry(r: &ImageRef) -> anyhow::Result<Server> {
     } else {
         r.registry.clone()
     };
-    let scheme = if insecure { "http" } else { "https" };
+    // As dockerd: a CA installed for the registry (`/etc/docker/certs.d/<host>/ca.crt`,
+    // or the CLI's `$DOCKER_CONFIG/tls/<host>/ca.crt`) means it speaks TLS, even on
+    // loopback (the all-in-one trusted registry does).
+    let docker_config = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
+    let root_ca = [
+        Some(PathBuf::from("/etc/docker/certs.d").join(&r.registry).join("ca.crt")),
+        docker_config.map(|d| d.join("tls").join(&r.registry).join("ca.crt")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file());
+    let forced_http = std::env::var("NOTARY_REGISTRY_INSECURE").is_ok_and(|v| v == "1");
+    let scheme = if forced_http || (insecure && root_ca.is_none()) { "http" } else { "https" };
     let s = Settings {
         trust_dir: PathBuf::new(),
         server: format!("{scheme}://{registry}"),
-        root_ca: None,
+        root_ca: if scheme == "https" { root_ca } else { None },
         client_cert: None,
         skip_verify: false,
         pinning: notary_core::TrustPinning::default(),

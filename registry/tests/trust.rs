@@ -862,3 +862,69 @@ fn delegations_without_keys_keep_gos_null() {
     let parsed = Signed::<Targets>::parse(file).unwrap();
     assert!(parsed.is_canonical());
 }
+
+fn curl_json(ca: &str, user: &str, method: &str, url: &str, body: &str) -> u16 {
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, "-u", user, "-X", method])
+        .args(["-H", "Content-Type: application/json", "--data", body, url])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+/// docker ≥ 29 has no content trust: a plain `docker push`, then `notary image sign`, and
+/// the registry itself refuses plain pulls of what is not signed in an enforced repository.
+#[test]
+fn docker_29_flow_plain_push_notary_image_sign_and_the_registry_enforces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(s) = DockerSetup::new(tmp.path()) else { return };
+    let ca = s.ca.to_str().unwrap().to_owned();
+    let admin = format!("admin:{DCT_ADMIN_PW}");
+    let api = format!("https://{}", s.addr);
+    // A reader (read-only on the repository) and an enforced policy on it.
+    assert_eq!(curl_json(&ca, &admin, "POST", &format!("{api}/api/v0/users"), r#"{"name":"reader","password":"reader-password-1"}"#), 201);
+    let st = curl_json(&ca, &admin, "PUT", &format!("{api}/api/v0/repositories/org29/app/userAccess/reader"), r#"{"accessLevel":"read-only"}"#);
+    assert!(st == 200 || st == 201, "grant: {st}");
+    let st = curl_json(&ca, &admin, "PUT", &format!("{api}/api/v0/policies/repositories/org29/app"), r#"{"mode":"enforced"}"#);
+    assert!(st == 200 || st == 201, "policy: {st}");
+
+    let img = format!("{}/org29/app", s.addr);
+    let (signed, unsigned) = (format!("{img}:v1"), format!("{img}:v2"));
+    let tar = s.work.join("rootfs29.tar");
+    rootfs_tar(&tar, "docker 29 flow\n");
+    for t in [&signed, &unsigned] {
+        ok(&s.docker(&["import", tar.to_str().unwrap(), t]).output().unwrap(), "docker import");
+        ok(&s.docker(&["push", t]).output().unwrap(), "plain docker push");
+    }
+    // `notary image sign` (our CLI) signs v1 with the docker login and trust directory.
+    let mut sign = Command::new(notary_tests::workspace_bin("notary"));
+    sign.args(["image", "sign", &signed])
+        .env("DOCKER_CONFIG", &s.config_dir)
+        .env("DOCKER_CONTENT_TRUST_SERVER", format!("https://{}", s.addr))
+        .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "dct-root-passphrase")
+        .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "dct-repo-passphrase")
+        // `docker login` stored an identity (refresh) token, which our CLI does not
+        // exchange yet: explicit credentials.
+        .env("NOTARY_AUTH", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &admin))
+        .stdin(Stdio::null());
+    ok(&sign.output().unwrap(), "notary image sign");
+
+    // The reader pulls with plain docker (no content trust anywhere on the client).
+    let reader_cfg = s.work.join("reader-config");
+    std::fs::create_dir_all(&reader_cfg).unwrap();
+    let reader = |args: &[&str]| {
+        let mut c = s.docker(args);
+        c.env("DOCKER_CONFIG", &reader_cfg);
+        c
+    };
+    let out = notary_tests::output_with_stdin(reader(&["login", "-u", "reader", "--password-stdin", &s.addr]), Some(b"reader-password-1"));
+    assert!(out.status.success(), "reader login: {}", String::from_utf8_lossy(&out.stderr));
+    for t in [&signed, &unsigned] {
+        let _ = s.docker(&["rmi", "-f", t]).output();
+    }
+    ok(&reader(&["pull", &signed]).output().unwrap(), "plain pull of the signed tag");
+    fails_with(&reader(&["pull", &unsigned]).output().unwrap(), &["denied", "DENIED", "not signed", "signed"], "plain pull of the unsigned tag");
+    for t in [&signed, &unsigned] {
+        let _ = s.docker(&["rmi", "-f", t]).output();
+    }
+}
