@@ -972,3 +972,71 @@ async fn the_cli_sets_shows_and_lists_history() {
     let (ok, out, _) = cli(dir.path(), &["policy", "show", "org/app", "--effective"]);
     assert!(ok && out.starts_with("namespace org\t"), "{out}");
 }
+
+// ---------------------------------------------------------------------- deploy gate, end to end
+
+async fn admission(app: &Router, path: &str, object: &Value) -> Value {
+    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "4b0c1f0e-0000-4000-8000-000000000001",
+        "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "name": "web", "namespace": "default", "operation": "CREATE",
+        "userInfo": {"username": "kube", "groups": ["system:authenticated"]},
+        "object": object, "oldObject": null, "dryRun": false}});
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["response"]["uid"], body["request"]["uid"]);
+    v["response"].clone()
+}
+
+/// The admission webhook on the real engine and real trust data: a Pod whose images are
+/// signed by qa AND security is admitted and pinned to the signed digest; one with an
+/// image signed by qa only, or unsigned, is refused naming it.
+#[tokio::test]
+async fn the_admission_webhook_enforces_real_signatures() {
+    let env = env().await;
+    let s = signed_v1(&env).await;
+    env.push("org/app", "unsigned", b"no signature").await;
+    env.set_policy("org/app", json!({"mode": "enforced", "signers": [{"team": "qa"}, {"team": "security"}]})).await;
+    let settings = notary_registry::admission::Settings {
+        hosts: vec![PREFIXES[0].to_owned()],
+        ..notary_registry::admission::Settings::default()
+    };
+    let hook = notary_registry::admission::router(
+        Arc::clone(&env.reg),
+        Arc::clone(&env.engine) as Arc<dyn ImagePolicy>,
+        Arc::new(settings),
+    );
+    let pod = |images: &[&str]| {
+        let containers: Vec<Value> = images.iter().enumerate().map(|(i, im)| json!({"name": format!("c{i}"), "image": im})).collect();
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default"}, "spec": {"containers": containers}})
+    };
+    let v1 = format!("{}/org/app:v1", PREFIXES[0]);
+    let unsigned = format!("{}/org/app:unsigned", PREFIXES[0]);
+    // Signed by qa only: refused with the reason.
+    let r = admission(&hook, "/admission/validate", &pod(&[&v1])).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap_or("").to_owned();
+    assert!(msg.contains("security"), "{msg}");
+    // security signs too: admitted, and in mutate mode pinned to the signed digest.
+    env.sign(&s.trust, "bob", &s.bob, &["targets/bob", "targets/releases"], "v1", (&s.d1, s.s1)).await;
+    let r = admission(&hook, "/admission/mutate", &pod(&[&v1])).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    let patch = base64::engine::general_purpose::STANDARD.decode(r["patch"].as_str().unwrap()).unwrap();
+    let patch = String::from_utf8(patch).unwrap();
+    assert!(patch.contains(&format!("{}/org/app@{}", PREFIXES[0], s.d1)), "{patch}");
+    // Partly signed: the unsigned container is named, the object refused.
+    let r = admission(&hook, "/admission/mutate", &pod(&[&v1, &unsigned])).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap_or("").to_owned();
+    assert!(msg.contains("org/app:unsigned") && !msg.contains("c0:"), "{msg}");
+    assert!(r["patch"].is_null());
+}
