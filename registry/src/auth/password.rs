@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
 use argon2::Argon2;
 use ring::rand::SecureRandom as _;
 use sha2::Digest as _;
@@ -42,14 +42,60 @@ pub fn hash_password(password: &str) -> Result<String, HashError> {
         .map_err(|e| HashError(e.to_string()))
 }
 
+/// Blocks reserved for one verification: above glibc's 32 MiB ceiling for its dynamic
+/// mmap threshold, so the buffer is always its own mapping, returned to the system when
+/// the verification ends (argon2's 19 MiB would otherwise stay in an allocator arena per
+/// thread that ever verified, tens of MB of RSS for good). Only the blocks argon2 uses
+/// are ever touched.
+const MAPPED_BLOCKS: usize = (33 << 20) / argon2::Block::SIZE;
+
+/// Most memory a stored hash may ask for (64 MiB): a hostile hash row cannot make a
+/// verification allocate without bound.
+const MAX_HASH_BLOCKS: u32 = 64 << 10;
+
 /// Verifies a password against a PHC string (false on any malformed hash).
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let Ok(params) = argon2::Params::try_from(&parsed) else {
+        return false;
+    };
+    if params.m_cost() > MAX_HASH_BLOCKS {
+        return false;
     }
+    let (Ok(algorithm), Some(salt), Some(expected)) = (
+        argon2::Algorithm::try_from(parsed.algorithm),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let ctx = Argon2::new(algorithm, version, params);
+    let mut memory: Vec<argon2::Block> = Vec::with_capacity(MAPPED_BLOCKS.max(blocks));
+    memory.resize(blocks, argon2::Block::default());
+    let mut out = vec![0u8; expected.len()];
+    let ok = ctx
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..])
+        .is_ok()
+        && constant_time_eq(&out, expected.as_bytes());
+    zeroize::Zeroize::zeroize(&mut out);
+    ok
+}
+
+/// Equality without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Too many verifications are waiting: answer 429 and let the client retry.
@@ -267,6 +313,15 @@ mod tests {
         assert!(verify_password(&h, "s3cret"));
         assert!(!verify_password(&h, "s3creT"));
         assert!(!verify_password("not a hash", "x"));
+    }
+
+    #[test]
+    fn a_stored_hash_asking_for_unbounded_memory_is_refused_unrun() {
+        // m = 4 GiB: verifying would allocate it; the cap refuses before any work.
+        let h = hash_password("s3cret").unwrap();
+        let hostile = h.replacen("m=19456", "m=4194304", 1);
+        assert_ne!(h, hostile);
+        assert!(!verify_password(&hostile, "s3cret"));
         assert!(hash_password(&"x".repeat(MAX_PASSWORD_LEN + 1)).is_err());
     }
 
