@@ -903,9 +903,9 @@ fn docker_29_flow_plain_push_notary_image_sign_and_the_registry_enforces() {
         .env("DOCKER_CONTENT_TRUST_SERVER", format!("https://{}", s.addr))
         .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "dct-root-passphrase")
         .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "dct-repo-passphrase")
-        // `docker login` stored an identity (refresh) token, which our CLI does not
-        // exchange yet: explicit credentials.
-        .env("NOTARY_AUTH", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &admin))
+        // Credentials: the identity (refresh) token `docker login` stored, exchanged
+        // with the OAuth2 refresh grant.
+        .env_remove("NOTARY_AUTH")
         .stdin(Stdio::null());
     ok(&sign.output().unwrap(), "notary image sign");
 

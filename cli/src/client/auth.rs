@@ -57,6 +57,28 @@ pub(super) fn credentials_for(host: &str) -> Option<Zeroizing<String>> {
     ))
 }
 
+/// The identity (OAuth2 refresh) token `docker login` stored for `host`, when the
+/// registry's token service handed one out instead of keeping the password (`NOTARY_AUTH`
+/// takes precedence).
+pub(super) fn identity_token_for(host: &str) -> Option<Zeroizing<String>> {
+    if std::env::var("NOTARY_AUTH").is_ok_and(|a| !a.is_empty()) {
+        return None;
+    }
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".docker"));
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+    [host.to_owned(), format!("https://{host}"), format!("http://{host}")]
+        .iter()
+        .find_map(|k| {
+            cfg["auths"][k.as_str()]["identitytoken"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .map(|t| Zeroizing::new(t.to_owned()))
+        })
+}
+
 /// Whether Basic credentials may be sent to this token realm: only over https, or over
 /// plain http to a loopback host (127.0.0.0/8, ::1, `localhost`).
 pub(super) fn realm_accepts_credentials(realm: &str) -> bool {

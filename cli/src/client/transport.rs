@@ -8,7 +8,7 @@ use notary_core::update::{FetchRequest, Remote, Repository};
 use notary_core::{Gun, RoleName, TrustPinning};
 use zeroize::Zeroizing;
 
-use super::auth::{bearer_challenge, credentials_for, realm_accepts_credentials};
+use super::auth::{bearer_challenge, credentials_for, identity_token_for, realm_accepts_credentials};
 use super::{MetadataCache, Settings};
 
 /// An HTTP(S) connection to a Notary server, answering Docker token-auth challenges
@@ -257,6 +257,37 @@ impl Server {
                 q.join("&")
             )
         };
+        // A docker login that stored an identity token: the OAuth2 refresh grant (POST),
+        // as docker does; on any refusal, the GET below (Basic, or anonymous).
+        if let Some(idt) = identity_token_for(&self.host).filter(|_| realm_accepts_credentials(realm)) {
+            let mut form = vec![
+                "grant_type=refresh_token".to_owned(),
+                format!("refresh_token={}", enc(idt.as_str())),
+                "client_id=notary".to_owned(),
+            ];
+            if let Some(svc) = c.get("service") {
+                form.push(format!("service={}", enc(svc)));
+            }
+            if let Some(scope) = c.get("scope") {
+                form.push(format!("scope={}", enc(scope)));
+            }
+            let form = Zeroizing::new(form.join("&"));
+            let posted = self
+                .agent
+                .post(realm.as_str())
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .send(form.as_bytes());
+            if let Ok(resp) = posted {
+                if resp.status().as_u16() == 200 {
+                    let body = Self::read_body(resp, 1 << 20)?;
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&body).map_err(|_| TransportError::TooLarge)?;
+                    if let Some(t) = v["access_token"].as_str().or_else(|| v["token"].as_str()) {
+                        return Ok(Zeroizing::new(t.to_owned()));
+                    }
+                }
+            }
+        }
         let mut b = self.agent.get(&url);
         if let Some(cred) = credentials {
             b = b.header("Authorization", format!("Basic {}", cred.as_str()));
