@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
+use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::Argon2;
 use ring::rand::SecureRandom as _;
 use sha2::Digest as _;
@@ -36,10 +36,29 @@ pub fn hash_password(password: &str) -> Result<String, HashError> {
         .fill(&mut salt)
         .map_err(|_| HashError("no randomness".into()))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| HashError(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| HashError(e.to_string()))
+    // Computed in a buffer of our own (see `MAPPED_BLOCKS`), then written as the PHC
+    // string `Argon2::default().hash_password` would give.
+    let params = argon2::Params::default();
+    let ctx = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.clone());
+    let mut raw_salt = [0u8; 64];
+    let raw_salt = salt
+        .decode_b64(&mut raw_salt)
+        .map_err(|e| HashError(e.to_string()))?;
+    let blocks = params.block_count();
+    let mut memory: Vec<argon2::Block> = Vec::with_capacity(MAPPED_BLOCKS.max(blocks));
+    memory.resize(blocks, argon2::Block::default());
+    let mut out = Zeroizing::new(vec![0u8; params.output_len().unwrap_or(argon2::Params::DEFAULT_OUTPUT_LEN)]);
+    ctx.hash_password_into_with_memory(password.as_bytes(), raw_salt, &mut out, &mut memory[..])
+        .map_err(|e| HashError(e.to_string()))?;
+    let output = argon2::password_hash::Output::new(&out).map_err(|e| HashError(e.to_string()))?;
+    let phc = PasswordHash {
+        algorithm: argon2::Algorithm::Argon2id.ident(),
+        version: Some(argon2::Version::V0x13.into()),
+        params: (&params).try_into().map_err(|e: argon2::password_hash::Error| HashError(e.to_string()))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
 }
 
 /// Blocks reserved for one verification: above glibc's 32 MiB ceiling for its dynamic
@@ -313,6 +332,20 @@ mod tests {
         assert!(verify_password(&h, "s3cret"));
         assert!(!verify_password(&h, "s3creT"));
         assert!(!verify_password("not a hash", "x"));
+    }
+
+    #[test]
+    fn hashes_are_the_argon2_crates_own_phc_strings() {
+        use argon2::password_hash::PasswordVerifier as _;
+        let h = hash_password("pw-1").unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        let parsed = PasswordHash::new(&h).unwrap();
+        assert!(Argon2::default().verify_password(b"pw-1", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"pw-2", &parsed).is_err());
+        // And hashes made by the crate verify here.
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = argon2::password_hash::PasswordHasher::hash_password(&Argon2::default(), b"pw-3", &salt).unwrap().to_string();
+        assert!(verify_password(&theirs, "pw-3") && !verify_password(&theirs, "pw-4"));
     }
 
     #[test]
