@@ -163,6 +163,15 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
+/// PostgreSQL connections per process: `NOTARY_REGISTRY_DB_POOL` (1-256), default 16.
+fn pg_pool_size() -> u32 {
+    std::env::var("NOTARY_REGISTRY_DB_POOL")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| (1..=256).contains(n))
+        .unwrap_or(16)
+}
+
 /// Copies the WAL back into the database file twice a second while there are writes
 /// (PASSIVE: never blocks readers or the writer), so no request pays for a checkpoint.
 async fn checkpoint_loop(pool: SqlitePool, writes: std::sync::Weak<tokio::sync::Mutex<()>>) {
@@ -226,7 +235,7 @@ impl Db {
     /// Opens `url`: `postgres://…` / `postgresql://…`, or a SQLite path / `sqlite:` URL.
     pub async fn open(url: &str) -> Result<Db, sqlx::Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Db::open_postgres(url, 32).await
+            Db::open_postgres(url, pg_pool_size()).await
         } else {
             Db::open_sqlite(url).await
         }
