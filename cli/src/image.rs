@@ -221,14 +221,22 @@ fn registry(r: &ImageRef) -> anyhow::Result<Server> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
     let root_ca = [
-        Some(PathBuf::from("/etc/docker/certs.d").join(&r.registry).join("ca.crt")),
+        Some(
+            PathBuf::from("/etc/docker/certs.d")
+                .join(&r.registry)
+                .join("ca.crt"),
+        ),
         docker_config.map(|d| d.join("tls").join(&r.registry).join("ca.crt")),
     ]
     .into_iter()
     .flatten()
     .find(|p| p.is_file());
     let forced_http = std::env::var("NOTARY_REGISTRY_INSECURE").is_ok_and(|v| v == "1");
-    let scheme = if forced_http || (insecure && root_ca.is_none()) { "http" } else { "https" };
+    let scheme = if forced_http || (insecure && root_ca.is_none()) {
+        "http"
+    } else {
+        "https"
+    };
     let s = Settings {
         trust_dir: PathBuf::new(),
         server: format!("{scheme}://{registry}"),

@@ -61,7 +61,11 @@ impl Need {
         match self {
             Need::Repository(name, actions) => Some(format!(
                 "repository:{name}:{}",
-                actions.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",")
+                actions
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             )),
             Need::Catalog => Some("registry:catalog:*".to_owned()),
             Need::Login | Need::Admin => None,
@@ -95,9 +99,12 @@ pub trait Access: Send + Sync + 'static {
     /// Whether an already authenticated caller may also perform `actions` on `repo`
     /// (a cross-repository mount's source), without failing the request.
     async fn allows(&self, headers: &HeaderMap, repo: &str, actions: &[Action]) -> bool {
-        self.check(headers, &[Need::Repository(repo.to_owned(), actions.to_vec())])
-            .await
-            .is_ok()
+        self.check(
+            headers,
+            &[Need::Repository(repo.to_owned(), actions.to_vec())],
+        )
+        .await
+        .is_ok()
     }
 
     /// Repositories the caller may list in the catalog (`None`: all of them).
@@ -118,7 +125,11 @@ pub struct Open;
 
 #[async_trait]
 impl Access for Open {
-    async fn check(&self, _headers: &HeaderMap, _needs: &[Need]) -> Result<Identity, RegistryError> {
+    async fn check(
+        &self,
+        _headers: &HeaderMap,
+        _needs: &[Need],
+    ) -> Result<Identity, RegistryError> {
         Ok(Identity {
             user: None,
             admin: true,

@@ -72,7 +72,11 @@ impl From<StoreError> for AdminError {
             StoreError::Refused(m) => AdminError::new(StatusCode::CONFLICT, "CONFLICT", m),
             StoreError::Db(e) => {
                 tracing::error!(error = %e, "admin API database");
-                AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error: database")
+                AdminError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "internal error: database",
+                )
             }
         }
     }
@@ -83,7 +87,10 @@ impl IntoResponse for AdminError {
         let body = json!({"errors": [{"code": self.code, "message": self.message}]});
         let mut resp = (
             self.status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             body.to_string(),
         )
             .into_response();
@@ -106,7 +113,10 @@ pub struct Who(pub User);
 impl FromRequestParts<Arc<AuthService>> for Who {
     type Rejection = AdminError;
 
-    async fn from_request_parts(parts: &mut Parts, svc: &Arc<AuthService>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        svc: &Arc<AuthService>,
+    ) -> Result<Self, Self::Rejection> {
         if parts.extensions.get::<LocalAdmin>().is_some() {
             return Ok(Who(User {
                 id: 0,
@@ -116,7 +126,13 @@ impl FromRequestParts<Arc<AuthService>> for Who {
                 created_at: 0,
             }));
         }
-        let unauthorized = || AdminError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required");
+        let unauthorized = || {
+            AdminError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            )
+        };
         match svc.caller(&parts.headers, true).await {
             Ok(Caller::User(u)) => Ok(Who(u)),
             Ok(Caller::Token(c)) if !c.sub.is_empty() => match svc.store().user(&c.sub).await? {
@@ -141,7 +157,10 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
 fn ok_json(status: StatusCode, v: Value) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         v.to_string(),
     )
         .into_response()
@@ -154,7 +173,10 @@ fn no_content() -> Response {
 fn rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -173,7 +195,11 @@ fn team_json(t: &Team) -> Value {
 // ---------------------------------------------------------------------- permissions
 
 fn require_admin(who: &Who) -> Result<()> {
-    if who.0.admin { Ok(()) } else { Err(AdminError::denied()) }
+    if who.0.admin {
+        Ok(())
+    } else {
+        Err(AdminError::denied())
+    }
 }
 
 async fn org_membership(svc: &AuthService, who: &Who, org: &str) -> Result<Option<bool>> {
@@ -230,7 +256,9 @@ fn check_team_name(name: &str) -> Result<()> {
     if store::valid_team_name(name) {
         Ok(())
     } else {
-        Err(AdminError::invalid("team names are letters, digits, '.', '_' or '-', at most 64"))
+        Err(AdminError::invalid(
+            "team names are letters, digits, '.', '_' or '-', at most 64",
+        ))
     }
 }
 
@@ -247,7 +275,11 @@ fn check_password(p: &str) -> Result<()> {
 fn hash(p: &str) -> Result<String> {
     password::hash_password(p).map_err(|e| {
         tracing::error!(error = %e, "hashing a password");
-        AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error: hashing")
+        AdminError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error: hashing",
+        )
     })
 }
 
@@ -262,23 +294,35 @@ pub fn router(svc: Arc<AuthService>) -> Router {
         .route("/api/v0/users/{user}/password", put(set_password))
         .route("/api/v0/users/{user}/admin", put(set_admin))
         .route("/api/v0/organizations", get(list_orgs).post(create_org))
-        .route("/api/v0/organizations/{org}", get(get_org).delete(delete_org))
+        .route(
+            "/api/v0/organizations/{org}",
+            get(get_org).delete(delete_org),
+        )
         .route("/api/v0/organizations/{org}/members", get(list_org_members))
         .route(
             "/api/v0/organizations/{org}/members/{user}",
             put(put_org_member).delete(delete_org_member),
         )
-        .route("/api/v0/organizations/{org}/teams", get(list_teams).post(create_team))
+        .route(
+            "/api/v0/organizations/{org}/teams",
+            get(list_teams).post(create_team),
+        )
         .route(
             "/api/v0/organizations/{org}/teams/{team}",
             get(get_team).delete(delete_team),
         )
-        .route("/api/v0/organizations/{org}/teams/{team}/members", get(list_team_members))
+        .route(
+            "/api/v0/organizations/{org}/teams/{team}/members",
+            get(list_team_members),
+        )
         .route(
             "/api/v0/organizations/{org}/teams/{team}/members/{user}",
             put(put_team_member).delete(delete_team_member),
         )
-        .route("/api/v0/repositoryNamespaces/{ns}/teamAccess", get(list_namespace_access))
+        .route(
+            "/api/v0/repositoryNamespaces/{ns}/teamAccess",
+            get(list_namespace_access),
+        )
         .route(
             "/api/v0/repositoryNamespaces/{ns}/teamAccess/{team}",
             get(get_namespace_access)
@@ -298,11 +342,17 @@ fn respond(r: Result<Response>) -> Response {
 // ---------------------------------------------------------------------- users
 
 async fn list_users(State(svc): State<Arc<AuthService>>, who: Who) -> Response {
-    respond(async {
-        require_admin(&who)?;
-        let users = svc.store().users().await?;
-        Ok(ok_json(StatusCode::OK, json!({"users": users.iter().map(account_json).collect::<Vec<_>>()})))
-    }.await)
+    respond(
+        async {
+            require_admin(&who)?;
+            let users = svc.store().users().await?;
+            Ok(ok_json(
+                StatusCode::OK,
+                json!({"users": users.iter().map(account_json).collect::<Vec<_>>()}),
+            ))
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -315,35 +365,59 @@ struct NewUser {
 }
 
 async fn create_user(State(svc): State<Arc<AuthService>>, who: Who, body: Bytes) -> Response {
-    respond(async {
-        require_admin(&who)?;
-        let b: NewUser = parse(&body)?;
-        check_account_name(&b.name)?;
-        check_password(&b.password)?;
-        let u = svc.store().create_user(&b.name, &hash(&b.password)?, b.is_admin).await?;
-        tracing::info!(user = %u.name, admin = u.admin, by = %who.0.name, "user created");
-        Ok(ok_json(StatusCode::CREATED, account_json(&u)))
-    }.await)
-}
-
-async fn get_user(State(svc): State<Arc<AuthService>>, who: Who, Path(user): Path<String>) -> Response {
-    respond(async {
-        if !who.0.admin && who.0.name != user {
-            return Err(AdminError::denied());
+    respond(
+        async {
+            require_admin(&who)?;
+            let b: NewUser = parse(&body)?;
+            check_account_name(&b.name)?;
+            check_password(&b.password)?;
+            let u = svc
+                .store()
+                .create_user(&b.name, &hash(&b.password)?, b.is_admin)
+                .await?;
+            tracing::info!(user = %u.name, admin = u.admin, by = %who.0.name, "user created");
+            Ok(ok_json(StatusCode::CREATED, account_json(&u)))
         }
-        let u = svc.store().user(&user).await?.ok_or_else(|| AdminError::not_found(format!("user {user} does not exist")))?;
-        Ok(ok_json(StatusCode::OK, account_json(&u)))
-    }.await)
+        .await,
+    )
 }
 
-async fn delete_user(State(svc): State<Arc<AuthService>>, who: Who, Path(user): Path<String>) -> Response {
-    respond(async {
-        require_admin(&who)?;
-        svc.store().delete_user(&user).await?;
-        svc.users_changed();
-        tracing::info!(user = %user, by = %who.0.name, "user deleted");
-        Ok(no_content())
-    }.await)
+async fn get_user(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path(user): Path<String>,
+) -> Response {
+    respond(
+        async {
+            if !who.0.admin && who.0.name != user {
+                return Err(AdminError::denied());
+            }
+            let u = svc
+                .store()
+                .user(&user)
+                .await?
+                .ok_or_else(|| AdminError::not_found(format!("user {user} does not exist")))?;
+            Ok(ok_json(StatusCode::OK, account_json(&u)))
+        }
+        .await,
+    )
+}
+
+async fn delete_user(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path(user): Path<String>,
+) -> Response {
+    respond(
+        async {
+            require_admin(&who)?;
+            svc.store().delete_user(&user).await?;
+            svc.users_changed();
+            tracing::info!(user = %user, by = %who.0.name, "user deleted");
+            Ok(no_content())
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -354,25 +428,37 @@ struct NewPassword {
     old_password: Option<String>,
 }
 
-async fn set_password(State(svc): State<Arc<AuthService>>, who: Who, Path(user): Path<String>, body: Bytes) -> Response {
-    respond(async {
-        let b: NewPassword = parse(&body)?;
-        if !who.0.admin {
-            // Users change their own password, proving the old one.
-            if who.0.name != user {
-                return Err(AdminError::denied());
+async fn set_password(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path(user): Path<String>,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            let b: NewPassword = parse(&body)?;
+            if !who.0.admin {
+                // Users change their own password, proving the old one.
+                if who.0.name != user {
+                    return Err(AdminError::denied());
+                }
+                let old = b.old_password.as_deref().unwrap_or("");
+                if svc.login(&user, old).await.ok().flatten().is_none() {
+                    return Err(AdminError::new(
+                        StatusCode::FORBIDDEN,
+                        "DENIED",
+                        "oldPassword is wrong",
+                    ));
+                }
             }
-            let old = b.old_password.as_deref().unwrap_or("");
-            if svc.login(&user, old).await.ok().flatten().is_none() {
-                return Err(AdminError::new(StatusCode::FORBIDDEN, "DENIED", "oldPassword is wrong"));
-            }
+            check_password(&b.password)?;
+            svc.store().set_password(&user, &hash(&b.password)?).await?;
+            svc.users_changed();
+            tracing::info!(user = %user, by = %who.0.name, "password changed");
+            Ok(no_content())
         }
-        check_password(&b.password)?;
-        svc.store().set_password(&user, &hash(&b.password)?).await?;
-        svc.users_changed();
-        tracing::info!(user = %user, by = %who.0.name, "password changed");
-        Ok(no_content())
-    }.await)
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -381,7 +467,12 @@ struct AdminFlag {
     is_admin: bool,
 }
 
-async fn set_admin(State(svc): State<Arc<AuthService>>, who: Who, Path(user): Path<String>, body: Bytes) -> Response {
+async fn set_admin(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path(user): Path<String>,
+    body: Bytes,
+) -> Response {
     respond(async {
         require_admin(&who)?;
         let b: AdminFlag = parse(&body)?;
@@ -396,10 +487,16 @@ async fn set_admin(State(svc): State<Arc<AuthService>>, who: Who, Path(user): Pa
 // ---------------------------------------------------------------------- organisations
 
 async fn list_orgs(State(svc): State<Arc<AuthService>>, _who: Who) -> Response {
-    respond(async {
-        let orgs = svc.store().orgs().await?;
-        Ok(ok_json(StatusCode::OK, json!({"organizations": orgs.iter().map(org_json).collect::<Vec<_>>()})))
-    }.await)
+    respond(
+        async {
+            let orgs = svc.store().orgs().await?;
+            Ok(ok_json(
+                StatusCode::OK,
+                json!({"organizations": orgs.iter().map(org_json).collect::<Vec<_>>()}),
+            ))
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -409,39 +506,68 @@ struct NewOrg {
 }
 
 async fn create_org(State(svc): State<Arc<AuthService>>, who: Who, body: Bytes) -> Response {
-    respond(async {
-        require_admin(&who)?;
-        let b: NewOrg = parse(&body)?;
-        check_account_name(&b.name)?;
-        let o = svc.store().create_org(&b.name).await?;
-        tracing::info!(org = %o.name, by = %who.0.name, "organization created");
-        Ok(ok_json(StatusCode::CREATED, org_json(&o)))
-    }.await)
+    respond(
+        async {
+            require_admin(&who)?;
+            let b: NewOrg = parse(&body)?;
+            check_account_name(&b.name)?;
+            let o = svc.store().create_org(&b.name).await?;
+            tracing::info!(org = %o.name, by = %who.0.name, "organization created");
+            Ok(ok_json(StatusCode::CREATED, org_json(&o)))
+        }
+        .await,
+    )
 }
 
-async fn get_org(State(svc): State<Arc<AuthService>>, _who: Who, Path(org): Path<String>) -> Response {
-    respond(async {
-        let o = svc.store().org(&org).await?.ok_or_else(|| AdminError::not_found(format!("organization {org} does not exist")))?;
-        Ok(ok_json(StatusCode::OK, org_json(&o)))
-    }.await)
+async fn get_org(
+    State(svc): State<Arc<AuthService>>,
+    _who: Who,
+    Path(org): Path<String>,
+) -> Response {
+    respond(
+        async {
+            let o = svc.store().org(&org).await?.ok_or_else(|| {
+                AdminError::not_found(format!("organization {org} does not exist"))
+            })?;
+            Ok(ok_json(StatusCode::OK, org_json(&o)))
+        }
+        .await,
+    )
 }
 
-async fn delete_org(State(svc): State<Arc<AuthService>>, who: Who, Path(org): Path<String>) -> Response {
-    respond(async {
-        require_admin(&who)?;
-        svc.store().delete_org(&org).await?;
-        tracing::info!(org = %org, by = %who.0.name, "organization deleted");
-        Ok(no_content())
-    }.await)
+async fn delete_org(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path(org): Path<String>,
+) -> Response {
+    respond(
+        async {
+            require_admin(&who)?;
+            svc.store().delete_org(&org).await?;
+            tracing::info!(org = %org, by = %who.0.name, "organization deleted");
+            Ok(no_content())
+        }
+        .await,
+    )
 }
 
-async fn list_org_members(State(svc): State<Arc<AuthService>>, who: Who, Path(org): Path<String>) -> Response {
-    respond(async {
-        require_org_member(&svc, &who, &org).await?;
-        let members = svc.store().org_members(&org).await?;
-        let v: Vec<Value> = members.iter().map(|m| json!({"member": {"name": m.user}, "isAdmin": m.owner})).collect();
-        Ok(ok_json(StatusCode::OK, json!({"members": v})))
-    }.await)
+async fn list_org_members(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path(org): Path<String>,
+) -> Response {
+    respond(
+        async {
+            require_org_member(&svc, &who, &org).await?;
+            let members = svc.store().org_members(&org).await?;
+            let v: Vec<Value> = members
+                .iter()
+                .map(|m| json!({"member": {"name": m.user}, "isAdmin": m.owner}))
+                .collect();
+            Ok(ok_json(StatusCode::OK, json!({"members": v})))
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -451,7 +577,12 @@ struct MemberFlags {
     is_owner: bool,
 }
 
-async fn put_org_member(State(svc): State<Arc<AuthService>>, who: Who, Path((org, user)): Path<(String, String)>, body: Bytes) -> Response {
+async fn put_org_member(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path((org, user)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     respond(async {
         require_org_owner(&svc, &who, &org).await?;
         let b: MemberFlags = if body.is_empty() { MemberFlags::default() } else { parse(&body)? };
@@ -461,22 +592,39 @@ async fn put_org_member(State(svc): State<Arc<AuthService>>, who: Who, Path((org
     }.await)
 }
 
-async fn delete_org_member(State(svc): State<Arc<AuthService>>, who: Who, Path((org, user)): Path<(String, String)>) -> Response {
-    respond(async {
-        require_org_owner(&svc, &who, &org).await?;
-        svc.store().remove_org_member(&org, &user).await?;
-        Ok(no_content())
-    }.await)
+async fn delete_org_member(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path((org, user)): Path<(String, String)>,
+) -> Response {
+    respond(
+        async {
+            require_org_owner(&svc, &who, &org).await?;
+            svc.store().remove_org_member(&org, &user).await?;
+            Ok(no_content())
+        }
+        .await,
+    )
 }
 
 // ---------------------------------------------------------------------- teams
 
-async fn list_teams(State(svc): State<Arc<AuthService>>, who: Who, Path(org): Path<String>) -> Response {
-    respond(async {
-        require_org_member(&svc, &who, &org).await?;
-        let teams = svc.store().teams(&org).await?;
-        Ok(ok_json(StatusCode::OK, json!({"teams": teams.iter().map(team_json).collect::<Vec<_>>()})))
-    }.await)
+async fn list_teams(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path(org): Path<String>,
+) -> Response {
+    respond(
+        async {
+            require_org_member(&svc, &who, &org).await?;
+            let teams = svc.store().teams(&org).await?;
+            Ok(ok_json(
+                StatusCode::OK,
+                json!({"teams": teams.iter().map(team_json).collect::<Vec<_>>()}),
+            ))
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -487,46 +635,87 @@ struct NewTeam {
     description: String,
 }
 
-async fn create_team(State(svc): State<Arc<AuthService>>, who: Who, Path(org): Path<String>, body: Bytes) -> Response {
-    respond(async {
-        require_org_owner(&svc, &who, &org).await?;
-        let b: NewTeam = parse(&body)?;
-        check_team_name(&b.name)?;
-        if b.description.len() > 1024 {
-            return Err(AdminError::invalid("description longer than 1024 bytes"));
+async fn create_team(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path(org): Path<String>,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            require_org_owner(&svc, &who, &org).await?;
+            let b: NewTeam = parse(&body)?;
+            check_team_name(&b.name)?;
+            if b.description.len() > 1024 {
+                return Err(AdminError::invalid("description longer than 1024 bytes"));
+            }
+            let t = svc
+                .store()
+                .create_team(&org, &b.name, &b.description)
+                .await?;
+            tracing::info!(org = %org, team = %t.name, by = %who.0.name, "team created");
+            Ok(ok_json(StatusCode::CREATED, team_json(&t)))
         }
-        let t = svc.store().create_team(&org, &b.name, &b.description).await?;
-        tracing::info!(org = %org, team = %t.name, by = %who.0.name, "team created");
-        Ok(ok_json(StatusCode::CREATED, team_json(&t)))
-    }.await)
+        .await,
+    )
 }
 
-async fn get_team(State(svc): State<Arc<AuthService>>, who: Who, Path((org, team)): Path<(String, String)>) -> Response {
-    respond(async {
-        require_org_member(&svc, &who, &org).await?;
-        let t = svc.store().team(&org, &team).await?.ok_or_else(|| AdminError::not_found(format!("team {org}/{team} does not exist")))?;
-        Ok(ok_json(StatusCode::OK, team_json(&t)))
-    }.await)
+async fn get_team(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path((org, team)): Path<(String, String)>,
+) -> Response {
+    respond(
+        async {
+            require_org_member(&svc, &who, &org).await?;
+            let t = svc.store().team(&org, &team).await?.ok_or_else(|| {
+                AdminError::not_found(format!("team {org}/{team} does not exist"))
+            })?;
+            Ok(ok_json(StatusCode::OK, team_json(&t)))
+        }
+        .await,
+    )
 }
 
-async fn delete_team(State(svc): State<Arc<AuthService>>, who: Who, Path((org, team)): Path<(String, String)>) -> Response {
-    respond(async {
-        require_org_owner(&svc, &who, &org).await?;
-        svc.store().delete_team(&org, &team).await?;
-        Ok(no_content())
-    }.await)
+async fn delete_team(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path((org, team)): Path<(String, String)>,
+) -> Response {
+    respond(
+        async {
+            require_org_owner(&svc, &who, &org).await?;
+            svc.store().delete_team(&org, &team).await?;
+            Ok(no_content())
+        }
+        .await,
+    )
 }
 
-async fn list_team_members(State(svc): State<Arc<AuthService>>, who: Who, Path((org, team)): Path<(String, String)>) -> Response {
-    respond(async {
-        require_org_member(&svc, &who, &org).await?;
-        let members = svc.store().team_members(&org, &team).await?;
-        let v: Vec<Value> = members.iter().map(|m| json!({"member": {"name": m}})).collect();
-        Ok(ok_json(StatusCode::OK, json!({"members": v})))
-    }.await)
+async fn list_team_members(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path((org, team)): Path<(String, String)>,
+) -> Response {
+    respond(
+        async {
+            require_org_member(&svc, &who, &org).await?;
+            let members = svc.store().team_members(&org, &team).await?;
+            let v: Vec<Value> = members
+                .iter()
+                .map(|m| json!({"member": {"name": m}}))
+                .collect();
+            Ok(ok_json(StatusCode::OK, json!({"members": v})))
+        }
+        .await,
+    )
 }
 
-async fn put_team_member(State(svc): State<Arc<AuthService>>, who: Who, Path((org, team, user)): Path<(String, String, String)>) -> Response {
+async fn put_team_member(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path((org, team, user)): Path<(String, String, String)>,
+) -> Response {
     respond(async {
         require_org_owner(&svc, &who, &org).await?;
         svc.store().add_team_member(&org, &team, &user).await?;
@@ -535,12 +724,19 @@ async fn put_team_member(State(svc): State<Arc<AuthService>>, who: Who, Path((or
     }.await)
 }
 
-async fn delete_team_member(State(svc): State<Arc<AuthService>>, who: Who, Path((org, team, user)): Path<(String, String, String)>) -> Response {
-    respond(async {
-        require_org_owner(&svc, &who, &org).await?;
-        svc.store().remove_team_member(&org, &team, &user).await?;
-        Ok(no_content())
-    }.await)
+async fn delete_team_member(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path((org, team, user)): Path<(String, String, String)>,
+) -> Response {
+    respond(
+        async {
+            require_org_owner(&svc, &who, &org).await?;
+            svc.store().remove_team_member(&org, &team, &user).await?;
+            Ok(no_content())
+        }
+        .await,
+    )
 }
 
 // ---------------------------------------------------------------------- namespace grants
@@ -553,7 +749,8 @@ struct AccessBody {
 
 fn level_of(body: &[u8]) -> Result<Level> {
     let b: AccessBody = parse(body)?;
-    Level::parse(&b.access_level).ok_or_else(|| AdminError::invalid("accessLevel is read-only, read-write or admin"))
+    Level::parse(&b.access_level)
+        .ok_or_else(|| AdminError::invalid("accessLevel is read-only, read-write or admin"))
 }
 
 fn namespace_json(o: &Org) -> Value {
@@ -561,10 +758,17 @@ fn namespace_json(o: &Org) -> Value {
 }
 
 async fn org_required(svc: &AuthService, name: &str) -> Result<Org> {
-    svc.store().org(name).await?.ok_or_else(|| AdminError::not_found(format!("organization {name} does not exist")))
+    svc.store()
+        .org(name)
+        .await?
+        .ok_or_else(|| AdminError::not_found(format!("organization {name} does not exist")))
 }
 
-async fn list_namespace_access(State(svc): State<Arc<AuthService>>, who: Who, Path(ns): Path<String>) -> Response {
+async fn list_namespace_access(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path(ns): Path<String>,
+) -> Response {
     respond(async {
         require_org_owner(&svc, &who, &ns).await?;
         let o = org_required(&svc, &ns).await?;
@@ -574,7 +778,11 @@ async fn list_namespace_access(State(svc): State<Arc<AuthService>>, who: Who, Pa
     }.await)
 }
 
-async fn get_namespace_access(State(svc): State<Arc<AuthService>>, who: Who, Path((ns, team)): Path<(String, String)>) -> Response {
+async fn get_namespace_access(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path((ns, team)): Path<(String, String)>,
+) -> Response {
     respond(async {
         require_org_owner(&svc, &who, &ns).await?;
         let o = org_required(&svc, &ns).await?;
@@ -584,7 +792,12 @@ async fn get_namespace_access(State(svc): State<Arc<AuthService>>, who: Who, Pat
     }.await)
 }
 
-async fn put_namespace_access(State(svc): State<Arc<AuthService>>, who: Who, Path((ns, team)): Path<(String, String)>, body: Bytes) -> Response {
+async fn put_namespace_access(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path((ns, team)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     respond(async {
         require_org_owner(&svc, &who, &ns).await?;
         let level = level_of(&body)?;
@@ -595,12 +808,19 @@ async fn put_namespace_access(State(svc): State<Arc<AuthService>>, who: Who, Pat
     }.await)
 }
 
-async fn delete_namespace_access(State(svc): State<Arc<AuthService>>, who: Who, Path((ns, team)): Path<(String, String)>) -> Response {
-    respond(async {
-        require_org_owner(&svc, &who, &ns).await?;
-        svc.store().remove_namespace_team_access(&ns, &team).await?;
-        Ok(no_content())
-    }.await)
+async fn delete_namespace_access(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    Path((ns, team)): Path<(String, String)>,
+) -> Response {
+    respond(
+        async {
+            require_org_owner(&svc, &who, &ns).await?;
+            svc.store().remove_namespace_team_access(&ns, &team).await?;
+            Ok(no_content())
+        }
+        .await,
+    )
 }
 
 // ---------------------------------------------------------------------- repositories
@@ -663,8 +883,12 @@ fn repo_route(rest: &str) -> Option<RepoRoute<'_>> {
             return match (tail.strip_prefix('/'), team) {
                 (None, true) if tail.is_empty() => Some(RepoRoute::TeamAccessList(repo)),
                 (None, false) if tail.is_empty() => Some(RepoRoute::UserAccessList(repo)),
-                (Some(sub), true) if !sub.is_empty() && !sub.contains('/') => Some(RepoRoute::TeamAccess(repo, sub)),
-                (Some(sub), false) if !sub.is_empty() && !sub.contains('/') => Some(RepoRoute::UserAccess(repo, sub)),
+                (Some(sub), true) if !sub.is_empty() && !sub.contains('/') => {
+                    Some(RepoRoute::TeamAccess(repo, sub))
+                }
+                (Some(sub), false) if !sub.is_empty() && !sub.contains('/') => {
+                    Some(RepoRoute::UserAccess(repo, sub))
+                }
                 _ => None,
             };
         }
@@ -678,12 +902,22 @@ fn repo_route(rest: &str) -> Option<RepoRoute<'_>> {
     }
 }
 
-async fn repositories(State(svc): State<Arc<AuthService>>, who: Who, method: Method, Path(rest): Path<String>, body: Bytes) -> Response {
+async fn repositories(
+    State(svc): State<Arc<AuthService>>,
+    who: Who,
+    method: Method,
+    Path(rest): Path<String>,
+    body: Bytes,
+) -> Response {
     respond(repositories_inner(&svc, &who, &method, &rest, &body).await)
 }
 
 fn method_not_allowed() -> AdminError {
-    AdminError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+    AdminError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed on this route",
+    )
 }
 
 fn check_repo_name(name: &str) -> Result<()> {
@@ -735,16 +969,27 @@ fn visibility(v: Option<&str>) -> Result<Option<bool>> {
 
 fn check_descriptions(short: Option<&str>, long: Option<&str>) -> Result<()> {
     if short.is_some_and(|s| s.len() > 140) || long.is_some_and(|s| s.len() > 16 * 1024) {
-        return Err(AdminError::invalid("shortDescription is at most 140 bytes, longDescription 16 KiB"));
+        return Err(AdminError::invalid(
+            "shortDescription is at most 140 bytes, longDescription 16 KiB",
+        ));
     }
     Ok(())
 }
 
 async fn repo_required(svc: &AuthService, name: &str) -> Result<RepoInfo> {
-    svc.store().repository(name).await?.ok_or_else(|| AdminError::not_found(format!("repository {name} does not exist")))
+    svc.store()
+        .repository(name)
+        .await?
+        .ok_or_else(|| AdminError::not_found(format!("repository {name} does not exist")))
 }
 
-async fn repositories_inner(svc: &AuthService, who: &Who, method: &Method, rest: &str, body: &[u8]) -> Result<Response> {
+async fn repositories_inner(
+    svc: &AuthService,
+    who: &Who,
+    method: &Method,
+    rest: &str,
+    body: &[u8],
+) -> Result<Response> {
     let route = repo_route(rest).ok_or_else(|| AdminError::not_found("no such route"))?;
     match (route, method.clone()) {
         (RepoRoute::Namespace(ns), Method::GET) => list_readable(svc, who, &format!("{ns}/")).await,
@@ -754,12 +999,16 @@ async fn repositories_inner(svc: &AuthService, who: &Who, method: &Method, rest:
             let full = format!("{ns}/{}", b.name);
             check_repo_name(&full)?;
             check_descriptions(Some(&b.short_description), Some(&b.long_description))?;
-            let allowed = who.0.admin || svc.store().namespace_level(&who.0, ns).await? >= Some(Level::ReadWrite);
+            let allowed = who.0.admin
+                || svc.store().namespace_level(&who.0, ns).await? >= Some(Level::ReadWrite);
             if !allowed {
                 return Err(AdminError::denied());
             }
             let public = visibility(b.visibility.as_deref())?.unwrap_or(false);
-            let r = svc.store().create_repository(&full, public, &b.short_description, &b.long_description).await?;
+            let r = svc
+                .store()
+                .create_repository(&full, public, &b.short_description, &b.long_description)
+                .await?;
             tracing::info!(repository = %full, public, by = %who.0.name, "repository created");
             Ok(ok_json(StatusCode::CREATED, repo_json(svc, &r).await?))
         }
@@ -768,16 +1017,29 @@ async fn repositories_inner(svc: &AuthService, who: &Who, method: &Method, rest:
             let r = repo_required(svc, name).await?;
             if !can_read_repo(svc, who, &r).await? {
                 // Do not reveal private repositories.
-                return Err(AdminError::not_found(format!("repository {name} does not exist")));
+                return Err(AdminError::not_found(format!(
+                    "repository {name} does not exist"
+                )));
             }
             Ok(ok_json(StatusCode::OK, repo_json(svc, &r).await?))
         }
         (RepoRoute::Repo(name), Method::PATCH) => {
             require_repo_admin(svc, who, name).await?;
             let b: RepoPatch = parse(body)?;
-            check_descriptions(b.short_description.as_deref(), b.long_description.as_deref())?;
+            check_descriptions(
+                b.short_description.as_deref(),
+                b.long_description.as_deref(),
+            )?;
             let public = visibility(b.visibility.as_deref())?;
-            let r = svc.store().update_repository(name, public, b.short_description.as_deref(), b.long_description.as_deref()).await?;
+            let r = svc
+                .store()
+                .update_repository(
+                    name,
+                    public,
+                    b.short_description.as_deref(),
+                    b.long_description.as_deref(),
+                )
+                .await?;
             tracing::info!(repository = %name, public = r.public, by = %who.0.name, "repository updated");
             Ok(ok_json(StatusCode::OK, repo_json(svc, &r).await?))
         }
@@ -792,27 +1054,48 @@ async fn repositories_inner(svc: &AuthService, who: &Who, method: &Method, rest:
             require_repo_admin(svc, who, name).await?;
             let r = repo_required(svc, name).await?;
             let rj = repo_json(svc, &r).await?;
-            let v: Vec<Value> = svc.store().repo_team_access(name).await?.iter()
+            let v: Vec<Value> = svc
+                .store()
+                .repo_team_access(name)
+                .await?
+                .iter()
                 .map(|(t, l)| json!({"accessLevel": l.as_str(), "team": team_json(t)}))
                 .collect();
-            Ok(ok_json(StatusCode::OK, json!({"repository": rj, "teamAccessList": v})))
+            Ok(ok_json(
+                StatusCode::OK,
+                json!({"repository": rj, "teamAccessList": v}),
+            ))
         }
         (RepoRoute::TeamAccess(name, team), m) => {
             require_repo_admin(svc, who, name).await?;
             check_repo_name(name)?;
-            let org = namespace_of(name).ok_or_else(|| AdminError::invalid("teams only have access to organisation repositories"))?;
+            let org = namespace_of(name).ok_or_else(|| {
+                AdminError::invalid("teams only have access to organisation repositories")
+            })?;
             match m {
                 Method::GET => {
                     let grants = svc.store().repo_team_access(name).await?;
-                    let (t, l) = grants.into_iter().find(|(t, _)| t.org == org && t.name == team).ok_or_else(|| AdminError::not_found("no such grant"))?;
-                    Ok(ok_json(StatusCode::OK, json!({"accessLevel": l.as_str(), "team": team_json(&t)})))
+                    let (t, l) = grants
+                        .into_iter()
+                        .find(|(t, _)| t.org == org && t.name == team)
+                        .ok_or_else(|| AdminError::not_found("no such grant"))?;
+                    Ok(ok_json(
+                        StatusCode::OK,
+                        json!({"accessLevel": l.as_str(), "team": team_json(&t)}),
+                    ))
                 }
                 Method::PUT => {
                     let level = level_of(body)?;
-                    let t = svc.store().set_repo_team_access(name, org, team, level).await?;
+                    let t = svc
+                        .store()
+                        .set_repo_team_access(name, org, team, level)
+                        .await?;
                     tracing::info!(repository = %name, team = %team, level = level.as_str(), by = %who.0.name, "repository team grant set");
                     let r = repo_required(svc, name).await?;
-                    Ok(ok_json(StatusCode::OK, json!({"accessLevel": level.as_str(), "team": team_json(&t), "repository": repo_json(svc, &r).await?})))
+                    Ok(ok_json(
+                        StatusCode::OK,
+                        json!({"accessLevel": level.as_str(), "team": team_json(&t), "repository": repo_json(svc, &r).await?}),
+                    ))
                 }
                 Method::DELETE => {
                     svc.store().remove_repo_team_access(name, org, team).await?;
@@ -823,7 +1106,11 @@ async fn repositories_inner(svc: &AuthService, who: &Who, method: &Method, rest:
         }
         (RepoRoute::UserAccessList(name), Method::GET) => {
             require_repo_admin(svc, who, name).await?;
-            let v: Vec<Value> = svc.store().repo_user_access(name).await?.iter()
+            let v: Vec<Value> = svc
+                .store()
+                .repo_user_access(name)
+                .await?
+                .iter()
                 .map(|g| json!({"accessLevel": g.level.as_str(), "user": {"name": g.name}}))
                 .collect();
             Ok(ok_json(StatusCode::OK, json!({"userAccessList": v})))
@@ -833,14 +1120,26 @@ async fn repositories_inner(svc: &AuthService, who: &Who, method: &Method, rest:
             check_repo_name(name)?;
             match m {
                 Method::GET => {
-                    let g = svc.store().repo_user_access(name).await?.into_iter().find(|g| g.name == user).ok_or_else(|| AdminError::not_found("no such grant"))?;
-                    Ok(ok_json(StatusCode::OK, json!({"accessLevel": g.level.as_str(), "user": {"name": g.name}})))
+                    let g = svc
+                        .store()
+                        .repo_user_access(name)
+                        .await?
+                        .into_iter()
+                        .find(|g| g.name == user)
+                        .ok_or_else(|| AdminError::not_found("no such grant"))?;
+                    Ok(ok_json(
+                        StatusCode::OK,
+                        json!({"accessLevel": g.level.as_str(), "user": {"name": g.name}}),
+                    ))
                 }
                 Method::PUT => {
                     let level = level_of(body)?;
                     svc.store().set_repo_user_access(name, user, level).await?;
                     tracing::info!(repository = %name, user = %user, level = level.as_str(), by = %who.0.name, "repository user grant set");
-                    Ok(ok_json(StatusCode::OK, json!({"accessLevel": level.as_str(), "user": {"name": user}})))
+                    Ok(ok_json(
+                        StatusCode::OK,
+                        json!({"accessLevel": level.as_str(), "user": {"name": user}}),
+                    ))
                 }
                 Method::DELETE => {
                     svc.store().remove_repo_user_access(name, user).await?;
@@ -849,7 +1148,9 @@ async fn repositories_inner(svc: &AuthService, who: &Who, method: &Method, rest:
                 _ => Err(method_not_allowed()),
             }
         }
-        (RepoRoute::TeamAccessList(_) | RepoRoute::UserAccessList(_), _) => Err(method_not_allowed()),
+        (RepoRoute::TeamAccessList(_) | RepoRoute::UserAccessList(_), _) => {
+            Err(method_not_allowed())
+        }
     }
 }
 
@@ -857,44 +1158,272 @@ async fn repositories_inner(svc: &AuthService, who: &Who, method: &Method, rest:
 
 /// Every admin route: method, path, who may call it, request body schema, summary.
 pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
-    ("get", "/api/v0/users", "system administrator", None, "List users"),
-    ("post", "/api/v0/users", "system administrator", Some("NewUser"), "Create a user"),
-    ("get", "/api/v0/users/{user}", "system administrator or the user", None, "Show a user"),
-    ("delete", "/api/v0/users/{user}", "system administrator", None, "Delete a user (never the last administrator)"),
-    ("put", "/api/v0/users/{user}/password", "system administrator, or the user with oldPassword", Some("NewPassword"), "Set a password (revokes refresh tokens)"),
-    ("put", "/api/v0/users/{user}/admin", "system administrator", Some("AdminFlag"), "Make a user a system administrator or not"),
-    ("get", "/api/v0/organizations", "any user", None, "List organisations"),
-    ("post", "/api/v0/organizations", "system administrator", Some("NewOrg"), "Create an organisation"),
-    ("get", "/api/v0/organizations/{org}", "any user", None, "Show an organisation"),
-    ("delete", "/api/v0/organizations/{org}", "system administrator", None, "Delete an organisation"),
-    ("get", "/api/v0/organizations/{org}/members", "organisation member", None, "List members"),
-    ("put", "/api/v0/organizations/{org}/members/{user}", "organisation owner", Some("MemberFlags"), "Add a member or set their owner flag"),
-    ("delete", "/api/v0/organizations/{org}/members/{user}", "organisation owner", None, "Remove a member"),
-    ("get", "/api/v0/organizations/{org}/teams", "organisation member", None, "List teams"),
-    ("post", "/api/v0/organizations/{org}/teams", "organisation owner", Some("NewTeam"), "Create a team"),
-    ("get", "/api/v0/organizations/{org}/teams/{team}", "organisation member", None, "Show a team"),
-    ("delete", "/api/v0/organizations/{org}/teams/{team}", "organisation owner", None, "Delete a team"),
-    ("get", "/api/v0/organizations/{org}/teams/{team}/members", "organisation member", None, "List team members"),
-    ("put", "/api/v0/organizations/{org}/teams/{team}/members/{user}", "organisation owner", None, "Add a team member"),
-    ("delete", "/api/v0/organizations/{org}/teams/{team}/members/{user}", "organisation owner", None, "Remove a team member"),
-    ("get", "/api/v0/repositoryNamespaces/{ns}/teamAccess", "organisation owner", None, "List namespace-wide team grants"),
-    ("get", "/api/v0/repositoryNamespaces/{ns}/teamAccess/{team}", "organisation owner", None, "Show a namespace-wide team grant"),
-    ("put", "/api/v0/repositoryNamespaces/{ns}/teamAccess/{team}", "organisation owner", Some("AccessLevel"), "Grant a team a level on every repository of the namespace"),
-    ("delete", "/api/v0/repositoryNamespaces/{ns}/teamAccess/{team}", "organisation owner", None, "Revoke a namespace-wide team grant"),
-    ("get", "/api/v0/repositories", "any user (readable repositories)", None, "List repositories"),
-    ("get", "/api/v0/repositories/{ns}", "any user (readable repositories)", None, "List a namespace's repositories"),
-    ("post", "/api/v0/repositories/{ns}", "namespace read-write or admin", Some("NewRepo"), "Create a repository"),
-    ("get", "/api/v0/repositories/{ns}/{repo}", "readers", None, "Show a repository"),
-    ("patch", "/api/v0/repositories/{ns}/{repo}", "repository admin", Some("RepoPatch"), "Change visibility or descriptions"),
-    ("delete", "/api/v0/repositories/{ns}/{repo}", "repository admin", None, "Delete a repository"),
-    ("get", "/api/v0/repositories/{ns}/{repo}/teamAccess", "repository admin", None, "List team grants"),
-    ("get", "/api/v0/repositories/{ns}/{repo}/teamAccess/{team}", "repository admin", None, "Show a team grant"),
-    ("put", "/api/v0/repositories/{ns}/{repo}/teamAccess/{team}", "repository admin", Some("AccessLevel"), "Grant a team of the namespace's organisation a level"),
-    ("delete", "/api/v0/repositories/{ns}/{repo}/teamAccess/{team}", "repository admin", None, "Revoke a team grant"),
-    ("get", "/api/v0/repositories/{ns}/{repo}/userAccess", "repository admin", None, "List user grants"),
-    ("get", "/api/v0/repositories/{ns}/{repo}/userAccess/{user}", "repository admin", None, "Show a user grant"),
-    ("put", "/api/v0/repositories/{ns}/{repo}/userAccess/{user}", "repository admin", Some("AccessLevel"), "Grant a user a level"),
-    ("delete", "/api/v0/repositories/{ns}/{repo}/userAccess/{user}", "repository admin", None, "Revoke a user grant"),
+    (
+        "get",
+        "/api/v0/users",
+        "system administrator",
+        None,
+        "List users",
+    ),
+    (
+        "post",
+        "/api/v0/users",
+        "system administrator",
+        Some("NewUser"),
+        "Create a user",
+    ),
+    (
+        "get",
+        "/api/v0/users/{user}",
+        "system administrator or the user",
+        None,
+        "Show a user",
+    ),
+    (
+        "delete",
+        "/api/v0/users/{user}",
+        "system administrator",
+        None,
+        "Delete a user (never the last administrator)",
+    ),
+    (
+        "put",
+        "/api/v0/users/{user}/password",
+        "system administrator, or the user with oldPassword",
+        Some("NewPassword"),
+        "Set a password (revokes refresh tokens)",
+    ),
+    (
+        "put",
+        "/api/v0/users/{user}/admin",
+        "system administrator",
+        Some("AdminFlag"),
+        "Make a user a system administrator or not",
+    ),
+    (
+        "get",
+        "/api/v0/organizations",
+        "any user",
+        None,
+        "List organisations",
+    ),
+    (
+        "post",
+        "/api/v0/organizations",
+        "system administrator",
+        Some("NewOrg"),
+        "Create an organisation",
+    ),
+    (
+        "get",
+        "/api/v0/organizations/{org}",
+        "any user",
+        None,
+        "Show an organisation",
+    ),
+    (
+        "delete",
+        "/api/v0/organizations/{org}",
+        "system administrator",
+        None,
+        "Delete an organisation",
+    ),
+    (
+        "get",
+        "/api/v0/organizations/{org}/members",
+        "organisation member",
+        None,
+        "List members",
+    ),
+    (
+        "put",
+        "/api/v0/organizations/{org}/members/{user}",
+        "organisation owner",
+        Some("MemberFlags"),
+        "Add a member or set their owner flag",
+    ),
+    (
+        "delete",
+        "/api/v0/organizations/{org}/members/{user}",
+        "organisation owner",
+        None,
+        "Remove a member",
+    ),
+    (
+        "get",
+        "/api/v0/organizations/{org}/teams",
+        "organisation member",
+        None,
+        "List teams",
+    ),
+    (
+        "post",
+        "/api/v0/organizations/{org}/teams",
+        "organisation owner",
+        Some("NewTeam"),
+        "Create a team",
+    ),
+    (
+        "get",
+        "/api/v0/organizations/{org}/teams/{team}",
+        "organisation member",
+        None,
+        "Show a team",
+    ),
+    (
+        "delete",
+        "/api/v0/organizations/{org}/teams/{team}",
+        "organisation owner",
+        None,
+        "Delete a team",
+    ),
+    (
+        "get",
+        "/api/v0/organizations/{org}/teams/{team}/members",
+        "organisation member",
+        None,
+        "List team members",
+    ),
+    (
+        "put",
+        "/api/v0/organizations/{org}/teams/{team}/members/{user}",
+        "organisation owner",
+        None,
+        "Add a team member",
+    ),
+    (
+        "delete",
+        "/api/v0/organizations/{org}/teams/{team}/members/{user}",
+        "organisation owner",
+        None,
+        "Remove a team member",
+    ),
+    (
+        "get",
+        "/api/v0/repositoryNamespaces/{ns}/teamAccess",
+        "organisation owner",
+        None,
+        "List namespace-wide team grants",
+    ),
+    (
+        "get",
+        "/api/v0/repositoryNamespaces/{ns}/teamAccess/{team}",
+        "organisation owner",
+        None,
+        "Show a namespace-wide team grant",
+    ),
+    (
+        "put",
+        "/api/v0/repositoryNamespaces/{ns}/teamAccess/{team}",
+        "organisation owner",
+        Some("AccessLevel"),
+        "Grant a team a level on every repository of the namespace",
+    ),
+    (
+        "delete",
+        "/api/v0/repositoryNamespaces/{ns}/teamAccess/{team}",
+        "organisation owner",
+        None,
+        "Revoke a namespace-wide team grant",
+    ),
+    (
+        "get",
+        "/api/v0/repositories",
+        "any user (readable repositories)",
+        None,
+        "List repositories",
+    ),
+    (
+        "get",
+        "/api/v0/repositories/{ns}",
+        "any user (readable repositories)",
+        None,
+        "List a namespace's repositories",
+    ),
+    (
+        "post",
+        "/api/v0/repositories/{ns}",
+        "namespace read-write or admin",
+        Some("NewRepo"),
+        "Create a repository",
+    ),
+    (
+        "get",
+        "/api/v0/repositories/{ns}/{repo}",
+        "readers",
+        None,
+        "Show a repository",
+    ),
+    (
+        "patch",
+        "/api/v0/repositories/{ns}/{repo}",
+        "repository admin",
+        Some("RepoPatch"),
+        "Change visibility or descriptions",
+    ),
+    (
+        "delete",
+        "/api/v0/repositories/{ns}/{repo}",
+        "repository admin",
+        None,
+        "Delete a repository",
+    ),
+    (
+        "get",
+        "/api/v0/repositories/{ns}/{repo}/teamAccess",
+        "repository admin",
+        None,
+        "List team grants",
+    ),
+    (
+        "get",
+        "/api/v0/repositories/{ns}/{repo}/teamAccess/{team}",
+        "repository admin",
+        None,
+        "Show a team grant",
+    ),
+    (
+        "put",
+        "/api/v0/repositories/{ns}/{repo}/teamAccess/{team}",
+        "repository admin",
+        Some("AccessLevel"),
+        "Grant a team of the namespace's organisation a level",
+    ),
+    (
+        "delete",
+        "/api/v0/repositories/{ns}/{repo}/teamAccess/{team}",
+        "repository admin",
+        None,
+        "Revoke a team grant",
+    ),
+    (
+        "get",
+        "/api/v0/repositories/{ns}/{repo}/userAccess",
+        "repository admin",
+        None,
+        "List user grants",
+    ),
+    (
+        "get",
+        "/api/v0/repositories/{ns}/{repo}/userAccess/{user}",
+        "repository admin",
+        None,
+        "Show a user grant",
+    ),
+    (
+        "put",
+        "/api/v0/repositories/{ns}/{repo}/userAccess/{user}",
+        "repository admin",
+        Some("AccessLevel"),
+        "Grant a user a level",
+    ),
+    (
+        "delete",
+        "/api/v0/repositories/{ns}/{repo}/userAccess/{user}",
+        "repository admin",
+        None,
+        "Revoke a user grant",
+    ),
 ];
 
 /// The OpenAPI 3 document of the admin API.
@@ -974,9 +1503,18 @@ mod tests {
         assert_eq!(repo_route("org"), Some(RepoRoute::Namespace("org")));
         assert_eq!(repo_route("org/app"), Some(RepoRoute::Repo("org/app")));
         assert_eq!(repo_route("org/a/b/"), Some(RepoRoute::Repo("org/a/b")));
-        assert_eq!(repo_route("org/app/teamAccess"), Some(RepoRoute::TeamAccessList("org/app")));
-        assert_eq!(repo_route("org/app/teamAccess/devs"), Some(RepoRoute::TeamAccess("org/app", "devs")));
-        assert_eq!(repo_route("org/app/userAccess/bob"), Some(RepoRoute::UserAccess("org/app", "bob")));
+        assert_eq!(
+            repo_route("org/app/teamAccess"),
+            Some(RepoRoute::TeamAccessList("org/app"))
+        );
+        assert_eq!(
+            repo_route("org/app/teamAccess/devs"),
+            Some(RepoRoute::TeamAccess("org/app", "devs"))
+        );
+        assert_eq!(
+            repo_route("org/app/userAccess/bob"),
+            Some(RepoRoute::UserAccess("org/app", "bob"))
+        );
         assert_eq!(repo_route("org/app/userAccess/bob/x"), None);
         assert_eq!(repo_route(""), None);
     }
@@ -985,7 +1523,14 @@ mod tests {
     fn openapi_lists_every_route() {
         let doc = openapi_document();
         assert_eq!(doc["openapi"], "3.0.3");
-        let n: usize = doc["paths"].as_object().map(|p| p.values().map(|v| v.as_object().map_or(0, |o| o.len())).sum()).unwrap_or(0);
+        let n: usize = doc["paths"]
+            .as_object()
+            .map(|p| {
+                p.values()
+                    .map(|v| v.as_object().map_or(0, |o| o.len()))
+                    .sum()
+            })
+            .unwrap_or(0);
         assert_eq!(n, ROUTES.len() + crate::policy::api::ROUTES.len());
     }
 }

@@ -123,9 +123,17 @@ enum TeamCommand {
     /// List an organisation's teams.
     List { org: String },
     /// Add a user to a team.
-    MemberAdd { org: String, team: String, user: String },
+    MemberAdd {
+        org: String,
+        team: String,
+        user: String,
+    },
     /// Remove a user from a team.
-    MemberRemove { org: String, team: String, user: String },
+    MemberRemove {
+        org: String,
+        team: String,
+        user: String,
+    },
 }
 
 /// `repo ...`.
@@ -155,7 +163,11 @@ enum RepoCommand {
         /// read-only, read-write or admin.
         level: String,
         /// The user granted (or revoked).
-        #[arg(long = "account", conflicts_with = "team", required_unless_present = "team")]
+        #[arg(
+            long = "account",
+            conflicts_with = "team",
+            required_unless_present = "team"
+        )]
         user: Option<String>,
         #[arg(long)]
         team: Option<String>,
@@ -167,7 +179,11 @@ enum RepoCommand {
     Revoke {
         name: String,
         /// The user granted (or revoked).
-        #[arg(long = "account", conflicts_with = "team", required_unless_present = "team")]
+        #[arg(
+            long = "account",
+            conflicts_with = "team",
+            required_unless_present = "team"
+        )]
         user: Option<String>,
         #[arg(long)]
         team: Option<String>,
@@ -205,14 +221,18 @@ impl Api {
         match &target.url {
             Some(url) => {
                 let ca = match &target.cacert {
-                    Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+                    Some(p) => {
+                        Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+                    }
                     None => std::fs::read(config.data_dir.join("tls").join("ca.crt")).ok(),
                 };
                 let password = if target.password_stdin {
                     Stdin::line("the password")?
                 } else {
                     Zeroizing::new(std::env::var("NOTARY_REGISTRY_PASSWORD").map_err(|_| {
-                        anyhow::anyhow!("with --url, pass --password-stdin or set NOTARY_REGISTRY_PASSWORD")
+                        anyhow::anyhow!(
+                            "with --url, pass --password-stdin or set NOTARY_REGISTRY_PASSWORD"
+                        )
                     })?)
                 };
                 let client = Client::new(url, ca.as_deref())?.basic(&target.login, &password);
@@ -224,15 +244,27 @@ impl Api {
                 let db = notary_registry::meta::Db::open(&config.database_url())
                     .await
                     .context("opening the registry database")?;
-                let svc = notary_registry::auth::AuthService::new(config.auth.clone(), db.clone(), &config.data_dir, !config.plain_http)?;
+                let svc = notary_registry::auth::AuthService::new(
+                    config.auth.clone(),
+                    db.clone(),
+                    &config.data_dir,
+                    !config.plain_http,
+                )?;
                 let admin = notary_registry::admin::router(Arc::clone(&svc));
-                Ok(Api::Local(notary_registry::policy::api::local_router(db).fallback_service(admin)))
+                Ok(Api::Local(
+                    notary_registry::policy::api::local_router(db).fallback_service(admin),
+                ))
             }
         }
     }
 
     /// Calls the API; a non-2xx answer becomes an error with the server's message.
-    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let (status, bytes) = match self {
             Api::Remote(c) => {
                 let r = match &body {
@@ -290,9 +322,18 @@ fn new_password(from_stdin: bool) -> anyhow::Result<(Zeroizing<String>, bool)> {
 pub async fn user(config: &Config, args: UserArgs) -> anyhow::Result<()> {
     let api = Api::open(config, &args.target).await?;
     match args.command {
-        UserCommand::Add { name, admin, new_password_stdin } => {
+        UserCommand::Add {
+            name,
+            admin,
+            new_password_stdin,
+        } => {
             let (pw, generated) = new_password(new_password_stdin)?;
-            api.call(Method::POST, "/api/v0/users", Some(json!({"name": name, "password": pw.as_str(), "isAdmin": admin}))).await?;
+            api.call(
+                Method::POST,
+                "/api/v0/users",
+                Some(json!({"name": name, "password": pw.as_str(), "isAdmin": admin})),
+            )
+            .await?;
             if generated {
                 println!("created user {name} with password {}", pw.as_str());
             } else {
@@ -302,17 +343,34 @@ pub async fn user(config: &Config, args: UserArgs) -> anyhow::Result<()> {
         UserCommand::List => {
             let v = api.call(Method::GET, "/api/v0/users", None).await?;
             for u in v["users"].as_array().into_iter().flatten() {
-                let admin = if u["isAdmin"].as_bool() == Some(true) { "admin" } else { "" };
+                let admin = if u["isAdmin"].as_bool() == Some(true) {
+                    "admin"
+                } else {
+                    ""
+                };
                 println!("{}\t{admin}", u["name"].as_str().unwrap_or(""));
             }
         }
         UserCommand::Remove { name } => {
-            api.call(Method::DELETE, &format!("/api/v0/users/{}", seg(&name)), None).await?;
+            api.call(
+                Method::DELETE,
+                &format!("/api/v0/users/{}", seg(&name)),
+                None,
+            )
+            .await?;
             println!("removed user {name}");
         }
-        UserCommand::Passwd { name, new_password_stdin } => {
+        UserCommand::Passwd {
+            name,
+            new_password_stdin,
+        } => {
             let (pw, generated) = new_password(new_password_stdin)?;
-            api.call(Method::PUT, &format!("/api/v0/users/{}/password", seg(&name)), Some(json!({"password": pw.as_str()}))).await?;
+            api.call(
+                Method::PUT,
+                &format!("/api/v0/users/{}/password", seg(&name)),
+                Some(json!({"password": pw.as_str()})),
+            )
+            .await?;
             if generated {
                 println!("new password for {name}: {}", pw.as_str());
             } else {
@@ -320,8 +378,16 @@ pub async fn user(config: &Config, args: UserArgs) -> anyhow::Result<()> {
             }
         }
         UserCommand::Admin { name, revoke } => {
-            api.call(Method::PUT, &format!("/api/v0/users/{}/admin", seg(&name)), Some(json!({"isAdmin": !revoke}))).await?;
-            println!("{name} is {}a system administrator", if revoke { "no longer " } else { "" });
+            api.call(
+                Method::PUT,
+                &format!("/api/v0/users/{}/admin", seg(&name)),
+                Some(json!({"isAdmin": !revoke})),
+            )
+            .await?;
+            println!(
+                "{name} is {}a system administrator",
+                if revoke { "no longer " } else { "" }
+            );
         }
     }
     Ok(())
@@ -332,9 +398,19 @@ pub async fn org(config: &Config, args: OrgArgs) -> anyhow::Result<()> {
     let api = Api::open(config, &args.target).await?;
     match args.command {
         OrgCommand::Add { name, owner } => {
-            api.call(Method::POST, "/api/v0/organizations", Some(json!({"name": name}))).await?;
+            api.call(
+                Method::POST,
+                "/api/v0/organizations",
+                Some(json!({"name": name})),
+            )
+            .await?;
             for o in owner {
-                api.call(Method::PUT, &format!("/api/v0/organizations/{}/members/{}", seg(&name), seg(&o)), Some(json!({"isOwner": true}))).await?;
+                api.call(
+                    Method::PUT,
+                    &format!("/api/v0/organizations/{}/members/{}", seg(&name), seg(&o)),
+                    Some(json!({"isOwner": true})),
+                )
+                .await?;
             }
             println!("created organization {name}");
         }
@@ -352,22 +428,61 @@ pub async fn org(config: &Config, args: OrgArgs) -> anyhow::Result<()> {
 pub async fn team(config: &Config, args: TeamArgs) -> anyhow::Result<()> {
     let api = Api::open(config, &args.target).await?;
     match args.command {
-        TeamCommand::Add { org, team, description } => {
-            api.call(Method::POST, &format!("/api/v0/organizations/{}/teams", seg(&org)), Some(json!({"name": team, "description": description}))).await?;
+        TeamCommand::Add {
+            org,
+            team,
+            description,
+        } => {
+            api.call(
+                Method::POST,
+                &format!("/api/v0/organizations/{}/teams", seg(&org)),
+                Some(json!({"name": team, "description": description})),
+            )
+            .await?;
             println!("created team {org}/{team}");
         }
         TeamCommand::List { org } => {
-            let v = api.call(Method::GET, &format!("/api/v0/organizations/{}/teams", seg(&org)), None).await?;
+            let v = api
+                .call(
+                    Method::GET,
+                    &format!("/api/v0/organizations/{}/teams", seg(&org)),
+                    None,
+                )
+                .await?;
             for t in v["teams"].as_array().into_iter().flatten() {
-                println!("{}\t{}", t["name"].as_str().unwrap_or(""), t["description"].as_str().unwrap_or(""));
+                println!(
+                    "{}\t{}",
+                    t["name"].as_str().unwrap_or(""),
+                    t["description"].as_str().unwrap_or("")
+                );
             }
         }
         TeamCommand::MemberAdd { org, team, user } => {
-            api.call(Method::PUT, &format!("/api/v0/organizations/{}/teams/{}/members/{}", seg(&org), seg(&team), seg(&user)), None).await?;
+            api.call(
+                Method::PUT,
+                &format!(
+                    "/api/v0/organizations/{}/teams/{}/members/{}",
+                    seg(&org),
+                    seg(&team),
+                    seg(&user)
+                ),
+                None,
+            )
+            .await?;
             println!("added {user} to {org}/{team}");
         }
         TeamCommand::MemberRemove { org, team, user } => {
-            api.call(Method::DELETE, &format!("/api/v0/organizations/{}/teams/{}/members/{}", seg(&org), seg(&team), seg(&user)), None).await?;
+            api.call(
+                Method::DELETE,
+                &format!(
+                    "/api/v0/organizations/{}/teams/{}/members/{}",
+                    seg(&org),
+                    seg(&team),
+                    seg(&user)
+                ),
+                None,
+            )
+            .await?;
             println!("removed {user} from {org}/{team}");
         }
     }
@@ -385,33 +500,66 @@ pub async fn repo(config: &Config, args: RepoArgs) -> anyhow::Result<()> {
             };
             let v = api.call(Method::GET, &path, None).await?;
             for r in v["repositories"].as_array().into_iter().flatten() {
-                println!("{}\t{}", r["fullName"].as_str().unwrap_or(""), r["visibility"].as_str().unwrap_or(""));
+                println!(
+                    "{}\t{}",
+                    r["fullName"].as_str().unwrap_or(""),
+                    r["visibility"].as_str().unwrap_or("")
+                );
             }
         }
         RepoCommand::SetPublic { name, private } => {
             let visibility = if private { "private" } else { "public" };
             let path = format!("/api/v0/repositories/{}", seg(&name));
-            let patch = api.call(Method::PATCH, &path, Some(json!({"visibility": visibility}))).await;
+            let patch = api
+                .call(
+                    Method::PATCH,
+                    &path,
+                    Some(json!({"visibility": visibility})),
+                )
+                .await;
             match patch {
                 Ok(_) => {}
                 // Not there yet: create it with that visibility.
                 Err(e) if e.to_string().starts_with("404") => {
-                let (ns, repo) = name.rsplit_once('/').ok_or(e)?;
-                api.call(Method::POST, &format!("/api/v0/repositories/{}", seg(ns)), Some(json!({"name": repo, "visibility": visibility}))).await?;
+                    let (ns, repo) = name.rsplit_once('/').ok_or(e)?;
+                    api.call(
+                        Method::POST,
+                        &format!("/api/v0/repositories/{}", seg(ns)),
+                        Some(json!({"name": repo, "visibility": visibility})),
+                    )
+                    .await?;
                 }
                 Err(e) => return Err(e),
             }
             println!("{name} is {visibility}");
         }
-        RepoCommand::Grant { name, level, user, team, namespace } => {
+        RepoCommand::Grant {
+            name,
+            level,
+            user,
+            team,
+            namespace,
+        } => {
             let path = grant_path(&name, user.as_deref(), team.as_deref(), namespace);
-            api.call(Method::PUT, &path, Some(json!({"accessLevel": level}))).await?;
-            println!("granted {level} on {name} to {}", user.or(team).unwrap_or_default());
+            api.call(Method::PUT, &path, Some(json!({"accessLevel": level})))
+                .await?;
+            println!(
+                "granted {level} on {name} to {}",
+                user.or(team).unwrap_or_default()
+            );
         }
-        RepoCommand::Revoke { name, user, team, namespace } => {
+        RepoCommand::Revoke {
+            name,
+            user,
+            team,
+            namespace,
+        } => {
             let path = grant_path(&name, user.as_deref(), team.as_deref(), namespace);
             api.call(Method::DELETE, &path, None).await?;
-            println!("revoked the grant on {name} of {}", user.or(team).unwrap_or_default());
+            println!(
+                "revoked the grant on {name} of {}",
+                user.or(team).unwrap_or_default()
+            );
         }
     }
     Ok(())
@@ -419,7 +567,11 @@ pub async fn repo(config: &Config, args: RepoArgs) -> anyhow::Result<()> {
 
 fn grant_path(name: &str, user: Option<&str>, team: Option<&str>, namespace: bool) -> String {
     match (user, team) {
-        (_, Some(t)) if namespace => format!("/api/v0/repositoryNamespaces/{}/teamAccess/{}", seg(name), seg(t)),
+        (_, Some(t)) if namespace => format!(
+            "/api/v0/repositoryNamespaces/{}/teamAccess/{}",
+            seg(name),
+            seg(t)
+        ),
         (_, Some(t)) => format!("/api/v0/repositories/{}/teamAccess/{}", seg(name), seg(t)),
         (Some(u), None) => format!("/api/v0/repositories/{}/userAccess/{}", seg(name), seg(u)),
         (None, None) => format!("/api/v0/repositories/{}", seg(name)),

@@ -108,7 +108,11 @@ pub async fn replicas(db: &Db) -> Result<Vec<Replica>, sqlx::Error> {
 
 /// Registers this process (`registry.replica_id`) and heartbeats every `interval_secs`
 /// until the registry is dropped.
-pub async fn start(registry: &Arc<Registry>, address: &str, interval_secs: u64) -> Result<(), sqlx::Error> {
+pub async fn start(
+    registry: &Arc<Registry>,
+    address: &str,
+    interval_secs: u64,
+) -> Result<(), sqlx::Error> {
     let interval_secs = interval_secs.clamp(1, 3600);
     let started = now();
     let me = Replica {
@@ -135,7 +139,10 @@ pub async fn start(registry: &Arc<Registry>, address: &str, interval_secs: u64) 
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(replica = %me.id, "replica row was removed: registering again");
-                    let again = Replica { heartbeat_at: at, ..me.clone() };
+                    let again = Replica {
+                        heartbeat_at: at,
+                        ..me.clone()
+                    };
                     if let Err(e) = register(&reg.db, &again).await {
                         metrics::counter!("registry_cluster_heartbeat_failures_total").increment(1);
                         tracing::warn!(replica = %me.id, error = %e, "could not register");
@@ -196,7 +203,11 @@ struct ReplicaStatus {
     seconds_since_heartbeat: i64,
 }
 
-async fn cluster_status(State(reg): State<Arc<Registry>>, method: Method, headers: HeaderMap) -> Response {
+async fn cluster_status(
+    State(reg): State<Arc<Registry>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return RegistryError::new(Code::Unsupported, "method not allowed on this route")
             .with_status(StatusCode::METHOD_NOT_ALLOWED)

@@ -148,7 +148,10 @@ impl RegistryError {
     /// 503: a backend is unavailable.
     pub fn unavailable(what: &str, err: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %err, "{what}");
-        RegistryError::new(Code::Unavailable, format!("{what}: temporarily unavailable"))
+        RegistryError::new(
+            Code::Unavailable,
+            format!("{what}: temporarily unavailable"),
+        )
     }
     /// `BLOB_UNKNOWN` for a digest.
     pub fn blob_unknown(digest: &impl std::fmt::Display) -> Self {
@@ -195,7 +198,10 @@ impl IntoResponse for RegistryError {
         let body = json!({ "errors": errors }).to_string();
         let mut resp = (
             self.status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             body,
         )
             .into_response();
@@ -221,7 +227,9 @@ impl From<crate::storage::StorageError> for RegistryError {
     fn from(e: crate::storage::StorageError) -> Self {
         use crate::storage::StorageError as S;
         match e {
-            S::NotFound => RegistryError::new(Code::BlobUnknown, "blob content missing from storage"),
+            S::NotFound => {
+                RegistryError::new(Code::BlobUnknown, "blob content missing from storage")
+            }
             S::Unavailable(m) => RegistryError::unavailable("storage", m),
             S::Io(e) => RegistryError::internal("storage", e),
             S::Other(m) => RegistryError::internal("storage", m),

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub mod access;
-pub mod admission;
 pub mod admin;
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod cluster;
@@ -118,7 +118,9 @@ impl Registry {
 
     /// Installs the policy engine (once), also as the deploy gate's image policy.
     pub fn set_policy_engine(&self, engine: Arc<policy::PolicyEngine>) -> bool {
-        let _ = self.image_policy.set(Arc::clone(&engine) as Arc<dyn policy::ImagePolicy>);
+        let _ = self
+            .image_policy
+            .set(Arc::clone(&engine) as Arc<dyn policy::ImagePolicy>);
         self.policy_engine.set(engine).is_ok()
     }
 

@@ -12,7 +12,11 @@ mod cli;
 mod policy_cli;
 
 #[derive(Parser, Debug)]
-#[command(name = "notary-registry", version, about = "OCI registry with content trust")]
+#[command(
+    name = "notary-registry",
+    version,
+    about = "OCI registry with content trust"
+)]
 struct Cli {
     /// JSON configuration file (defaults are embedded; NOTARY_REGISTRY_* variables override it).
     #[arg(long, short = 'c', global = true)]
@@ -199,8 +203,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     }
     tracing::info!(%addr, scheme, storage = %registry.store.describe(), "serving");
-    if let Some(hook) = notary_registry::admission::listener::start(&registry, &config, notary_daemon::shutdown_signal())? {
-        println!("admission webhook listening on https://{} (caBundle: {})", hook.addr, hook.ca_bundle.as_deref().unwrap_or("the configured CA"));
+    if let Some(hook) = notary_registry::admission::listener::start(
+        &registry,
+        &config,
+        notary_daemon::shutdown_signal(),
+    )? {
+        println!(
+            "admission webhook listening on https://{} (caBundle: {})",
+            hook.addr,
+            hook.ca_bundle.as_deref().unwrap_or("the configured CA")
+        );
     }
     server::serve(
         server::app(registry),

@@ -72,7 +72,8 @@ fn check_descriptor(d: &Descriptor, what: &str) -> Result<Digest, String> {
     if d.size < 0 {
         return Err(format!("{what}: negative size"));
     }
-    let digest = Digest::parse(&d.digest).map_err(|_| format!("{what}: invalid digest {:?}", d.digest))?;
+    let digest =
+        Digest::parse(&d.digest).map_err(|_| format!("{what}: invalid digest {:?}", d.digest))?;
     if let Some(data) = &d.data {
         use base64::Engine as _;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -94,7 +95,8 @@ fn non_distributable(d: &Descriptor) -> bool {
 /// Parses and checks a pushed manifest. `content_type` is the request's (parameters
 /// ignored). Errors are messages for `MANIFEST_INVALID`.
 pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> {
-    let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("invalid manifest JSON: {e}"))?;
+    let raw: Raw =
+        serde_json::from_slice(body).map_err(|e| format!("invalid manifest JSON: {e}"))?;
     let ct = content_type
         .map(|c| c.split(';').next().unwrap_or("").trim().to_owned())
         .filter(|c| !c.is_empty());
@@ -112,7 +114,9 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> 
             }
         }
     };
-    if media_type.starts_with("application/vnd.docker.distribution.manifest.v1+") || raw.schema_version == Some(1) {
+    if media_type.starts_with("application/vnd.docker.distribution.manifest.v1+")
+        || raw.schema_version == Some(1)
+    {
         return Err("Docker schema1 manifests are not accepted".into());
     }
     if raw.schema_version != Some(2) {
@@ -136,7 +140,10 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> 
             }
             let config = raw.config.as_ref().ok_or("config is required")?;
             let cd = check_descriptor(config, "config")?;
-            if config.media_type == OCI_EMPTY && raw.artifact_type.is_none() && media_type == OCI_MANIFEST {
+            if config.media_type == OCI_EMPTY
+                && raw.artifact_type.is_none()
+                && media_type == OCI_MANIFEST
+            {
                 // Allowed by older artifacts; the referrers API then reports the config type.
             }
             p.blobs.push(cd.to_string());
@@ -163,7 +170,8 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> 
             }
             let manifests = raw.manifests.as_ref().ok_or("manifests is required")?;
             for (i, m) in manifests.iter().enumerate() {
-                p.children.push(check_descriptor(m, &format!("manifests[{i}]"))?.to_string());
+                p.children
+                    .push(check_descriptor(m, &format!("manifests[{i}]"))?.to_string());
             }
             p.artifact_type = raw.artifact_type.clone();
         }

@@ -126,7 +126,9 @@ impl Digest {
         }
         let algorithm = Algorithm::parse(alg).ok_or(DigestError::Unsupported)?;
         if enc.len() != algorithm.hex_len()
-            || !enc.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !enc
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(DigestError::Malformed);
         }
@@ -173,7 +175,8 @@ fn grammatical_algorithm(s: &str) -> bool {
     if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
         return false;
     }
-    b.windows(2).all(|w| alnum(w[0]) || alnum(w[1])) && b.iter().all(|&x| alnum(x) || b"+._-".contains(&x))
+    b.windows(2).all(|w| alnum(w[0]) || alnum(w[1]))
+        && b.iter().all(|&x| alnum(x) || b"+._-".contains(&x))
 }
 
 /// A manifest reference: a tag or a digest.
@@ -213,10 +216,19 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "library/ubuntu", "a.b_c__d---e/f0", "conformance/repo1", "a/b/c/d"] {
+        for ok in [
+            "a",
+            "library/ubuntu",
+            "a.b_c__d---e/f0",
+            "conformance/repo1",
+            "a/b/c/d",
+        ] {
             assert!(valid_name(ok), "{ok}");
         }
-        for bad in ["", "A", "a//b", "/a", "a/", "a..b", "a___b", "-a", "a-", "_trust", "a/_trust", "a b", "a.-b"] {
+        for bad in [
+            "", "A", "a//b", "/a", "a/", "a..b", "a___b", "-a", "a-", "_trust", "a/_trust", "a b",
+            "a.-b",
+        ] {
             assert!(!valid_name(bad), "{bad}");
         }
         assert!(!valid_name(&"a".repeat(256)));
@@ -234,9 +246,18 @@ mod tests {
         let d = format!("sha256:{}", "a".repeat(64));
         assert_eq!(Digest::parse(&d).map(|d| d.to_string()), Ok(d));
         assert!(Digest::parse(&format!("sha512:{}", "0".repeat(128))).is_ok());
-        assert_eq!(Digest::parse("sha256:totallywrong"), Err(DigestError::Malformed));
-        assert_eq!(Digest::parse(&format!("sha256:{}", "A".repeat(64))), Err(DigestError::Malformed));
-        assert_eq!(Digest::parse(&format!("blake3:{}", "a".repeat(64))), Err(DigestError::Unsupported));
+        assert_eq!(
+            Digest::parse("sha256:totallywrong"),
+            Err(DigestError::Malformed)
+        );
+        assert_eq!(
+            Digest::parse(&format!("sha256:{}", "A".repeat(64))),
+            Err(DigestError::Malformed)
+        );
+        assert_eq!(
+            Digest::parse(&format!("blake3:{}", "a".repeat(64))),
+            Err(DigestError::Unsupported)
+        );
         assert_eq!(Digest::parse("sha256"), Err(DigestError::Malformed));
         assert!(matches!(Reference::parse("v1"), Ok(Reference::Tag(_))));
         assert!(Reference::parse("bad tag").is_err());

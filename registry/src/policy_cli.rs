@@ -92,7 +92,6 @@ enum PolicyCommand {
     },
 }
 
-
 /// `policy set`.
 #[derive(Args, Debug)]
 struct SetArgs {
@@ -143,7 +142,11 @@ struct SetArgs {
 
 fn with_count(spec: &str, default: u32) -> anyhow::Result<(String, u32)> {
     match spec.rsplit_once(':') {
-        Some((name, n)) => Ok((name.to_owned(), n.parse().map_err(|_| anyhow::anyhow!("{spec}: the count after ':' is a number"))?)),
+        Some((name, n)) => Ok((
+            name.to_owned(),
+            n.parse()
+                .map_err(|_| anyhow::anyhow!("{spec}: the count after ':' is a number"))?,
+        )),
         None => Ok((spec.to_owned(), default)),
     }
 }
@@ -168,7 +171,10 @@ fn print_policy(v: &Value) {
         v["updatedBy"].as_str().unwrap_or(""),
         v["updatedAt"].as_str().unwrap_or("")
     );
-    println!("{}", serde_json::to_string_pretty(&v["policy"]).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&v["policy"]).unwrap_or_default()
+    );
 }
 
 /// `notary-registry policy ...`.
@@ -217,7 +223,13 @@ pub async fn policy(config: &Config, args: PolicyArgs) -> anyhow::Result<()> {
             spec.immutable_signed_tags = immutable_signed_tags;
             spec.writers_read_quarantined = !no_writer_reads;
             spec.validate().map_err(anyhow::Error::msg)?;
-            let v = api.call(Method::PUT, &scope.path()?, Some(serde_json::to_value(&spec)?)).await?;
+            let v = api
+                .call(
+                    Method::PUT,
+                    &scope.path()?,
+                    Some(serde_json::to_value(&spec)?),
+                )
+                .await?;
             println!("{} set (version {})", scope.describe(), v["version"]);
         }
         PolicyCommand::Show { scope, effective } => {
@@ -232,7 +244,13 @@ pub async fn policy(config: &Config, args: PolicyArgs) -> anyhow::Result<()> {
             print_policy(&v);
         }
         PolicyCommand::History { scope, limit } => {
-            let v = api.call(Method::GET, &format!("{}/history?limit={limit}", scope.path()?), None).await?;
+            let v = api
+                .call(
+                    Method::GET,
+                    &format!("{}/history?limit={limit}", scope.path()?),
+                    None,
+                )
+                .await?;
             for h in v["history"].as_array().into_iter().flatten() {
                 let mode = h["policy"]["mode"].as_str().unwrap_or("-");
                 println!(
@@ -241,7 +259,11 @@ pub async fn policy(config: &Config, args: PolicyArgs) -> anyhow::Result<()> {
                     h["changedAt"].as_str().unwrap_or(""),
                     h["changedBy"].as_str().unwrap_or(""),
                     h["action"].as_str().unwrap_or(""),
-                    if h["action"] == "delete" { "-".to_owned() } else { format!("mode {mode}, {}", h["policy"]) }
+                    if h["action"] == "delete" {
+                        "-".to_owned()
+                    } else {
+                        format!("mode {mode}, {}", h["policy"])
+                    }
                 );
             }
         }
@@ -249,7 +271,12 @@ pub async fn policy(config: &Config, args: PolicyArgs) -> anyhow::Result<()> {
             api.call(Method::DELETE, &scope.path()?, None).await?;
             println!("{} removed", scope.describe());
         }
-        PolicyCommand::Audit { repository, denied, after, limit } => {
+        PolicyCommand::Audit {
+            repository,
+            denied,
+            after,
+            limit,
+        } => {
             let mut q = vec![format!("limit={limit}")];
             if let Some(r) = &repository {
                 q.push(format!("repository={}", seg(r)));
@@ -260,7 +287,9 @@ pub async fn policy(config: &Config, args: PolicyArgs) -> anyhow::Result<()> {
             if let Some(a) = after {
                 q.push(format!("after={a}"));
             }
-            let v = api.call(Method::GET, &format!("/api/v0/audit?{}", q.join("&")), None).await?;
+            let v = api
+                .call(Method::GET, &format!("/api/v0/audit?{}", q.join("&")), None)
+                .await?;
             for e in v["entries"].as_array().into_iter().flatten() {
                 println!(
                     "{}\t{}\t{}\t{}\t{}{}\t{}\t{}\t{}",
@@ -269,9 +298,20 @@ pub async fn policy(config: &Config, args: PolicyArgs) -> anyhow::Result<()> {
                     e["gate"].as_str().unwrap_or(""),
                     e["user"].as_str().unwrap_or("-"),
                     e["repository"].as_str().unwrap_or(""),
-                    e["tag"].as_str().map(|t| format!(":{t}")).unwrap_or_default(),
+                    e["tag"]
+                        .as_str()
+                        .map(|t| format!(":{t}"))
+                        .unwrap_or_default(),
                     e["digest"].as_str().unwrap_or("-"),
-                    if e["allowed"] == json!(true) { if e["warned"] == json!(true) { "warned" } else { "allowed" } } else { "denied" },
+                    if e["allowed"] == json!(true) {
+                        if e["warned"] == json!(true) {
+                            "warned"
+                        } else {
+                            "allowed"
+                        }
+                    } else {
+                        "denied"
+                    },
                     e["reason"].as_str().unwrap_or("")
                 );
             }

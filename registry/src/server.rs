@@ -122,7 +122,9 @@ impl StorageConfig {
 }
 
 /// The S3 settings of a configuration (the secret read from its file if one is named).
-pub fn s3_options(storage: &StorageConfig) -> anyhow::Result<Option<crate::storage::s3::S3Options>> {
+pub fn s3_options(
+    storage: &StorageConfig,
+) -> anyhow::Result<Option<crate::storage::s3::S3Options>> {
     let StorageConfig::S3 {
         bucket,
         endpoint,
@@ -230,8 +232,8 @@ impl Default for Config {
 impl Config {
     /// Loads a JSON configuration file over the defaults.
     pub fn from_file(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
@@ -292,13 +294,17 @@ pub async fn open_backends(config: &Config) -> anyhow::Result<(Db, Arc<dyn BlobS
         .context("opening the registry database")?;
     let store: Arc<dyn BlobStore> = match &config.storage {
         StorageConfig::Filesystem { root } => {
-            let root = root.clone().unwrap_or_else(|| config.data_dir.join("blobs"));
+            let root = root
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("blobs"));
             Arc::new(crate::storage::fs::FsStore::open(&root).context("opening blob storage")?)
         }
         StorageConfig::S3 { .. } => {
             let options = s3_options(&config.storage)?
                 .ok_or_else(|| anyhow::anyhow!("S3 storage without settings"))?;
-            Arc::new(crate::storage::s3::S3Store::open(&options).context("opening S3 blob storage")?)
+            Arc::new(
+                crate::storage::s3::S3Store::open(&options).context("opening S3 blob storage")?,
+            )
         }
     };
     Ok((db, store))
@@ -309,7 +315,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let (db, store) = open_backends(config).await?;
     let mut auth_service = None;
     let access: Arc<dyn Access> = if config.no_auth {
-        tracing::warn!("serving WITHOUT authentication (--no-auth): anyone can push, pull and delete");
+        tracing::warn!(
+            "serving WITHOUT authentication (--no-auth): anyone can push, pull and delete"
+        );
         Arc::new(Open)
     } else {
         let svc = crate::auth::AuthService::new(
@@ -368,9 +376,13 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Registry>> {
         registry.set_admission_settings(settings);
     }
     crate::jobs::start(&registry, &config.gc);
-    crate::cluster::start(&registry, &config.listen.to_string(), config.cluster_heartbeat_secs)
-        .await
-        .context("registering this replica")?;
+    crate::cluster::start(
+        &registry,
+        &config.listen.to_string(),
+        config.cluster_heartbeat_secs,
+    )
+    .await
+    .context("registering this replica")?;
     Ok(registry)
 }
 
@@ -415,8 +427,17 @@ async fn health(State(reg): State<Arc<Registry>>) -> Response {
     if let Some((_, n)) = notary {
         body["notary"] = n;
     }
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// The whole application: registry API, health and metrics.
@@ -431,11 +452,21 @@ pub fn app(registry: Arc<Registry>) -> Router {
     let cluster = crate::cluster::router(Arc::clone(&registry));
     let extra = registry.access.routes();
     let admission = match (registry.image_policy(), registry.admission_settings()) {
-        (Some(policy), Some(settings)) => Some(crate::admission::router(Arc::clone(&registry), policy, settings)),
+        (Some(policy), Some(settings)) => Some(crate::admission::router(
+            Arc::clone(&registry),
+            policy,
+            settings,
+        )),
         _ => None,
     };
-    let notary = registry.trust.as_ref().map(|t| t.router(Arc::clone(&registry)));
-    let app = crate::api::router(registry).merge(ops).merge(jobs).merge(cluster);
+    let notary = registry
+        .trust
+        .as_ref()
+        .map(|t| t.router(Arc::clone(&registry)));
+    let app = crate::api::router(registry)
+        .merge(ops)
+        .merge(jobs)
+        .merge(cluster);
     let app = match admission {
         Some(routes) => app.merge(routes),
         None => app,
@@ -490,7 +521,8 @@ pub fn generate_tls(dir: &Path) -> anyhow::Result<()> {
     notary_daemon::fs::private_dir(dir)?;
     let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name.push(DnType::CommonName, "notary-registry CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "notary-registry CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
@@ -499,12 +531,17 @@ pub fn generate_tls(dir: &Path) -> anyhow::Result<()> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();
-    let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut sans = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     if !host.is_empty() && host != "localhost" {
         sans.push(host);
     }
     let mut leaf = CertificateParams::new(sans)?;
-    leaf.distinguished_name.push(DnType::CommonName, "notary-registry");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "notary-registry");
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     leaf.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(825);
@@ -512,7 +549,10 @@ pub fn generate_tls(dir: &Path) -> anyhow::Result<()> {
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
     std::fs::write(dir.join("ca.crt"), ca_cert.pem())?;
     notary_daemon::fs::write_private(&dir.join("ca.key"), ca_key.serialize_pem().as_bytes())?;
-    std::fs::write(dir.join("server.crt"), format!("{}{}", leaf_cert.pem(), ca_cert.pem()))?;
+    std::fs::write(
+        dir.join("server.crt"),
+        format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
+    )?;
     notary_daemon::fs::write_private(&dir.join("server.key"), leaf_key.serialize_pem().as_bytes())?;
     Ok(())
 }

@@ -276,7 +276,10 @@ pub fn key_passphrase(
             if text.trim().is_empty() {
                 anyhow::bail!("{} is empty", file.display());
             }
-            return Ok((Zeroizing::new(text.trim().to_owned()), file.display().to_string()));
+            return Ok((
+                Zeroizing::new(text.trim().to_owned()),
+                file.display().to_string(),
+            ));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
@@ -354,8 +357,14 @@ impl Trust {
             return gun;
         };
         let ours = request_host.is_some_and(|h| h.eq_ignore_ascii_case(first))
-            || self.hostnames().iter().any(|n| n.eq_ignore_ascii_case(first))
-            || self.auth.as_ref().is_some_and(|a| a.local_name(gun, None) != gun);
+            || self
+                .hostnames()
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(first))
+            || self
+                .auth
+                .as_ref()
+                .is_some_and(|a| a.local_name(gun, None) != gun);
         if ours { rest } else { gun }
     }
 
@@ -439,7 +448,10 @@ pub async fn open(
     let db = notary_database(config);
     let (store, where_) = match &db {
         NotaryDatabase::Sqlite(path) => {
-            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(dir) = Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
                 notary_daemon::fs::private_dir(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
             }
@@ -474,7 +486,10 @@ pub async fn open(
             nc.trust_service.tls_client_key = r.tls_client_key.clone();
             let remote = notary_server::daemon::remote_trust(&nc, store.clone())
                 .context("configuring the remote notary-signer")?;
-            (Arc::new(remote), format!("notary-signer at {}:{}", r.hostname, r.port))
+            (
+                Arc::new(remote),
+                format!("notary-signer at {}:{}", r.hostname, r.port),
+            )
         }
         None => {
             let (passphrase, source) = key_passphrase(config, std::env::var(PASSPHRASE_VAR).ok())?;
@@ -553,12 +568,13 @@ async fn create_schema(url: &str, schema: &str) -> anyhow::Result<()> {
     {
         // Two replicas starting at once race on the catalog (a unique violation for
         // the loser): what matters is that the schema exists now.
-        let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_namespace WHERE nspname = $1")
-            .bind(schema)
-            .fetch_optional(&mut conn)
-            .await
-            .ok()
-            .flatten();
+        let exists: Option<(i32,)> =
+            sqlx::query_as("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+                .bind(schema)
+                .fetch_optional(&mut conn)
+                .await
+                .ok()
+                .flatten();
         if exists.is_none() {
             return Err(e).with_context(|| format!("creating schema {schema}"));
         }
@@ -593,7 +609,9 @@ async fn check_passphrase(
         }
     };
     if let Some((key_id, sealed)) = row {
-        if notary_core::keyfile::KeyFile::decode(sealed.as_bytes(), Some(passphrase.as_str())).is_err() {
+        if notary_core::keyfile::KeyFile::decode(sealed.as_bytes(), Some(passphrase.as_str()))
+            .is_err()
+        {
             anyhow::bail!(
                 "the Notary signing keys in the database (key {key_id}) do not open with the passphrase from {source}: \
                  every replica must use the passphrase the keys were sealed with (set {PASSPHRASE_VAR})"
@@ -637,16 +655,28 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 fn granted(access: &[ResourceActions], need: &NotaryAccess) -> bool {
     access.iter().any(|r| {
-        r.kind == need.kind && r.name == need.name && r.actions.iter().any(|a| a == need.action || a == "*")
+        r.kind == need.kind
+            && r.name == need.name
+            && r.actions.iter().any(|a| a == need.action || a == "*")
     })
 }
 
 /// The 401 in Notary's format, pointing at the registry's realm.
-fn challenge(svc: &AuthService, headers: &HeaderMap, required: &[NotaryAccess], failure: Failure) -> ApiError {
+fn challenge(
+    svc: &AuthService,
+    headers: &HeaderMap,
+    required: &[NotaryAccess],
+    failure: Failure,
+) -> ApiError {
     let scope = match required.first() {
         Some(first) => {
             let actions: Vec<&str> = required.iter().map(|a| a.action).collect();
-            format!(",scope=\"{}:{}:{}\"", first.kind, first.name, actions.join(","))
+            format!(
+                ",scope=\"{}:{}:{}\"",
+                first.kind,
+                first.name,
+                actions.join(",")
+            )
         }
         None => String::new(),
     };
@@ -681,17 +711,29 @@ fn challenge(svc: &AuthService, headers: &HeaderMap, required: &[NotaryAccess], 
 }
 
 impl Authorize for NotaryAuthorizer {
-    fn authorize(&self, headers: &HeaderMap, required: &[NotaryAccess], now: i64) -> Result<(), ApiError> {
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        required: &[NotaryAccess],
+        now: i64,
+    ) -> Result<(), ApiError> {
         let failure = match bearer(headers) {
             None => Failure::Missing,
-            Some(token) => match self.svc.verify_token(token, &[self.svc.config().service.as_str()], now) {
-                Ok(claims) if required.iter().all(|n| granted(&claims.access, n)) => return Ok(()),
-                Ok(_) => Failure::Insufficient,
-                Err(e) => {
-                    tracing::info!(reason = %e, "refused bearer token on the Notary API");
-                    Failure::Invalid
+            Some(token) => {
+                match self
+                    .svc
+                    .verify_token(token, &[self.svc.config().service.as_str()], now)
+                {
+                    Ok(claims) if required.iter().all(|n| granted(&claims.access, n)) => {
+                        return Ok(());
+                    }
+                    Ok(_) => Failure::Insufficient,
+                    Err(e) => {
+                        tracing::info!(reason = %e, "refused bearer token on the Notary API");
+                        Failure::Invalid
+                    }
                 }
-            },
+            }
         };
         metrics::counter!("registry_notary_refusals_total").increment(1);
         Err(challenge(&self.svc, headers, required, failure))
@@ -737,13 +779,22 @@ fn classify(raw_path: &str) -> Target {
         return Target::Other;
     };
     if let Some(gun) = rest.strip_suffix("/_trust/changefeed") {
-        return Target::Gun { gun: gun.to_owned(), update: false };
+        return Target::Gun {
+            gun: gun.to_owned(),
+            update: false,
+        };
     }
     if let Some(gun) = rest.strip_suffix("/_trust/tuf/") {
-        return Target::Gun { gun: gun.to_owned(), update: true };
+        return Target::Gun {
+            gun: gun.to_owned(),
+            update: true,
+        };
     }
     match rest.rfind("/_trust/tuf/") {
-        Some(i) if i > 0 => Target::Gun { gun: rest[..i].to_owned(), update: false },
+        Some(i) if i > 0 => Target::Gun {
+            gun: rest[..i].to_owned(),
+            update: false,
+        },
         _ => Target::Other,
     }
 }
@@ -756,7 +807,8 @@ struct GuardState {
 
 fn refuse(e: ApiError) -> Response {
     let mut resp = e.into_response();
-    resp.extensions_mut().insert(notary_server::api::Operation("Unauthorized"));
+    resp.extensions_mut()
+        .insert(notary_server::api::Operation("Unauthorized"));
     resp
 }
 
@@ -814,11 +866,20 @@ async fn guard_layer(State(st): State<GuardState>, mut req: Request, next: Next)
 
 /// Establishes who is calling (for the publish hook) and turns Basic credentials into
 /// a bearer token the authoriser checks like any other.
-async fn identify(svc: &Arc<AuthService>, req: &mut Request, target: &Target) -> Result<Option<String>, Response> {
+async fn identify(
+    svc: &Arc<AuthService>,
+    req: &mut Request,
+    target: &Target,
+) -> Result<Option<String>, Response> {
     let headers = req.headers();
     let Some(raw) = headers.get(header::AUTHORIZATION) else {
         return match target {
-            Target::AllChanges => Err(refuse(challenge(svc, headers, &[NotaryAccess::catalog()], Failure::Missing))),
+            Target::AllChanges => Err(refuse(challenge(
+                svc,
+                headers,
+                &[NotaryAccess::catalog()],
+                Failure::Missing,
+            ))),
             _ => Ok(None),
         };
     };
@@ -830,14 +891,31 @@ async fn identify(svc: &Arc<AuthService>, req: &mut Request, target: &Target) ->
     };
     if scheme.eq_ignore_ascii_case("basic") {
         if !svc.config().basic_on_registry || raw.len() > 4096 {
-            return Err(refuse(challenge(svc, headers, &needs_for(target), Failure::Invalid)));
+            return Err(refuse(challenge(
+                svc,
+                headers,
+                &needs_for(target),
+                Failure::Invalid,
+            )));
         }
         let Some((name, password)) = parse_basic(rest) else {
-            return Err(refuse(challenge(svc, headers, &needs_for(target), Failure::Invalid)));
+            return Err(refuse(challenge(
+                svc,
+                headers,
+                &needs_for(target),
+                Failure::Invalid,
+            )));
         };
         let found = match svc.login(&name, &password).await {
             Ok(Some(u)) => u,
-            Ok(None) => return Err(refuse(challenge(svc, headers, &needs_for(target), Failure::Invalid))),
+            Ok(None) => {
+                return Err(refuse(challenge(
+                    svc,
+                    headers,
+                    &needs_for(target),
+                    Failure::Invalid,
+                )));
+            }
             Err(e) => return Err(e.into_registry_error().into_response()),
         };
         let access = match target {
@@ -860,21 +938,30 @@ async fn identify(svc: &Arc<AuthService>, req: &mut Request, target: &Target) ->
                 actions: vec!["*".into()],
             }],
             Target::AllChanges => {
-                return Err(refuse(challenge(svc, headers, &[NotaryAccess::catalog()], Failure::Insufficient)));
+                return Err(refuse(challenge(
+                    svc,
+                    headers,
+                    &[NotaryAccess::catalog()],
+                    Failure::Insufficient,
+                )));
             }
             Target::Other => Vec::new(),
         };
         let (token, _) = svc
             .issue(Some(&found), &svc.config().service, access)
-            .map_err(|e| crate::error::RegistryError::internal("signing a token", e).into_response())?;
-        let v = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|e| crate::error::RegistryError::internal("token header", e).into_response())?;
+            .map_err(|e| {
+                crate::error::RegistryError::internal("signing a token", e).into_response()
+            })?;
+        let v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| {
+            crate::error::RegistryError::internal("token header", e).into_response()
+        })?;
         req.headers_mut().insert(header::AUTHORIZATION, v);
         return Ok(Some(found.name));
     }
     if scheme.eq_ignore_ascii_case("bearer") {
         let now = crate::meta::now();
-        let Ok(claims) = svc.verify_token(rest.trim(), &[svc.config().service.as_str()], now) else {
+        let Ok(claims) = svc.verify_token(rest.trim(), &[svc.config().service.as_str()], now)
+        else {
             // The authoriser answers with the challenge.
             return Ok(None);
         };
@@ -891,7 +978,12 @@ async fn identify(svc: &Arc<AuthService>, req: &mut Request, target: &Target) ->
                     None => false,
                 };
             if !admin {
-                return Err(refuse(challenge(svc, headers, &[NotaryAccess::catalog()], Failure::Insufficient)));
+                return Err(refuse(challenge(
+                    svc,
+                    headers,
+                    &[NotaryAccess::catalog()],
+                    Failure::Insufficient,
+                )));
             }
         }
         return Ok(sub);
@@ -919,15 +1011,24 @@ pub async fn on_publish(
     user: Option<&str>,
     before: Option<Arc<notary_core::update::Repository>>,
 ) {
-    let Some(engine) = registry.policy_engine() else { return };
+    let Some(engine) = registry.policy_engine() else {
+        return;
+    };
     engine.trust_changed(gun.as_str());
-    let (Some(user), Ok(after)) = (user, service.trusted(gun).await) else { return };
-    match engine.published(gun.as_str(), user, before.as_deref(), &after).await {
+    let (Some(user), Ok(after)) = (user, service.trusted(gun).await) else {
+        return;
+    };
+    match engine
+        .published(gun.as_str(), user, before.as_deref(), &after)
+        .await
+    {
         Ok(added) if !added.is_empty() => {
             tracing::info!(gun = %gun, user, keys = added.len(), "signing keys bound to the publisher");
         }
         Ok(_) => {}
-        Err(e) => tracing::error!(gun = %gun, error = %e, "could not bind the publisher's signing keys"),
+        Err(e) => {
+            tracing::error!(gun = %gun, error = %e, "could not bind the publisher's signing keys")
+        }
     }
 }
 
@@ -937,9 +1038,16 @@ pub async fn on_publish(
 /// The lines a user needs after the first start: the CA for dockerd and for the docker
 /// CLI (content trust reads `~/.docker/tls/<host:port>/`), `docker login`, and the
 /// content-trust variables. `host_port` as clients will type it (`127.0.0.1:5000`).
-pub fn setup_instructions(host_port: &str, ca: &Path, data_dir: &Path, password_file: Option<&Path>) -> String {
+pub fn setup_instructions(
+    host_port: &str,
+    ca: &Path,
+    data_dir: &Path,
+    password_file: Option<&Path>,
+) -> String {
     let ca = ca.canonicalize().unwrap_or_else(|_| ca.to_path_buf());
-    let data = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf());
+    let data = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
     let mut s = String::new();
     s.push_str(&format!(
         "notary-registry: first start; data directory {} (SQLite databases, CA, admin user)\n",
@@ -993,15 +1101,24 @@ mod tests {
         assert_eq!(classify("/v2/_trust/changefeed"), Target::AllChanges);
         assert_eq!(
             classify("/v2/127.0.0.1:5000/org/app/_trust/tuf/"),
-            Target::Gun { gun: "127.0.0.1:5000/org/app".into(), update: true }
+            Target::Gun {
+                gun: "127.0.0.1:5000/org/app".into(),
+                update: true
+            }
         );
         assert_eq!(
             classify("/v2/h/a/_trust/tuf/targets/releases.json"),
-            Target::Gun { gun: "h/a".into(), update: false }
+            Target::Gun {
+                gun: "h/a".into(),
+                update: false
+            }
         );
         assert_eq!(
             classify("/v2/h%2Fa/_trust/changefeed"),
-            Target::Gun { gun: "h/a".into(), update: false }
+            Target::Gun {
+                gun: "h/a".into(),
+                update: false
+            }
         );
         assert_eq!(classify("/v2/_trust/tuf/"), Target::Other);
         assert_eq!(classify("/v2/%zz/_trust/tuf/"), Target::Other);
@@ -1027,13 +1144,26 @@ mod tests {
 
     #[test]
     fn instructions_name_every_step() {
-        let s = setup_instructions("127.0.0.1:5000", Path::new("/d/tls/ca.crt"), Path::new("/d"), Some(Path::new("/d/admin-password")));
+        let s = setup_instructions(
+            "127.0.0.1:5000",
+            Path::new("/d/tls/ca.crt"),
+            Path::new("/d"),
+            Some(Path::new("/d/admin-password")),
+        );
         assert!(s.contains("/etc/docker/certs.d/127.0.0.1:5000/ca.crt"));
         assert!(s.contains("~/.docker/tls/127.0.0.1:5000/ca.crt"));
         assert!(s.contains("docker login 127.0.0.1:5000"));
-        assert!(s.contains("export DOCKER_CONTENT_TRUST=1 DOCKER_CONTENT_TRUST_SERVER=https://127.0.0.1:5000"));
-        assert_eq!(client_host_port("0.0.0.0:5000".parse().unwrap()), "127.0.0.1:5000");
-        assert_eq!(client_host_port("10.1.2.3:443".parse().unwrap()), "10.1.2.3:443");
+        assert!(s.contains(
+            "export DOCKER_CONTENT_TRUST=1 DOCKER_CONTENT_TRUST_SERVER=https://127.0.0.1:5000"
+        ));
+        assert_eq!(
+            client_host_port("0.0.0.0:5000".parse().unwrap()),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(
+            client_host_port("10.1.2.3:443".parse().unwrap()),
+            "10.1.2.3:443"
+        );
     }
 
     #[test]
@@ -1050,15 +1180,23 @@ mod tests {
             }
         );
         c.database = Some("postgres://u@h/reg?sslmode=disable".into());
-        assert!(matches!(notary_database(&c), NotaryDatabase::Postgres { url, .. } if url.ends_with("&options[search_path]=notary_tuf")));
+        assert!(
+            matches!(notary_database(&c), NotaryDatabase::Postgres { url, .. } if url.ends_with("&options[search_path]=notary_tuf"))
+        );
         c.trust.database = Some("postgres://u@other/notary".into());
         assert_eq!(
             notary_database(&c),
-            NotaryDatabase::Postgres { url: "postgres://u@other/notary".into(), schema: None }
+            NotaryDatabase::Postgres {
+                url: "postgres://u@other/notary".into(),
+                schema: None
+            }
         );
         c.database = None;
         c.trust.database = None;
         c.data_dir = "/d".into();
-        assert_eq!(notary_database(&c), NotaryDatabase::Sqlite("/d/notary.db".into()));
+        assert_eq!(
+            notary_database(&c),
+            NotaryDatabase::Sqlite("/d/notary.db".into())
+        );
     }
 }

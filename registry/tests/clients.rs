@@ -28,12 +28,7 @@ fn start(data: &Path, extra: &[&str]) -> Running {
         .env("NOTARY_REGISTRY_ADMIN_PASSWORD", ADMIN_PASSWORD);
     let mut proc = Proc::spawn(cmd, data.with_extension("log"));
     let banner = proc.banner();
-    let addr = banner
-        .rsplit("://")
-        .next()
-        .unwrap()
-        .trim()
-        .to_owned();
+    let addr = banner.rsplit("://").next().unwrap().trim().to_owned();
     Running { proc, addr }
 }
 
@@ -63,9 +58,13 @@ fn oci_layout(dir: &Path, tag: &str) -> String {
         std::fs::write(blobs.join(&h), data).unwrap();
         format!("sha256:{h}")
     };
-    let layer: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let layer: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let l = put(&layer);
-    let config = json!({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[l]}}).to_string();
+    let config =
+        json!({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[l]}})
+            .to_string();
     let c = put(config.as_bytes());
     let manifest = json!({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
         "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":c,"size":config.len()},
@@ -94,26 +93,67 @@ fn skopeo_copies_an_oci_layout_in_and_out() {
     let dest = format!("docker://{}/skopeo/img:v1", reg.addr);
     let creds = format!("admin:{ADMIN_PASSWORD}");
     // Anonymous push is refused.
-    let out = skopeo(&["copy", "--preserve-digests", "--dest-tls-verify=false", &format!("oci:{}:v1", src.display()), &dest])
-        .output()
-        .unwrap();
+    let out = skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &dest,
+    ])
+    .output()
+    .unwrap();
     assert!(!out.status.success(), "anonymous push went through");
-    let out = skopeo(&["copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds", "admin:wrong", &format!("oci:{}:v1", src.display()), &dest])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "push with a wrong password went through");
+    let out = skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "admin:wrong",
+        &format!("oci:{}:v1", src.display()),
+        &dest,
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        !out.status.success(),
+        "push with a wrong password went through"
+    );
     run(
-        &mut skopeo(&["copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds", &creds, &format!("oci:{}:v1", src.display()), &dest]),
+        &mut skopeo(&[
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &format!("oci:{}:v1", src.display()),
+            &dest,
+        ]),
         "skopeo copy in",
     );
     let out = run(
-        &mut skopeo(&["inspect", "--tls-verify=false", "--creds", &creds, "--format", "{{.Digest}}", &dest]),
+        &mut skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            "--format",
+            "{{.Digest}}",
+            &dest,
+        ]),
         "skopeo inspect",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
     let back: PathBuf = tmp.path().join("back");
     run(
-        &mut skopeo(&["copy", "--preserve-digests", "--src-tls-verify=false", "--src-creds", &creds, &dest, &format!("oci:{}:v1", back.display())]),
+        &mut skopeo(&[
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+            &dest,
+            &format!("oci:{}:v1", back.display()),
+        ]),
         "skopeo copy out",
     );
     // Same manifest bytes and blobs on the way back.
@@ -130,12 +170,28 @@ fn skopeo_copies_an_oci_layout_in_and_out() {
 
 fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-D", "-", "-w", "%{http_code}", "-u", &format!("admin:{ADMIN_PASSWORD}")])
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "-w",
+            "%{http_code}",
+            "-u",
+            &format!("admin:{ADMIN_PASSWORD}"),
+        ])
         .args(args)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let code = text.lines().last().unwrap_or("0").trim().parse().unwrap_or(0);
+    let code = text
+        .lines()
+        .last()
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap_or(0);
     (code, text)
 }
 
@@ -160,7 +216,15 @@ fn chunked_upload_resumes_after_the_registry_is_killed_and_restarted() {
     let part1 = vec![b'a'; 100_000];
     let f1 = tmp.path().join("p1");
     std::fs::write(&f1, &part1).unwrap();
-    let (code, h) = curl(&["-X", "PATCH", "-H", "Content-Range: 0-99999", "--data-binary", &format!("@{}", f1.display()), &format!("{base}{loc}")]);
+    let (code, h) = curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        "Content-Range: 0-99999",
+        "--data-binary",
+        &format!("@{}", f1.display()),
+        &format!("{base}{loc}"),
+    ]);
     assert_eq!(code, 202);
     assert_eq!(header(&h, "range"), "0-99999");
     // SIGKILL: no graceful shutdown.
@@ -175,9 +239,25 @@ fn chunked_upload_resumes_after_the_registry_is_killed_and_restarted() {
     let mut whole = part1.clone();
     whole.extend_from_slice(&part2);
     let digest = format!("sha256:{}", sha256_hex(&whole));
-    let (code, _) = curl(&["-X", "PUT", "-H", "Content-Range: 100000-149999", "--data-binary", &format!("@{}", f2.display()), &format!("{base}{loc}?digest={digest}")]);
+    let (code, _) = curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Range: 100000-149999",
+        "--data-binary",
+        &format!("@{}", f2.display()),
+        &format!("{base}{loc}?digest={digest}"),
+    ]);
     assert_eq!(code, 201);
-    let out = Command::new("curl").args(["-sS", "-u", &format!("admin:{ADMIN_PASSWORD}"), &format!("{base}/v2/resume/me/blobs/{digest}")]).output().unwrap();
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-u",
+            &format!("admin:{ADMIN_PASSWORD}"),
+            &format!("{base}/v2/resume/me/blobs/{digest}"),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.stdout, whole);
 }
 
@@ -188,24 +268,52 @@ struct Dockerd {
 }
 
 fn dockerd(root: &Path) -> Option<Dockerd> {
-    let have = |c: &str| Command::new("sh").args(["-c", &format!("command -v {c}")]).output().is_ok_and(|o| o.status.success());
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let have = |c: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {c}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !(have("docker") && have("dockerd") && is_root) {
-        eprintln!("\n!!! SKIPPING the docker engine test: docker CLI, dockerd or root missing !!!\n");
+        eprintln!(
+            "\n!!! SKIPPING the docker engine test: docker CLI, dockerd or root missing !!!\n"
+        );
         return None;
     }
     let sock = root.join("docker.sock");
     let mut cmd = Command::new("dockerd");
-    cmd.args(["--storage-driver=vfs", "--iptables=false", "--ip6tables=false", "--bridge=none"])
-        .arg("--data-root").arg(root.join("docker-root"))
-        .arg("--exec-root").arg(root.join("docker-exec"))
-        .arg("--pidfile").arg(root.join("docker.pid"))
-        .arg("-H").arg(format!("unix://{}", sock.display()));
+    cmd.args([
+        "--storage-driver=vfs",
+        "--iptables=false",
+        "--ip6tables=false",
+        "--bridge=none",
+    ])
+    .arg("--data-root")
+    .arg(root.join("docker-root"))
+    .arg("--exec-root")
+    .arg(root.join("docker-exec"))
+    .arg("--pidfile")
+    .arg(root.join("docker.pid"))
+    .arg("-H")
+    .arg(format!("unix://{}", sock.display()));
     let proc = Proc::spawn(cmd, root.join("dockerd.log"));
     let host = format!("unix://{}", sock.display());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !Command::new("docker").env("DOCKER_HOST", &host).arg("info").output().is_ok_and(|o| o.status.success()) {
-        assert!(std::time::Instant::now() < deadline, "dockerd did not start: {}", std::fs::read_to_string(root.join("dockerd.log")).unwrap_or_default());
+    while !Command::new("docker")
+        .env("DOCKER_HOST", &host)
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dockerd did not start: {}",
+            std::fs::read_to_string(root.join("dockerd.log")).unwrap_or_default()
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     Some(Dockerd { _proc: proc, host })
@@ -216,7 +324,15 @@ fn rootfs_tar(path: &Path) {
     let dir = path.with_extension("d");
     std::fs::create_dir_all(dir.join("etc")).unwrap();
     std::fs::write(dir.join("etc/hello"), b"hello from notary-registry\n").unwrap();
-    run(Command::new("tar").arg("-C").arg(&dir).arg("-cf").arg(path).arg("."), "tar");
+    run(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&dir)
+            .arg("-cf")
+            .arg(path)
+            .arg("."),
+        "tar",
+    );
 }
 
 #[test]
@@ -226,23 +342,40 @@ fn docker_engine_pushes_and_pulls() {
     let reg = start(&tmp.path().join("data"), &[]);
     let docker = |args: &[&str]| {
         let mut c = Command::new("docker");
-        c.env("DOCKER_HOST", &d.host).env("DOCKER_CONFIG", tmp.path().join("docker-config")).args(args);
+        c.env("DOCKER_HOST", &d.host)
+            .env("DOCKER_CONFIG", tmp.path().join("docker-config"))
+            .args(args);
         c
     };
     let tar = tmp.path().join("rootfs.tar");
     rootfs_tar(&tar);
     let image = format!("{}/engine/hello:v1", reg.addr);
-    run(&mut docker(&["import", tar.to_str().unwrap(), &image]), "docker import");
+    run(
+        &mut docker(&["import", tar.to_str().unwrap(), &image]),
+        "docker import",
+    );
     let out = docker(&["push", &image]).output().unwrap();
     assert!(!out.status.success(), "push without login went through");
     let login = docker(&["login", "-u", "admin", "--password-stdin", &reg.addr]);
     let out = notary_tests::output_with_stdin(login, Some(ADMIN_PASSWORD.as_bytes()));
-    assert!(out.status.success(), "docker login: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&mut docker(&["push", &image]), "docker push");
     let pushed = String::from_utf8_lossy(&out.stdout).into_owned();
-    let digest = pushed.split("digest: ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_owned();
+    let digest = pushed
+        .split("digest: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_owned();
     run(&mut docker(&["rmi", &image]), "docker rmi");
     let out = run(&mut docker(&["pull", &image]), "docker pull");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&digest));
-    run(&mut docker(&["pull", &format!("{}/engine/hello@{digest}", reg.addr)]), "docker pull by digest");
+    run(
+        &mut docker(&["pull", &format!("{}/engine/hello@{digest}", reg.addr)]),
+        "docker pull by digest",
+    );
 }

@@ -33,9 +33,17 @@ impl Access for NotAdmin {
 }
 
 async fn registry(dir: &std::path::Path, access: Arc<dyn Access>) -> Arc<Registry> {
-    let db = Db::open_sqlite(dir.join("registry.db").to_str().unwrap()).await.unwrap();
+    let db = Db::open_sqlite(dir.join("registry.db").to_str().unwrap())
+        .await
+        .unwrap();
     let store = Arc::new(FsStore::open(&dir.join("blobs")).unwrap());
-    let reg = Arc::new(Registry::new(db, store, access, Arc::new(AllowAll), Options::default()));
+    let reg = Arc::new(Registry::new(
+        db,
+        store,
+        access,
+        Arc::new(AllowAll),
+        Options::default(),
+    ));
     cluster::start(&reg, "127.0.0.1:5000", 5).await.unwrap();
     reg
 }
@@ -50,7 +58,10 @@ async fn status(reg: &Arc<Registry>, method: Method) -> (StatusCode, serde_json:
     let resp = app.oneshot(req).await.unwrap();
     let code = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (code, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    (
+        code,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -94,14 +105,30 @@ async fn cluster_status_lists_this_replica_and_reports_silent_ones() {
     };
     cluster::register(&reg.db, &ancient).await.unwrap();
     let (_, body) = status(&reg, Method::GET).await;
-    assert_eq!(body["replica_health"]["0123456789ab"], "unreachable", "{body}");
+    assert_eq!(
+        body["replica_health"]["0123456789ab"], "unreachable",
+        "{body}"
+    );
     assert_eq!(body["replica_health"][&me], "OK");
     let issues = body["current_issues"].as_array().unwrap();
-    assert!(issues.iter().any(|i| i["critical"] == false
-        && i["description"].as_str().unwrap().contains("0123456789ab")), "{body}");
-    assert_eq!(cluster::forget_silent(&reg.db, t - 86_400).await.unwrap(), 1);
-    let listed: Vec<String> = cluster::replicas(&reg.db).await.unwrap().into_iter().map(|r| r.id).collect();
-    assert!(listed.contains(&me) && listed.contains(&"0123456789ab".to_owned()) && listed.len() == 2);
+    assert!(
+        issues.iter().any(|i| i["critical"] == false
+            && i["description"].as_str().unwrap().contains("0123456789ab")),
+        "{body}"
+    );
+    assert_eq!(
+        cluster::forget_silent(&reg.db, t - 86_400).await.unwrap(),
+        1
+    );
+    let listed: Vec<String> = cluster::replicas(&reg.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert!(
+        listed.contains(&me) && listed.contains(&"0123456789ab".to_owned()) && listed.len() == 2
+    );
 
     let (code, _) = status(&reg, Method::POST).await;
     assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);

@@ -63,7 +63,10 @@ impl Aio {
     }
     async fn user(&self, name: &str, pw: &str) {
         let store = AuthStore::new(self.registry.db.clone());
-        store.create_user(name, &hash_password(pw).unwrap(), false).await.unwrap();
+        store
+            .create_user(name, &hash_password(pw).unwrap(), false)
+            .await
+            .unwrap();
     }
     async fn grant(&self, repo: &str, user: &str, level: Level) {
         let store = AuthStore::new(self.registry.db.clone());
@@ -89,9 +92,14 @@ async fn start(config: &Config) -> Aio {
     let addr = listener.local_addr().unwrap();
     registry.trust.as_ref().unwrap().set_port(addr.port());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(server::app(Arc::clone(&registry)), listener, None, async move {
-        let _ = rx.await;
-    }));
+    tokio::spawn(server::serve(
+        server::app(Arc::clone(&registry)),
+        listener,
+        None,
+        async move {
+            let _ = rx.await;
+        },
+    ));
     // Empty for a replica joining a database another one bootstrapped.
     let admin_pw = std::fs::read_to_string(config.data_dir.join("admin-password"))
         .map(|p| p.trim().to_owned())
@@ -110,7 +118,9 @@ async fn get(c: &Client, path: &str) -> Reply {
 }
 
 async fn send(c: &Client, method: Method, path: &str) -> Reply {
-    c.request(method, path, &[], bytes::Bytes::new()).await.unwrap()
+    c.request(method, path, &[], bytes::Bytes::new())
+        .await
+        .unwrap()
 }
 
 fn challenge(r: &Reply) -> String {
@@ -120,10 +130,22 @@ fn challenge(r: &Reply) -> String {
 async fn token(aio: &Aio, c: &Client, scopes: &[&str]) -> String {
     let mut path = "/auth/token?service=notary-registry".to_owned();
     for s in scopes {
-        path.push_str(&format!("&scope={}", s.replace(':', "%3A").replace('/', "%2F").replace('*', "%2A").replace(',', "%2C")));
+        path.push_str(&format!(
+            "&scope={}",
+            s.replace(':', "%3A")
+                .replace('/', "%2F")
+                .replace('*', "%2A")
+                .replace(',', "%2C")
+        ));
     }
     let r = get(c, &path).await;
-    assert_eq!(r.status, 200, "token for {scopes:?} from {}: {}", aio.url, r.text());
+    assert_eq!(
+        r.status,
+        200,
+        "token for {scopes:?} from {}: {}",
+        aio.url,
+        r.text()
+    );
     r.json()["token"].as_str().unwrap().to_owned()
 }
 
@@ -131,7 +153,11 @@ async fn token(aio: &Aio, c: &Client, scopes: &[&str]) -> String {
 async fn notary_access_follows_the_repository_permission_level() {
     let dir = tempfile::tempdir().unwrap();
     let aio = start(&base_config(&dir.path().join("data"))).await;
-    for (u, level) in [("reader", Level::ReadOnly), ("writer", Level::ReadWrite), ("owner", Level::Admin)] {
+    for (u, level) in [
+        ("reader", Level::ReadOnly),
+        ("writer", Level::ReadWrite),
+        ("owner", Level::Admin),
+    ] {
         aio.user(u, &format!("{u}-password")).await;
         aio.grant("team/app", u, level).await;
     }
@@ -147,29 +173,56 @@ async fn notary_access_follows_the_repository_permission_level() {
     assert_eq!(r.status, 401);
     assert_eq!(
         challenge(&r),
-        format!("Bearer realm=\"http://{}/auth/token\",service=\"notary-registry\",scope=\"repository:{gun}:pull\"", aio.host)
+        format!(
+            "Bearer realm=\"http://{}/auth/token\",service=\"notary-registry\",scope=\"repository:{gun}:pull\"",
+            aio.host
+        )
     );
     assert_eq!(r.json()["errors"][0]["code"], "UNAUTHORIZED");
     // The ping docker sends to the trust server first is the registry's.
     let r = get(&aio.client(), "/v2/").await;
     assert_eq!(r.status, 401);
-    assert!(challenge(&r).starts_with(&format!("Bearer realm=\"http://{}/auth/token\"", aio.host)), "{}", challenge(&r));
+    assert!(
+        challenge(&r).starts_with(&format!("Bearer realm=\"http://{}/auth/token\"", aio.host)),
+        "{}",
+        challenge(&r)
+    );
 
     // pull → read-only.
-    assert_eq!(get(&user("reader"), &root).await.status, 404, "readers may read (nothing published yet)");
+    assert_eq!(
+        get(&user("reader"), &root).await.status,
+        404,
+        "readers may read (nothing published yet)"
+    );
     let r = get(&user("reader"), &key).await;
     assert_eq!(r.status, 401, "reading a server key needs push");
-    assert!(challenge(&r).contains(&format!("scope=\"repository:{gun}:push,pull\"")), "{}", challenge(&r));
-    assert!(challenge(&r).ends_with("error=\"insufficient_scope\""), "{}", challenge(&r));
+    assert!(
+        challenge(&r).contains(&format!("scope=\"repository:{gun}:push,pull\"")),
+        "{}",
+        challenge(&r)
+    );
+    assert!(
+        challenge(&r).ends_with("error=\"insufficient_scope\""),
+        "{}",
+        challenge(&r)
+    );
     // push → read-write: server keys and updates, but not deletion.
     assert_eq!(get(&user("writer"), &key).await.status, 200);
     let r = send(&user("writer"), Method::POST, &update).await;
-    assert_eq!(r.status, 400, "authorised, then refused as a malformed upload: {}", r.text());
+    assert_eq!(
+        r.status,
+        400,
+        "authorised, then refused as a malformed upload: {}",
+        r.text()
+    );
     let r = send(&user("writer"), Method::DELETE, &update).await;
     assert_eq!(r.status, 401);
     assert!(challenge(&r).contains(&format!("scope=\"repository:{gun}:*\"")));
     // `*` → repository admin.
-    assert_eq!(send(&user("owner"), Method::DELETE, &update).await.status, 200);
+    assert_eq!(
+        send(&user("owner"), Method::DELETE, &update).await.status,
+        200
+    );
     // No grant, wrong password.
     assert_eq!(get(&user("stranger"), &root).await.status, 401);
     let r = get(&aio.as_user("writer", "wrong"), &root).await;
@@ -177,12 +230,22 @@ async fn notary_access_follows_the_repository_permission_level() {
     assert!(challenge(&r).ends_with("error=\"invalid_token\""));
 
     // Tokens from the token service: the grant is the intersection with the level.
-    let t = token(&aio, &user("writer"), &[&format!("repository:{gun}:pull,push,*")]).await;
+    let t = token(
+        &aio,
+        &user("writer"),
+        &[&format!("repository:{gun}:pull,push,*")],
+    )
+    .await;
     let writer = aio.client().bearer(&t);
     assert_eq!(get(&writer, &key).await.status, 200);
     assert_eq!(send(&writer, Method::DELETE, &update).await.status, 401);
     let t = token(&aio, &user("owner"), &[&format!("repository:{gun}:*")]).await;
-    assert_eq!(send(&aio.client().bearer(&t), Method::DELETE, &update).await.status, 200);
+    assert_eq!(
+        send(&aio.client().bearer(&t), Method::DELETE, &update)
+            .await
+            .status,
+        200
+    );
     let r = get(&aio.client().bearer("not.a.token"), &root).await;
     assert_eq!(r.status, 401);
     assert!(challenge(&r).ends_with("error=\"invalid_token\""));
@@ -190,7 +253,12 @@ async fn notary_access_follows_the_repository_permission_level() {
     // A public repository: anonymous callers get a pull token for the GUN (docker pulls
     // with content trust without logging in), and nothing more.
     aio.registry.db.set_public("team/app", true).await.unwrap();
-    let t = token(&aio, &aio.client(), &[&format!("repository:{gun}:pull,push")]).await;
+    let t = token(
+        &aio,
+        &aio.client(),
+        &[&format!("repository:{gun}:pull,push")],
+    )
+    .await;
     let anon = aio.client().bearer(&t);
     assert_eq!(get(&anon, &root).await.status, 404);
     assert_eq!(get(&anon, &key).await.status, 401);
@@ -210,11 +278,32 @@ async fn a_token_for_one_gun_does_not_open_another() {
     // The token names the GUN it was asked for; it does not stretch to a sibling.
     let t = token(&aio, &writer, &[&format!("repository:{gun}:pull,push")]).await;
     let bearer = aio.client().bearer(&t);
-    assert_eq!(get(&bearer, &format!("/v2/{gun}/_trust/tuf/timestamp.key")).await.status, 200);
-    assert_eq!(get(&bearer, &format!("/v2/{}/_trust/tuf/timestamp.key", aio.gun("team/other"))).await.status, 401);
+    assert_eq!(
+        get(&bearer, &format!("/v2/{gun}/_trust/tuf/timestamp.key"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(
+            &bearer,
+            &format!("/v2/{}/_trust/tuf/timestamp.key", aio.gun("team/other"))
+        )
+        .await
+        .status,
+        401
+    );
     // A registry-scope token (repository `team/app`) is not a Notary grant for the GUN.
     let t = token(&aio, &writer, &["repository:team/app:pull,push"]).await;
-    assert_eq!(get(&aio.client().bearer(&t), &format!("/v2/{gun}/_trust/tuf/root.json")).await.status, 401);
+    assert_eq!(
+        get(
+            &aio.client().bearer(&t),
+            &format!("/v2/{gun}/_trust/tuf/root.json")
+        )
+        .await
+        .status,
+        401
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +334,12 @@ async fn the_all_repository_changefeed_is_for_administrators() {
 fn go_notary(trust: &Path, url: &str, auth: Option<&str>, args: &[&str]) -> Output {
     notary_tests::require("notary");
     let mut cmd = Command::new("notary");
-    cmd.arg("-s").arg(url).arg("-d").arg(trust).args(args).stdin(Stdio::null());
+    cmd.arg("-s")
+        .arg(url)
+        .arg("-d")
+        .arg(trust)
+        .args(args)
+        .stdin(Stdio::null());
     cmd.env("NOTARY_ROOT_PASSPHRASE", "go-root-pass")
         .env("NOTARY_TARGETS_PASSPHRASE", "go-targets-pass")
         .env("NOTARY_SNAPSHOT_PASSPHRASE", "go-snapshot-pass")
@@ -284,27 +378,54 @@ async fn go_notary_cli_publishes_with_registry_credentials_and_the_policy_side_s
         let g = g.as_str();
         let out = go_notary(&t, &u, Some(&bad), &["init", g, "-p"]);
         assert!(!out.status.success(), "a wrong password published");
-        ok(&go_notary(&t, &u, Some(&good), &["init", g, "-p"]), "notary init -p");
-        ok(&go_notary(&t, &u, Some(&good), &["add", g, "v1", f.to_str().unwrap()]), "notary add");
-        ok(&go_notary(&t, &u, Some(&good), &["publish", g]), "notary publish");
+        ok(
+            &go_notary(&t, &u, Some(&good), &["init", g, "-p"]),
+            "notary init -p",
+        );
+        ok(
+            &go_notary(&t, &u, Some(&good), &["add", g, "v1", f.to_str().unwrap()]),
+            "notary add",
+        );
+        ok(
+            &go_notary(&t, &u, Some(&good), &["publish", g]),
+            "notary publish",
+        );
         // A private repository: anonymous reading is refused, registry credentials work.
         let fresh = t.with_file_name("trust-anon");
         let out = go_notary(&fresh, &u, None, &["list", g]);
-        assert!(!out.status.success(), "anonymous list of a private repository worked");
+        assert!(
+            !out.status.success(),
+            "anonymous list of a private repository worked"
+        );
         ok(&go_notary(&t, &u, Some(&good), &["list", g]), "notary list")
     })
     .await
     .unwrap();
-    assert!(listed.lines().any(|l| l.starts_with("v1 ") && l.contains("targets")), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("v1 ") && l.contains("targets")),
+        "{listed}"
+    );
 
     // What the policy engine reads: verified trust data from the same service.
-    let service = aio.registry.trust_service().expect("the Notary service is exposed");
-    let repo = service.trusted(&notary_core::Gun::new(&gun).unwrap()).await.unwrap();
+    let service = aio
+        .registry
+        .trust_service()
+        .expect("the Notary service is exposed");
+    let repo = service
+        .trusted(&notary_core::Gun::new(&gun).unwrap())
+        .await
+        .unwrap();
     let target = repo.lookup("v1").expect("v1 signed");
     assert_eq!((target.meta.length, target.role.as_str()), (26, "targets"));
     let trust = aio.registry.trust.as_ref().unwrap();
     assert_eq!(trust.repository_of(&gun, None), "go/cli");
-    assert!(trust.guns("go/cli").iter().any(|g| g.as_str() == gun), "{:?}", trust.guns("go/cli"));
+    assert!(
+        trust.guns("go/cli").iter().any(|g| g.as_str() == gun),
+        "{:?}",
+        trust.guns("go/cli")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,16 +439,31 @@ async fn keys_sealed_with_another_passphrase_stop_the_start() {
     config.trust.passphrase_file = Some(pa.clone());
     let aio = start(&config).await;
     // The first key of a GUN is created (and sealed) on demand.
-    let r = get(&aio.admin(), &format!("/v2/{}/_trust/tuf/timestamp.key", aio.gun("sealed/app"))).await;
+    let r = get(
+        &aio.admin(),
+        &format!("/v2/{}/_trust/tuf/timestamp.key", aio.gun("sealed/app")),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     drop(aio);
     config.trust.passphrase_file = Some(pb);
     let err = server::build(&config).await.unwrap_err();
-    assert!(format!("{err:#}").contains("do not open with the passphrase"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("do not open with the passphrase"),
+        "{err:#}"
+    );
     // The right one starts, and the key still signs.
     config.trust.passphrase_file = Some(pa);
     let aio = start(&config).await;
-    assert_eq!(get(&aio.admin(), &format!("/v2/{}/_trust/tuf/timestamp.key", aio.gun("sealed/app"))).await.status, 200);
+    assert_eq!(
+        get(
+            &aio.admin(),
+            &format!("/v2/{}/_trust/tuf/timestamp.key", aio.gun("sealed/app"))
+        )
+        .await
+        .status,
+        200
+    );
 }
 
 #[test]
@@ -338,13 +474,27 @@ fn a_generated_trust_passphrase_is_kept_private_and_reused() {
     let (p1, src) = notary_registry::trust::key_passphrase(&config, None).unwrap();
     let file = config.data_dir.join("trust-passphrase");
     assert_eq!(src, file.display().to_string());
-    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(&config.data_dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&config.data_dir)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
     let (p2, _) = notary_registry::trust::key_passphrase(&config, None).unwrap();
     assert_eq!(p1.as_str(), p2.as_str());
     assert!(p1.len() >= 64);
-    let (p3, src) = notary_registry::trust::key_passphrase(&config, Some("from-env".into())).unwrap();
-    assert_eq!((p3.as_str(), src.as_str()), ("from-env", "NOTARY_REGISTRY_TRUST_PASSPHRASE"));
+    let (p3, src) =
+        notary_registry::trust::key_passphrase(&config, Some("from-env".into())).unwrap();
+    assert_eq!(
+        (p3.as_str(), src.as_str()),
+        ("from-env", "NOTARY_REGISTRY_TRUST_PASSPHRASE")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,22 +510,39 @@ async fn on_postgresql_the_notary_tables_live_in_the_registry_database() {
     config.trust.passphrase_file = Some(pass.clone());
     let one = start(&config).await;
     let gun = one.gun("pg/app");
-    assert_eq!(get(&one.admin(), &format!("/v2/{gun}/_trust/tuf/timestamp.key")).await.status, 200);
+    assert_eq!(
+        get(&one.admin(), &format!("/v2/{gun}/_trust/tuf/timestamp.key"))
+            .await
+            .status,
+        200
+    );
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let (keys,): (i64,) = sqlx::query_as("SELECT count(*) FROM notary_tuf.server_keys").fetch_one(&mut conn).await.unwrap();
+    let (keys,): (i64,) = sqlx::query_as("SELECT count(*) FROM notary_tuf.server_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(keys, 1);
     let (public_tuf,): (Option<String>,) =
-        sqlx::query_as("SELECT to_regclass('public.tuf_files')::text").fetch_one(&mut conn).await.unwrap();
+        sqlx::query_as("SELECT to_regclass('public.tuf_files')::text")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(public_tuf, None, "Notary tables outside their schema");
     let (repos,): (Option<String>,) =
-        sqlx::query_as("SELECT to_regclass('public.repositories')::text").fetch_one(&mut conn).await.unwrap();
+        sqlx::query_as("SELECT to_regclass('public.repositories')::text")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert!(repos.is_some());
     // A second replica with its own data directory and no shared passphrase would seal
     // with another one: it refuses to start rather than fail every timestamp later.
     let mut two = base_config(&dir.path().join("two"));
     two.database = Some(url.clone());
     let err = server::build(&two).await.unwrap_err();
-    assert!(format!("{err:#}").contains("NOTARY_REGISTRY_TRUST_PASSPHRASE"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("NOTARY_REGISTRY_TRUST_PASSPHRASE"),
+        "{err:#}"
+    );
     // With the shared passphrase it serves the same trust data (behind a balancer both
     // answer to one public name: here the first replica's address).
     two.trust.passphrase_file = Some(pass);
@@ -383,7 +550,11 @@ async fn on_postgresql_the_notary_tables_live_in_the_registry_database() {
     let two = start(&two).await;
     let admin_one = one.admin_pw.clone();
     let key_one = get(&one.admin(), &format!("/v2/{gun}/_trust/tuf/timestamp.key")).await;
-    let key_two = get(&two.as_user("admin", &admin_one), &format!("/v2/{gun}/_trust/tuf/timestamp.key")).await;
+    let key_two = get(
+        &two.as_user("admin", &admin_one),
+        &format!("/v2/{gun}/_trust/tuf/timestamp.key"),
+    )
+    .await;
     assert_eq!((key_two.status, key_two.body.clone()), (200, key_one.body));
     drop((one, two));
     drop(pg);
@@ -405,16 +576,34 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 fn curl_status(args: &[&str]) -> u16 {
-    let out = Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"]).args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// Starts the binary on HTTPS (its defaults) on a loopback port; returns it, its
 /// `127.0.0.1:PORT`, the stdout reader (after the banner) and the time to the banner.
-fn start_binary(data: &Path, admin_pw: Option<&str>) -> (Proc, String, std::io::BufReader<std::process::ChildStdout>, Duration) {
+fn start_binary(
+    data: &Path,
+    admin_pw: Option<&str>,
+) -> (
+    Proc,
+    String,
+    std::io::BufReader<std::process::ChildStdout>,
+    Duration,
+) {
     let mut cmd = Command::new(bin());
-    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"]).arg(data).env("NOTARY_REGISTRY_LOG_LEVEL", "warn");
-    cmd.env_remove("NOTARY_REGISTRY_ADMIN_PASSWORD").env_remove("NOTARY_REGISTRY_TRUST_PASSPHRASE");
+    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("NOTARY_REGISTRY_LOG_LEVEL", "warn");
+    cmd.env_remove("NOTARY_REGISTRY_ADMIN_PASSWORD")
+        .env_remove("NOTARY_REGISTRY_TRUST_PASSPHRASE");
     if let Some(p) = admin_pw {
         cmd.env("NOTARY_REGISTRY_ADMIN_PASSWORD", p);
     }
@@ -445,19 +634,31 @@ fn the_first_start_creates_everything_and_prints_the_setup_lines_once() {
     let mut text = String::new();
     while !text.contains("DOCKER_CONTENT_TRUST_SERVER") {
         let mut line = String::new();
-        assert!(out.read_line(&mut line).unwrap() > 0, "stdout ended early: {text}");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "stdout ended early: {text}"
+        );
         text.push_str(&line);
     }
     let t0 = Instant::now();
     let mut status = 0;
     while status != 401 && t0.elapsed() < Duration::from_secs(10) {
-        status = curl_status(&["--cacert", ca.to_str().unwrap(), &format!("https://{addr}/v2/")]);
+        status = curl_status(&[
+            "--cacert",
+            ca.to_str().unwrap(),
+            &format!("https://{addr}/v2/"),
+        ]);
     }
     let to_serving = to_banner + t0.elapsed();
-    assert_eq!(status, 401, "the registry does not answer over HTTPS with the generated CA");
+    assert_eq!(
+        status, 401,
+        "the registry does not answer over HTTPS with the generated CA"
+    );
     let rss = rss_kib(proc.child.id());
     for want in [
-        format!("sudo mkdir -p /etc/docker/certs.d/{addr} && sudo cp {ca_str} /etc/docker/certs.d/{addr}/ca.crt"),
+        format!(
+            "sudo mkdir -p /etc/docker/certs.d/{addr} && sudo cp {ca_str} /etc/docker/certs.d/{addr}/ca.crt"
+        ),
         format!("mkdir -p ~/.docker/tls/{addr} && cp {ca_str} ~/.docker/tls/{addr}/ca.crt"),
         format!("docker login {addr} -u admin"),
         format!("export DOCKER_CONTENT_TRUST=1 DOCKER_CONTENT_TRUST_SERVER=https://{addr}"),
@@ -465,17 +666,52 @@ fn the_first_start_creates_everything_and_prints_the_setup_lines_once() {
         assert!(text.contains(&want), "missing {want:?} in:\n{text}");
     }
     let password_file = data.join("admin-password");
-    assert!(text.contains(&password_file.canonicalize().unwrap().display().to_string()), "{text}");
-    for f in ["registry.db", "notary.db", "tls/ca.crt", "tls/server.crt", "admin-password", "trust-passphrase"] {
+    assert!(
+        text.contains(&password_file.canonicalize().unwrap().display().to_string()),
+        "{text}"
+    );
+    for f in [
+        "registry.db",
+        "notary.db",
+        "tls/ca.crt",
+        "tls/server.crt",
+        "admin-password",
+        "trust-passphrase",
+    ] {
         assert!(data.join(f).exists(), "{f} missing");
     }
-    for f in ["tls/ca.key", "tls/server.key", "admin-password", "trust-passphrase"] {
-        assert_eq!(std::fs::metadata(data.join(f)).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
+    for f in [
+        "tls/ca.key",
+        "tls/server.key",
+        "admin-password",
+        "trust-passphrase",
+    ] {
+        assert_eq!(
+            std::fs::metadata(data.join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600,
+            "{f}"
+        );
     }
     // The admin password printed once works on the Notary API (Basic over HTTPS).
-    let pw = std::fs::read_to_string(&password_file).unwrap().trim().to_owned();
+    let pw = std::fs::read_to_string(&password_file)
+        .unwrap()
+        .trim()
+        .to_owned();
     let root = format!("https://{addr}/v2/{addr}/first/start/_trust/tuf/root.json");
-    assert_eq!(curl_status(&["--cacert", ca.to_str().unwrap(), "-u", &format!("admin:{pw}"), &root]), 404);
+    assert_eq!(
+        curl_status(&[
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-u",
+            &format!("admin:{pw}"),
+            &root
+        ]),
+        404
+    );
     assert_eq!(curl_status(&["--cacert", ca.to_str().unwrap(), &root]), 401);
     proc.kill();
     eprintln!(
@@ -491,7 +727,10 @@ fn the_first_start_creates_everything_and_prints_the_setup_lines_once() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     assert_eq!(rest, "", "the setup lines were printed again");
-    eprintln!("MEASURED restart: banner after {:.0} ms", to_banner.as_secs_f64() * 1000.0);
+    eprintln!(
+        "MEASURED restart: banner after {:.0} ms",
+        to_banner.as_secs_f64() * 1000.0
+    );
 }
 
 /// A docker engine to talk to: the one the environment points at when it answers, else
@@ -502,7 +741,10 @@ struct Engine {
 }
 
 fn have(c: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {c}")]).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {c}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn engine(root: &Path) -> Option<Engine> {
@@ -510,33 +752,62 @@ fn engine(root: &Path) -> Option<Engine> {
         eprintln!("\n!!! SKIPPING the docker content trust test: no docker CLI !!!\n");
         return None;
     }
-    let existing = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let existing =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     let answers = |host: &str| {
-        Command::new("docker").env("DOCKER_HOST", host).args(["info", "--format", "{{.ServerVersion}}"]).output().is_ok_and(|o| o.status.success())
+        Command::new("docker")
+            .env("DOCKER_HOST", host)
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .is_ok_and(|o| o.status.success())
     };
     if answers(&existing) {
-        return Some(Engine { host: existing, _proc: None });
+        return Some(Engine {
+            host: existing,
+            _proc: None,
+        });
     }
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !(have("dockerd") && is_root) {
-        eprintln!("\n!!! SKIPPING the docker content trust test: no running dockerd, and dockerd or root missing to start one !!!\n");
+        eprintln!(
+            "\n!!! SKIPPING the docker content trust test: no running dockerd, and dockerd or root missing to start one !!!\n"
+        );
         return None;
     }
     let sock = root.join("docker.sock");
     let mut cmd = Command::new("dockerd");
-    cmd.args(["--storage-driver=vfs", "--iptables=false", "--ip6tables=false", "--bridge=none"])
-        .arg("--data-root").arg(root.join("docker-root"))
-        .arg("--exec-root").arg(root.join("docker-exec"))
-        .arg("--pidfile").arg(root.join("docker.pid"))
-        .arg("-H").arg(format!("unix://{}", sock.display()));
+    cmd.args([
+        "--storage-driver=vfs",
+        "--iptables=false",
+        "--ip6tables=false",
+        "--bridge=none",
+    ])
+    .arg("--data-root")
+    .arg(root.join("docker-root"))
+    .arg("--exec-root")
+    .arg(root.join("docker-exec"))
+    .arg("--pidfile")
+    .arg(root.join("docker.pid"))
+    .arg("-H")
+    .arg(format!("unix://{}", sock.display()));
     let proc = Proc::spawn(cmd, root.join("dockerd.log"));
     let host = format!("unix://{}", sock.display());
     let deadline = Instant::now() + Duration::from_secs(30);
     while !answers(&host) {
-        assert!(Instant::now() < deadline, "dockerd did not start: {}", std::fs::read_to_string(root.join("dockerd.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "dockerd did not start: {}",
+            std::fs::read_to_string(root.join("dockerd.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    Some(Engine { host, _proc: Some(proc) })
+    Some(Engine {
+        host,
+        _proc: Some(proc),
+    })
 }
 
 /// The all-in-one and a docker client set up as the first-start lines say: CA for
@@ -576,7 +847,11 @@ impl DockerSetup {
         };
         let login = setup.docker(&["login", "-u", "admin", "--password-stdin", &setup.addr]);
         let out = notary_tests::output_with_stdin(login, Some(DCT_ADMIN_PW.as_bytes()));
-        assert!(out.status.success(), "docker login: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "docker login: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Some(setup)
     }
 
@@ -584,9 +859,18 @@ impl DockerSetup {
         let mut c = Command::new("docker");
         c.env("DOCKER_HOST", &self.host)
             .env("DOCKER_CONFIG", &self.config_dir)
-            .env("DOCKER_CONTENT_TRUST_SERVER", format!("https://{}", self.addr))
-            .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "dct-root-passphrase")
-            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "dct-repo-passphrase")
+            .env(
+                "DOCKER_CONTENT_TRUST_SERVER",
+                format!("https://{}", self.addr),
+            )
+            .env(
+                "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE",
+                "dct-root-passphrase",
+            )
+            .env(
+                "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
+                "dct-repo-passphrase",
+            )
             .env("DOCKER_CONTENT_TRUST", "0")
             .args(args)
             .stdin(Stdio::null());
@@ -600,7 +884,10 @@ impl DockerSetup {
     }
 
     fn inspect(&self, reference: &str) -> Value {
-        let out = self.docker(&["trust", "inspect", reference]).output().unwrap();
+        let out = self
+            .docker(&["trust", "inspect", reference])
+            .output()
+            .unwrap();
         serde_json::from_str(&ok(&out, "docker trust inspect")).unwrap()
     }
 }
@@ -626,23 +913,43 @@ fn rootfs_tar(path: &Path, text: &str) {
     let dir = path.with_extension("d");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("hello.txt"), text).unwrap();
-    let out = Command::new("tar").arg("-C").arg(&dir).arg("-cf").arg(path).arg(".").output().unwrap();
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&dir)
+        .arg("-cf")
+        .arg(path)
+        .arg(".")
+        .output()
+        .unwrap();
     ok(&out, "tar");
 }
 
 fn fails_with(out: &Output, pattern: &[&str], what: &str) {
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.status.success(), "{what} succeeded:\n{text}");
-    assert!(pattern.iter().any(|p| text.contains(p)), "{what}: unexpected output:\n{text}");
+    assert!(
+        pattern.iter().any(|p| text.contains(p)),
+        "{what}: unexpected output:\n{text}"
+    );
 }
 
 /// `shared/anchors/dct-e2e.sh`, step by step, with the docker CLI.
 #[test]
 fn docker_content_trust_end_to_end_against_the_all_in_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(s) = DockerSetup::new(tmp.path()) else { return };
+    let Some(s) = DockerSetup::new(tmp.path()) else {
+        return;
+    };
     let img = format!("{}/e2e/hello", s.addr);
-    let (tag1, tag2, unsigned) = (format!("{img}:1"), format!("{img}:2"), format!("{img}:unsigned"));
+    let (tag1, tag2, unsigned) = (
+        format!("{img}:1"),
+        format!("{img}:2"),
+        format!("{img}:unsigned"),
+    );
     let rmi = |r: &str| {
         let _ = s.docker(&["rmi", "-f", r]).output();
     };
@@ -651,60 +958,174 @@ fn docker_content_trust_end_to_end_against_the_all_in_one() {
     }
     let tar = s.work.join("rootfs.tar");
     rootfs_tar(&tar, &format!("dct end to end {:?}\n", Instant::now()));
-    ok(&s.docker(&["import", "-c", "CMD [\"/hello.txt\"]", tar.to_str().unwrap(), &tag1]).output().unwrap(), "docker import");
+    ok(
+        &s.docker(&[
+            "import",
+            "-c",
+            "CMD [\"/hello.txt\"]",
+            tar.to_str().unwrap(),
+            &tag1,
+        ])
+        .output()
+        .unwrap(),
+        "docker import",
+    );
 
     // DCT push: the image goes to the registry, the signature to the Notary API on the
     // same host, with the same login.
     let pushed = ok(&s.dct(&["push", &tag1]).output().unwrap(), "DCT push");
     assert!(pushed.contains("Successfully signed"), "{pushed}");
-    let digest = pushed.split("1: digest: ").nth(1).and_then(|x| x.split_whitespace().next()).unwrap().to_owned();
+    let digest = pushed
+        .split("1: digest: ")
+        .nth(1)
+        .and_then(|x| x.split_whitespace().next())
+        .unwrap()
+        .to_owned();
     // The server holds the four roles; targets names the pushed manifest.
     let ca = s.ca.to_str().unwrap();
     for role in ["root", "targets", "snapshot", "timestamp"] {
         let url = format!("https://{}/v2/{img}/_trust/tuf/{role}.json", s.addr);
-        assert_eq!(curl_status(&["--cacert", ca, "-u", &format!("admin:{DCT_ADMIN_PW}"), &url]), 200, "{role}");
+        assert_eq!(
+            curl_status(&["--cacert", ca, "-u", &format!("admin:{DCT_ADMIN_PW}"), &url]),
+            200,
+            "{role}"
+        );
     }
 
     // DCT pull by tag resolves through the trust data.
     rmi(&tag1);
     ok(&s.dct(&["pull", &tag1]).output().unwrap(), "DCT pull");
-    let out = s.docker(&["image", "inspect", "-f", "{{range .RepoDigests}}{{.}} {{end}}", &tag1]).output().unwrap();
+    let out = s
+        .docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{range .RepoDigests}}{{.}} {{end}}",
+            &tag1,
+        ])
+        .output()
+        .unwrap();
     assert!(ok(&out, "image inspect").contains(&digest));
     let inspect = s.inspect(&tag1);
     let signed = inspect[0]["SignedTags"].as_array().unwrap();
-    assert!(signed.iter().any(|t| t["SignedTag"] == "1" && t["Digest"] == digest.trim_start_matches("sha256:")), "{inspect}");
+    assert!(
+        signed
+            .iter()
+            .any(|t| t["SignedTag"] == "1" && t["Digest"] == digest.trim_start_matches("sha256:")),
+        "{inspect}"
+    );
 
     // An unsigned tag is pushed without DCT and refused with it.
-    ok(&s.docker(&["tag", &tag1, &unsigned]).output().unwrap(), "docker tag");
-    ok(&s.docker(&["push", &unsigned]).output().unwrap(), "plain push");
+    ok(
+        &s.docker(&["tag", &tag1, &unsigned]).output().unwrap(),
+        "docker tag",
+    );
+    ok(
+        &s.docker(&["push", &unsigned]).output().unwrap(),
+        "plain push",
+    );
     rmi(&unsigned);
-    fails_with(&s.dct(&["pull", &unsigned]).output().unwrap(), &["No valid trust data for unsigned", "does not have trust data", "no trust data"], "DCT pull of an unsigned tag");
+    fails_with(
+        &s.dct(&["pull", &unsigned]).output().unwrap(),
+        &[
+            "No valid trust data for unsigned",
+            "does not have trust data",
+            "no trust data",
+        ],
+        "DCT pull of an unsigned tag",
+    );
 
     // Signers.
     let keys = s.work.join("keys");
     std::fs::create_dir_all(&keys).unwrap();
-    ok(&s.docker(&["trust", "key", "generate", "alice", "--dir", keys.to_str().unwrap()]).output().unwrap(), "key generate");
+    ok(
+        &s.docker(&[
+            "trust",
+            "key",
+            "generate",
+            "alice",
+            "--dir",
+            keys.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap(),
+        "key generate",
+    );
     let pubkey = keys.join("alice.pub");
-    ok(&s.docker(&["trust", "signer", "add", "--key", pubkey.to_str().unwrap(), "alice", &img]).output().unwrap(), "signer add");
+    ok(
+        &s.docker(&[
+            "trust",
+            "signer",
+            "add",
+            "--key",
+            pubkey.to_str().unwrap(),
+            "alice",
+            &img,
+        ])
+        .output()
+        .unwrap(),
+        "signer add",
+    );
     let inspect = s.inspect(&img);
-    assert!(inspect[0]["Signers"].as_array().unwrap().iter().any(|x| x["Name"] == "alice"), "{inspect}");
+    assert!(
+        inspect[0]["Signers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["Name"] == "alice"),
+        "{inspect}"
+    );
     // Sign an existing tag without the image locally (trust data only).
     rmi(&tag1);
-    ok(&s.docker(&["trust", "sign", &tag1]).output().unwrap(), "trust sign 1");
+    ok(
+        &s.docker(&["trust", "sign", &tag1]).output().unwrap(),
+        "trust sign 1",
+    );
     assert!(signers_of(&s.inspect(&tag1), "1").contains(&"alice".to_owned()));
     // Sign a new tag: pushed and signed into alice's delegation.
-    ok(&s.docker(&["import", tar.to_str().unwrap(), &tag2]).output().unwrap(), "import 2");
-    ok(&s.docker(&["trust", "sign", &tag2]).output().unwrap(), "trust sign 2");
+    ok(
+        &s.docker(&["import", tar.to_str().unwrap(), &tag2])
+            .output()
+            .unwrap(),
+        "import 2",
+    );
+    ok(
+        &s.docker(&["trust", "sign", &tag2]).output().unwrap(),
+        "trust sign 2",
+    );
     assert!(signers_of(&s.inspect(&tag2), "2").contains(&"alice".to_owned()));
     rmi(&tag2);
     ok(&s.dct(&["pull", &tag2]).output().unwrap(), "DCT pull 2");
-    ok(&s.docker(&["trust", "inspect", "--pretty", &img]).output().unwrap(), "inspect --pretty");
+    ok(
+        &s.docker(&["trust", "inspect", "--pretty", &img])
+            .output()
+            .unwrap(),
+        "inspect --pretty",
+    );
 
     // Revoke.
-    ok(&s.docker(&["trust", "revoke", "-y", &tag2]).output().unwrap(), "revoke 2");
+    ok(
+        &s.docker(&["trust", "revoke", "-y", &tag2])
+            .output()
+            .unwrap(),
+        "revoke 2",
+    );
     rmi(&tag2);
-    fails_with(&s.dct(&["pull", &tag2]).output().unwrap(), &["No valid trust data for 2", "does not have trust data", "no trust data"], "DCT pull of a revoked tag");
-    ok(&s.docker(&["trust", "revoke", "-y", &tag1]).output().unwrap(), "revoke 1");
+    fails_with(
+        &s.dct(&["pull", &tag2]).output().unwrap(),
+        &[
+            "No valid trust data for 2",
+            "does not have trust data",
+            "no trust data",
+        ],
+        "DCT pull of a revoked tag",
+    );
+    ok(
+        &s.docker(&["trust", "revoke", "-y", &tag1])
+            .output()
+            .unwrap(),
+        "revoke 1",
+    );
     assert!(!signers_of(&s.inspect(&tag1), "1").contains(&"alice".to_owned()));
     // Remove the signer (the CLI asks; `--force` is a no-op in docker 28). Go writes
     // targets/releases with `"keyids":null` here.
@@ -712,12 +1133,23 @@ fn docker_content_trust_end_to_end_against_the_all_in_one() {
     let out = notary_tests::output_with_stdin(remove, Some(b"y\n"));
     ok(&out, "signer remove");
     let inspect = s.inspect(&img);
-    assert!(!inspect[0]["Signers"].as_array().cloned().unwrap_or_default().iter().any(|x| x["Name"] == "alice"), "{inspect}");
+    assert!(
+        !inspect[0]["Signers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .any(|x| x["Name"] == "alice"),
+        "{inspect}"
+    );
 
     for r in [&tag1, &tag2, &unsigned] {
         rmi(r);
     }
-    eprintln!("MEASURED RSS of the all-in-one after the DCT scenario: {} KiB", rss_kib(s.proc.child.id()).unwrap_or(0));
+    eprintln!(
+        "MEASURED RSS of the all-in-one after the DCT scenario: {} KiB",
+        rss_kib(s.proc.child.id()).unwrap_or(0)
+    );
 }
 
 /// The shared anchor script, unchanged, against the all-in-one.
@@ -725,7 +1157,10 @@ fn docker_content_trust_end_to_end_against_the_all_in_one() {
 fn the_anchor_dct_e2e_script_passes_against_the_all_in_one() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/anchors/dct-e2e.sh");
     if !script.exists() {
-        eprintln!("\n!!! SKIPPING the anchor script: {} is not there !!!\n", script.display());
+        eprintln!(
+            "\n!!! SKIPPING the anchor script: {} is not there !!!\n",
+            script.display()
+        );
         return;
     }
     for c in ["curl", "jq", "tar"] {
@@ -735,7 +1170,9 @@ fn the_anchor_dct_e2e_script_passes_against_the_all_in_one() {
         }
     }
     let tmp = tempfile::tempdir().unwrap();
-    let Some(s) = DockerSetup::new(tmp.path()) else { return };
+    let Some(s) = DockerSetup::new(tmp.path()) else {
+        return;
+    };
     let ca = s.ca.to_str().unwrap();
     let out = Command::new("bash")
         .arg(&script)
@@ -770,7 +1207,10 @@ fn the_anchor_dct_e2e_script_passes_against_the_all_in_one() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&again.stdout).into_owned();
-    assert!(again.status.success(), "second dct-e2e.sh run failed:\n{text}");
+    assert!(
+        again.status.success(),
+        "second dct-e2e.sh run failed:\n{text}"
+    );
 }
 
 /// `trust.remote`: timestamps signed by a notary-signer (Go's, from Debian, over mutual
@@ -795,7 +1235,9 @@ async fn a_remote_notary_signer_signs_the_timestamps() {
     )
     .unwrap();
     let mut cmd = Command::new("notary-signer");
-    cmd.arg("-config").arg(&signer_cfg).env("NOTARY_SIGNER_ALIAS1", "signer-pass-1");
+    cmd.arg("-config")
+        .arg(&signer_cfg)
+        .env("NOTARY_SIGNER_ALIAS1", "signer-pass-1");
     let mut signer = Proc::spawn(cmd, dir.path().join("signer.log"));
     let log = signer.log.clone();
     notary_tests::wait_for_port(port, &mut signer.child, &log);
@@ -809,28 +1251,61 @@ async fn a_remote_notary_signer_signs_the_timestamps() {
         tls_client_key: Some(tls.join("notary-server.key")),
     });
     let aio = start(&config).await;
-    assert!(aio.registry.trust.as_ref().unwrap().describe().contains("notary-signer at 127.0.0.1"));
-    assert!(!config.data_dir.join("trust-passphrase").exists(), "no local keys, no passphrase");
+    assert!(
+        aio.registry
+            .trust
+            .as_ref()
+            .unwrap()
+            .describe()
+            .contains("notary-signer at 127.0.0.1")
+    );
+    assert!(
+        !config.data_dir.join("trust-passphrase").exists(),
+        "no local keys, no passphrase"
+    );
     let gun = aio.gun("remote/app");
-    let (url, trust, auth, g) = (aio.url.clone(), dir.path().join("trust"), notary_registry::trust::notary_auth("admin", &aio.admin_pw), gun.clone());
-    tokio::task::spawn_blocking(move || ok(&go_notary(&trust, &url, Some(&auth), &["init", &g, "-p"]), "notary init -p"))
-        .await
-        .unwrap();
+    let (url, trust, auth, g) = (
+        aio.url.clone(),
+        dir.path().join("trust"),
+        notary_registry::trust::notary_auth("admin", &aio.admin_pw),
+        gun.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        ok(
+            &go_notary(&trust, &url, Some(&auth), &["init", &g, "-p"]),
+            "notary init -p",
+        )
+    })
+    .await
+    .unwrap();
     // The timestamp key is the signer's: the verified repository's timestamp role
     // lists a key the signer holds (and no key sits in the Notary database).
-    let repo = aio.registry.trust_service().unwrap().trusted(&notary_core::Gun::new(&gun).unwrap()).await.unwrap();
+    let repo = aio
+        .registry
+        .trust_service()
+        .unwrap()
+        .trusted(&notary_core::Gun::new(&gun).unwrap())
+        .await
+        .unwrap();
     assert_eq!(repo.timestamp().version, 1);
     let ts_key = repo.root().roles["timestamp"].keyids[0].to_string();
     {
         use sqlx::Connection as _;
         let db = config.data_dir.join("notary.db");
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        let (local,): (i64,) = sqlx::query_as("SELECT count(*) FROM server_keys").fetch_one(&mut conn).await.unwrap();
-        let (scoped,): (i64,) = sqlx::query_as("SELECT count(*) FROM remote_key_scopes WHERE gun = $1 AND role = 'timestamp'")
-            .bind(&gun)
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let (local,): (i64,) = sqlx::query_as("SELECT count(*) FROM server_keys")
             .fetch_one(&mut conn)
             .await
             .unwrap();
+        let (scoped,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM remote_key_scopes WHERE gun = $1 AND role = 'timestamp'",
+        )
+        .bind(&gun)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
         assert_eq!((local, scoped), (0, 1), "timestamp key {ts_key}");
     }
     let health = get(&aio.client(), "/health").await;
@@ -857,19 +1332,40 @@ fn delegations_without_keys_keep_gos_null() {
     }))
     .unwrap();
     assert!(signed.delegations.roles[0].keyids.is_empty());
-    let file = Signed::from_parts(signed, Vec::new()).unwrap().into_file_bytes();
-    assert!(String::from_utf8_lossy(&file).contains(r#""keyids":null"#), "{}", String::from_utf8_lossy(&file));
+    let file = Signed::from_parts(signed, Vec::new())
+        .unwrap()
+        .into_file_bytes();
+    assert!(
+        String::from_utf8_lossy(&file).contains(r#""keyids":null"#),
+        "{}",
+        String::from_utf8_lossy(&file)
+    );
     let parsed = Signed::<Targets>::parse(file).unwrap();
     assert!(parsed.is_canonical());
 }
 
 fn curl_json(ca: &str, user: &str, method: &str, url: &str, body: &str) -> u16 {
     let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, "-u", user, "-X", method])
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            ca,
+            "-u",
+            user,
+            "-X",
+            method,
+        ])
         .args(["-H", "Content-Type: application/json", "--data", body, url])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// docker ≥ 29 has no content trust: a plain `docker push`, then `notary image sign`, and
@@ -877,15 +1373,38 @@ fn curl_json(ca: &str, user: &str, method: &str, url: &str, body: &str) -> u16 {
 #[test]
 fn docker_29_flow_plain_push_notary_image_sign_and_the_registry_enforces() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(s) = DockerSetup::new(tmp.path()) else { return };
+    let Some(s) = DockerSetup::new(tmp.path()) else {
+        return;
+    };
     let ca = s.ca.to_str().unwrap().to_owned();
     let admin = format!("admin:{DCT_ADMIN_PW}");
     let api = format!("https://{}", s.addr);
     // A reader (read-only on the repository) and an enforced policy on it.
-    assert_eq!(curl_json(&ca, &admin, "POST", &format!("{api}/api/v0/users"), r#"{"name":"reader","password":"reader-password-1"}"#), 201);
-    let st = curl_json(&ca, &admin, "PUT", &format!("{api}/api/v0/repositories/org29/app/userAccess/reader"), r#"{"accessLevel":"read-only"}"#);
+    assert_eq!(
+        curl_json(
+            &ca,
+            &admin,
+            "POST",
+            &format!("{api}/api/v0/users"),
+            r#"{"name":"reader","password":"reader-password-1"}"#
+        ),
+        201
+    );
+    let st = curl_json(
+        &ca,
+        &admin,
+        "PUT",
+        &format!("{api}/api/v0/repositories/org29/app/userAccess/reader"),
+        r#"{"accessLevel":"read-only"}"#,
+    );
     assert!(st == 200 || st == 201, "grant: {st}");
-    let st = curl_json(&ca, &admin, "PUT", &format!("{api}/api/v0/policies/repositories/org29/app"), r#"{"mode":"enforced"}"#);
+    let st = curl_json(
+        &ca,
+        &admin,
+        "PUT",
+        &format!("{api}/api/v0/policies/repositories/org29/app"),
+        r#"{"mode":"enforced"}"#,
+    );
     assert!(st == 200 || st == 201, "policy: {st}");
 
     let img = format!("{}/org29/app", s.addr);
@@ -893,16 +1412,30 @@ fn docker_29_flow_plain_push_notary_image_sign_and_the_registry_enforces() {
     let tar = s.work.join("rootfs29.tar");
     rootfs_tar(&tar, "docker 29 flow\n");
     for t in [&signed, &unsigned] {
-        ok(&s.docker(&["import", tar.to_str().unwrap(), t]).output().unwrap(), "docker import");
-        ok(&s.docker(&["push", t]).output().unwrap(), "plain docker push");
+        ok(
+            &s.docker(&["import", tar.to_str().unwrap(), t])
+                .output()
+                .unwrap(),
+            "docker import",
+        );
+        ok(
+            &s.docker(&["push", t]).output().unwrap(),
+            "plain docker push",
+        );
     }
     // `notary image sign` (our CLI) signs v1 with the docker login and trust directory.
     let mut sign = Command::new(notary_tests::workspace_bin("notary"));
     sign.args(["image", "sign", &signed])
         .env("DOCKER_CONFIG", &s.config_dir)
         .env("DOCKER_CONTENT_TRUST_SERVER", format!("https://{}", s.addr))
-        .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "dct-root-passphrase")
-        .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "dct-repo-passphrase")
+        .env(
+            "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE",
+            "dct-root-passphrase",
+        )
+        .env(
+            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
+            "dct-repo-passphrase",
+        )
         // Credentials: the identity (refresh) token `docker login` stored, exchanged
         // with the OAuth2 refresh grant.
         .env_remove("NOTARY_AUTH")
@@ -917,13 +1450,27 @@ fn docker_29_flow_plain_push_notary_image_sign_and_the_registry_enforces() {
         c.env("DOCKER_CONFIG", &reader_cfg);
         c
     };
-    let out = notary_tests::output_with_stdin(reader(&["login", "-u", "reader", "--password-stdin", &s.addr]), Some(b"reader-password-1"));
-    assert!(out.status.success(), "reader login: {}", String::from_utf8_lossy(&out.stderr));
+    let out = notary_tests::output_with_stdin(
+        reader(&["login", "-u", "reader", "--password-stdin", &s.addr]),
+        Some(b"reader-password-1"),
+    );
+    assert!(
+        out.status.success(),
+        "reader login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for t in [&signed, &unsigned] {
         let _ = s.docker(&["rmi", "-f", t]).output();
     }
-    ok(&reader(&["pull", &signed]).output().unwrap(), "plain pull of the signed tag");
-    fails_with(&reader(&["pull", &unsigned]).output().unwrap(), &["denied", "DENIED", "not signed", "signed"], "plain pull of the unsigned tag");
+    ok(
+        &reader(&["pull", &signed]).output().unwrap(),
+        "plain pull of the signed tag",
+    );
+    fails_with(
+        &reader(&["pull", &unsigned]).output().unwrap(),
+        &["denied", "DENIED", "not signed", "signed"],
+        "plain pull of the unsigned tag",
+    );
     for t in [&signed, &unsigned] {
         let _ = s.docker(&["rmi", "-f", t]).output();
     }

@@ -456,7 +456,9 @@ impl Moto {
         let mut child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
-            .stdout(Stdio::from(std::fs::File::create(dir.path().join("moto.out")).unwrap()))
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.path().join("moto.out")).unwrap(),
+            ))
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .unwrap();

@@ -69,14 +69,18 @@ pub(super) fn identity_token_for(host: &str) -> Option<Zeroizing<String>> {
         .unwrap_or_else(|| home().join(".docker"));
     let cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
-    [host.to_owned(), format!("https://{host}"), format!("http://{host}")]
-        .iter()
-        .find_map(|k| {
-            cfg["auths"][k.as_str()]["identitytoken"]
-                .as_str()
-                .filter(|t| !t.is_empty())
-                .map(|t| Zeroizing::new(t.to_owned()))
-        })
+    [
+        host.to_owned(),
+        format!("https://{host}"),
+        format!("http://{host}"),
+    ]
+    .iter()
+    .find_map(|k| {
+        cfg["auths"][k.as_str()]["identitytoken"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(|t| Zeroizing::new(t.to_owned()))
+    })
 }
 
 /// Whether Basic credentials may be sent to this token realm: only over https, or over

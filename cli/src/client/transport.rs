@@ -8,7 +8,9 @@ use notary_core::update::{FetchRequest, Remote, Repository};
 use notary_core::{Gun, RoleName, TrustPinning};
 use zeroize::Zeroizing;
 
-use super::auth::{bearer_challenge, credentials_for, identity_token_for, realm_accepts_credentials};
+use super::auth::{
+    bearer_challenge, credentials_for, identity_token_for, realm_accepts_credentials,
+};
 use super::{MetadataCache, Settings};
 
 /// An HTTP(S) connection to a Notary server, answering Docker token-auth challenges
@@ -259,7 +261,9 @@ impl Server {
         };
         // A docker login that stored an identity token: the OAuth2 refresh grant (POST),
         // as docker does; on any refusal, the GET below (Basic, or anonymous).
-        if let Some(idt) = identity_token_for(&self.host).filter(|_| realm_accepts_credentials(realm)) {
+        if let Some(idt) =
+            identity_token_for(&self.host).filter(|_| realm_accepts_credentials(realm))
+        {
             let mut form = vec![
                 "grant_type=refresh_token".to_owned(),
                 format!("refresh_token={}", enc(idt.as_str())),

@@ -87,27 +87,39 @@ impl Client {
             Some("http") => false,
             _ => return Err(ClientError::Url(url.to_owned())),
         };
-        let authority = uri.authority().ok_or_else(|| ClientError::Url(url.to_owned()))?;
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let authority = uri
+            .authority()
+            .ok_or_else(|| ClientError::Url(url.to_owned()))?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let base = uri.path().trim_end_matches('/').to_owned();
         let tls = if https {
             let mut roots = rustls::RootCertStore::empty();
-            let pem = ca_pem.ok_or_else(|| ClientError::Tls("an HTTPS URL needs a CA certificate (--cacert)".into()))?;
+            let pem = ca_pem.ok_or_else(|| {
+                ClientError::Tls("an HTTPS URL needs a CA certificate (--cacert)".into())
+            })?;
             use rustls::pki_types::CertificateDer;
             use rustls::pki_types::pem::PemObject as _;
             for cert in CertificateDer::pem_slice_iter(pem) {
                 let cert = cert.map_err(|e| ClientError::Tls(format!("CA file: {e}")))?;
-                roots.add(cert).map_err(|e| ClientError::Tls(format!("CA certificate: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ClientError::Tls(format!("CA certificate: {e}")))?;
             }
             if roots.is_empty() {
                 return Err(ClientError::Tls("the CA file holds no certificate".into()));
             }
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| ClientError::Tls(e.to_string()))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
             Some(Arc::new(config))
         } else {
             None
@@ -127,10 +139,12 @@ impl Client {
     pub fn basic(mut self, user: &str, password: &str) -> Client {
         let raw = zeroize::Zeroizing::new(format!("{user}:{password}"));
         let v = base64::engine::general_purpose::STANDARD.encode(raw.as_bytes());
-        self.authorization = HeaderValue::from_str(&format!("Basic {v}")).ok().map(|mut h| {
-            h.set_sensitive(true);
-            h
-        });
+        self.authorization = HeaderValue::from_str(&format!("Basic {v}"))
+            .ok()
+            .map(|mut h| {
+                h.set_sensitive(true);
+                h
+            });
         self
     }
 
@@ -149,9 +163,12 @@ impl Client {
         headers: &[(HeaderName, HeaderValue)],
         body: impl Into<Bytes>,
     ) -> Result<Reply, ClientError> {
-        tokio::time::timeout(self.timeout, self.request_inner(method, path, headers, body.into()))
-            .await
-            .map_err(|_| ClientError::Timeout(self.timeout))?
+        tokio::time::timeout(
+            self.timeout,
+            self.request_inner(method, path, headers, body.into()),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout(self.timeout))?
     }
 
     async fn request_inner(
@@ -211,18 +228,29 @@ impl Client {
     }
 
     /// A JSON request.
-    pub async fn json(&self, method: Method, path: &str, body: &serde_json::Value) -> Result<Reply, ClientError> {
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Reply, ClientError> {
         self.request(
             method,
             path,
-            &[(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            &[(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             body.to_string(),
         )
         .await
     }
 }
 
-async fn send<T>(io: TokioIo<T>, req: Request<Full<Bytes>>) -> Result<hyper::Response<hyper::body::Incoming>, ClientError>
+async fn send<T>(
+    io: TokioIo<T>,
+    req: Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, ClientError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -35,7 +35,8 @@ fn dns_label(s: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == b'-')
+        && b.iter()
+            .all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == b'-')
 }
 
 /// The names a certificate for `service` in `namespace` covers: the Service's DNS names
@@ -55,10 +56,16 @@ pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
 /// Issues, once, a server certificate for the webhook Service from the CA in `tls_dir`
 /// (`ca.crt`, `ca.key`; created with the registry's own certificate when absent) and
 /// returns its chain and key files (`admission-<service>.<namespace>.crt` / `.key`).
-pub fn webhook_certificate(tls_dir: &Path, service: &str, namespace: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+pub fn webhook_certificate(
+    tls_dir: &Path,
+    service: &str,
+    namespace: &str,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     use rcgen::{CertificateParams, DnType, KeyPair, KeyUsagePurpose};
     if !dns_label(service) || !dns_label(namespace) {
-        anyhow::bail!("admission.service {service:?} and admission.namespace {namespace:?} must be DNS labels");
+        anyhow::bail!(
+            "admission.service {service:?} and admission.namespace {namespace:?} must be DNS labels"
+        );
     }
     let cert = tls_dir.join(format!("admission-{service}.{namespace}.crt"));
     let key = tls_dir.join(format!("admission-{service}.{namespace}.key"));
@@ -69,7 +76,8 @@ pub fn webhook_certificate(tls_dir: &Path, service: &str, namespace: &str) -> an
     if !ca_crt.exists() && !ca_key.exists() {
         crate::server::generate_tls(tls_dir).context("creating the data directory's CA")?;
     }
-    let ca_pem = std::fs::read_to_string(&ca_crt).with_context(|| format!("reading {}", ca_crt.display()))?;
+    let ca_pem = std::fs::read_to_string(&ca_crt)
+        .with_context(|| format!("reading {}", ca_crt.display()))?;
     let ca_key_pem = zeroize::Zeroizing::new(
         std::fs::read_to_string(&ca_key).with_context(|| {
             format!(
@@ -142,13 +150,19 @@ pub fn start_on(
     listener.set_nonblocking(true)?;
     let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
         .acceptor(axum_server::accept::NoDelayAcceptor::new());
-    let server = axum_server::from_tcp(listener).acceptor(acceptor).handle(handle);
+    let server = axum_server::from_tcp(listener)
+        .acceptor(acceptor)
+        .handle(handle);
     tokio::spawn(async move {
         if let Err(e) = server.serve(app).await {
             tracing::error!(error = %e, "the admission webhook listener stopped");
         }
     });
-    Ok(Listener { addr, ca_bundle, cert })
+    Ok(Listener {
+        addr,
+        ca_bundle,
+        cert,
+    })
 }
 
 /// Starts the separate listener of a configuration when `admission.listen` is set, the
@@ -165,7 +179,8 @@ pub fn start(
     ) else {
         return Ok(None);
     };
-    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding admission.listen {addr}"))?;
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("binding admission.listen {addr}"))?;
     let l = start_on(
         Arc::clone(registry),
         policy,

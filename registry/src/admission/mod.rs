@@ -287,7 +287,10 @@ impl AdmissionConfig {
     /// Checks the bounds.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=30_000).contains(&self.timeout_ms) {
-            return Err("admission.timeout_ms must be within 1..=30000 (the API server waits at most 30 s)".into());
+            return Err(
+                "admission.timeout_ms must be within 1..=30000 (the API server waits at most 30 s)"
+                    .into(),
+            );
         }
         if !(1..=4096).contains(&self.max_images) {
             return Err("admission.max_images must be within 1..=4096".into());
@@ -331,7 +334,11 @@ impl AdmissionConfig {
             None if served_on.ip().is_loopback() => CallerAuth::Open,
             None => CallerAuth::Unconfigured,
         };
-        let hosts = if self.hosts.is_empty() { fallback_hosts } else { &self.hosts };
+        let hosts = if self.hosts.is_empty() {
+            fallback_hosts
+        } else {
+            &self.hosts
+        };
         Ok(Settings {
             mode: self.mode,
             hosts: hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
@@ -450,7 +457,11 @@ struct Webhook {
 
 /// The webhook routes: `POST /admission/validate`, `POST /admission/mutate` and
 /// `POST /admission` (per `settings.mode`).
-pub fn router(registry: Arc<Registry>, policy: Arc<dyn ImagePolicy>, settings: Arc<Settings>) -> Router {
+pub fn router(
+    registry: Arc<Registry>,
+    policy: Arc<dyn ImagePolicy>,
+    settings: Arc<Settings>,
+) -> Router {
     if settings.caller == CallerAuth::Unconfigured {
         tracing::warn!(
             "the admission webhook is reachable from other hosts and has no admission.token \
@@ -465,21 +476,27 @@ pub fn router(registry: Arc<Registry>, policy: Arc<dyn ImagePolicy>, settings: A
     Router::new()
         .route(
             "/admission",
-            post(|State(h): State<Arc<Webhook>>, headers: HeaderMap, body: Body| async move {
-                h.handle(Endpoint::Configured, &headers, body).await
-            }),
+            post(
+                |State(h): State<Arc<Webhook>>, headers: HeaderMap, body: Body| async move {
+                    h.handle(Endpoint::Configured, &headers, body).await
+                },
+            ),
         )
         .route(
             "/admission/validate",
-            post(|State(h): State<Arc<Webhook>>, headers: HeaderMap, body: Body| async move {
-                h.handle(Endpoint::Validate, &headers, body).await
-            }),
+            post(
+                |State(h): State<Arc<Webhook>>, headers: HeaderMap, body: Body| async move {
+                    h.handle(Endpoint::Validate, &headers, body).await
+                },
+            ),
         )
         .route(
             "/admission/mutate",
-            post(|State(h): State<Arc<Webhook>>, headers: HeaderMap, body: Body| async move {
-                h.handle(Endpoint::Mutate, &headers, body).await
-            }),
+            post(
+                |State(h): State<Arc<Webhook>>, headers: HeaderMap, body: Body| async move {
+                    h.handle(Endpoint::Mutate, &headers, body).await
+                },
+            ),
         )
         .with_state(hook)
 }
@@ -487,27 +504,43 @@ pub fn router(registry: Arc<Registry>, policy: Arc<dyn ImagePolicy>, settings: A
 /// A non-200 answer: a Kubernetes `Status` body (the API server then applies the
 /// webhook's `failurePolicy`).
 fn failure(status: StatusCode, reason: &str, message: &str) -> Response {
-    metrics::counter!("registry_admission_refused_calls_total", "reason" => reason.to_owned()).increment(1);
+    metrics::counter!("registry_admission_refused_calls_total", "reason" => reason.to_owned())
+        .increment(1);
     let body = serde_json::json!({
         "kind": "Status", "apiVersion": "v1", "status": "Failure",
         "message": message, "reason": reason, "code": status.as_u16(),
     });
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Compares two tokens by their SHA-256 in time independent of where they differ.
 fn same_token(expected: &[u8; 32], given: &str) -> bool {
     let given: [u8; 32] = sha2::Sha256::digest(given.as_bytes()).into();
-    expected.iter().zip(given.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    expected
+        .iter()
+        .zip(given.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 /// One image's outcome.
 #[derive(Clone, Debug)]
 enum Outcome {
     /// Allowed; `pin` is the digest to rewrite a tag reference to.
-    Allowed { pin: Option<String>, warning: Option<String> },
+    Allowed {
+        pin: Option<String>,
+        warning: Option<String>,
+    },
     /// Refused; `digest` is the digest that was evaluated, if any.
-    Denied { digest: Option<String>, reason: String },
+    Denied {
+        digest: Option<String>,
+        reason: String,
+    },
     /// Not evaluated (database or policy failure).
     Failed(String),
 }
@@ -547,7 +580,11 @@ impl Webhook {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.strip_prefix("Bearer "));
                 if !given.is_some_and(|g| same_token(expected, g.trim())) {
-                    return failure(StatusCode::UNAUTHORIZED, "Unauthorized", "a valid bearer token is required");
+                    return failure(
+                        StatusCode::UNAUTHORIZED,
+                        "Unauthorized",
+                        "a valid bearer token is required",
+                    );
                 }
             }
         }
@@ -557,7 +594,10 @@ impl Webhook {
                 return failure(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "RequestEntityTooLarge",
-                    &format!("the AdmissionReview exceeds {} bytes", self.settings.max_body_bytes),
+                    &format!(
+                        "the AdmissionReview exceeds {} bytes",
+                        self.settings.max_body_bytes
+                    ),
                 );
             }
         };
@@ -582,7 +622,13 @@ impl Webhook {
         }
         let request: AdmissionRequest<DynamicObject> = match review.try_into() {
             Ok(r) => r,
-            Err(_) => return failure(StatusCode::BAD_REQUEST, "BadRequest", "the AdmissionReview has no request"),
+            Err(_) => {
+                return failure(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the AdmissionReview has no request",
+                );
+            }
         };
         let mutate = match endpoint {
             Endpoint::Validate => false,
@@ -592,7 +638,8 @@ impl Webhook {
         let (response, result) = self.decide(&request, mutate).await;
         metrics::counter!("registry_admission_reviews_total", "endpoint" => endpoint.label(), "result" => result)
             .increment(1);
-        metrics::histogram!("registry_admission_review_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("registry_admission_review_seconds")
+            .record(started.elapsed().as_secs_f64());
         tracing::info!(
             uid = %request.uid,
             kind = %request.kind.kind,
@@ -608,7 +655,11 @@ impl Webhook {
     }
 
     /// Decides one request; the second value labels the result for metrics.
-    async fn decide(&self, req: &AdmissionRequest<DynamicObject>, mutate: bool) -> (AdmissionResponse, &'static str) {
+    async fn decide(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+        mutate: bool,
+    ) -> (AdmissionResponse, &'static str) {
         let resp = AdmissionResponse::from(req);
         if !matches!(req.operation, Operation::Create | Operation::Update) {
             return (resp, "skipped");
@@ -629,7 +680,15 @@ impl Webhook {
             return (resp, "exempt");
         }
         let Some(object) = &req.object else {
-            return (deny(resp, 400, "BadRequest", "the request holds no object".into()), "denied");
+            return (
+                deny(
+                    resp,
+                    400,
+                    "BadRequest",
+                    "the request holds no object".into(),
+                ),
+                "denied",
+            );
         };
         let found = match objects::images(&object.data, spec_path, self.settings.max_images) {
             Ok(f) => f,
@@ -637,12 +696,17 @@ impl Webhook {
         };
         // On UPDATE, images the object already had were admitted before.
         let previous: HashSet<String> = match (&req.operation, &req.old_object) {
-            (Operation::Update, Some(old)) => objects::images(&old.data, spec_path, self.settings.max_images)
-                .map(|v| v.into_iter().map(|c| c.image).collect())
-                .unwrap_or_default(),
+            (Operation::Update, Some(old)) => {
+                objects::images(&old.data, spec_path, self.settings.max_images)
+                    .map(|v| v.into_iter().map(|c| c.image).collect())
+                    .unwrap_or_default()
+            }
             _ => HashSet::new(),
         };
-        let checked: Vec<&ContainerImage> = found.iter().filter(|c| !previous.contains(&c.image)).collect();
+        let checked: Vec<&ContainerImage> = found
+            .iter()
+            .filter(|c| !previous.contains(&c.image))
+            .collect();
         if checked.is_empty() {
             return (resp, "allowed");
         }
@@ -672,10 +736,20 @@ impl Webhook {
                 tracing::warn!(uid = %req.uid, fail_open = self.settings.fail_open, "{what}");
                 return if self.settings.fail_open {
                     let mut resp = resp;
-                    resp.warnings = Some(vec![format!("{what}; allowed because admission.fail_open is set")]);
+                    resp.warnings = Some(vec![format!(
+                        "{what}; allowed because admission.fail_open is set"
+                    )]);
                     (resp, "failed_open")
                 } else {
-                    (deny(resp, 503, "ServiceUnavailable", format!("{what}; refused (admission.fail_open is not set)")), "error")
+                    (
+                        deny(
+                            resp,
+                            503,
+                            "ServiceUnavailable",
+                            format!("{what}; refused (admission.fail_open is not set)"),
+                        ),
+                        "error",
+                    )
                 };
             }
         };
@@ -755,7 +829,11 @@ impl Webhook {
             }
             return (deny(resp, code, reason, message), result);
         }
-        let result = if warnings.is_empty() { "allowed" } else { "warned" };
+        let result = if warnings.is_empty() {
+            "allowed"
+        } else {
+            "warned"
+        };
         if !warnings.is_empty() {
             warnings.truncate(MAX_WARNINGS);
             resp.warnings = Some(warnings);
@@ -793,13 +871,20 @@ impl Webhook {
         };
         if !self.settings.hosts.contains(&r.domain) {
             return match self.settings.other_registries {
-                OtherRegistries::Allow => Outcome::Allowed { pin: None, warning: None },
+                OtherRegistries::Allow => Outcome::Allowed {
+                    pin: None,
+                    warning: None,
+                },
                 OtherRegistries::Deny => Outcome::Denied {
                     digest: None,
                     reason: format!(
                         "registry {} is not served here and admission.other_registries is deny (this registry is {})",
                         r.domain,
-                        if self.settings.hosts.is_empty() { "unnamed: set admission.hosts".to_owned() } else { self.settings.hosts.join(", ") }
+                        if self.settings.hosts.is_empty() {
+                            "unnamed: set admission.hosts".to_owned()
+                        } else {
+                            self.settings.hosts.join(", ")
+                        }
                     ),
                 },
             };
@@ -837,7 +922,11 @@ impl Webhook {
                 };
             }
         };
-        match self.policy.evaluate(repo, tag, Some(&digest), identity, Gate::Deploy).await {
+        match self
+            .policy
+            .evaluate(repo, tag, Some(&digest), identity, Gate::Deploy)
+            .await
+        {
             Ok(v) if v.allowed => Outcome::Allowed {
                 pin: pin.then(|| r.pinned(&digest)),
                 warning: v.warn.then_some(v.reason),
@@ -874,16 +963,28 @@ fn review_response(mut resp: AdmissionResponse) -> Response {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(error = %e, "serialising an AdmissionReview");
-            return failure(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "internal error");
+            return failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "internal error",
+            );
         }
     };
-    if let (Some(p), Some(r)) = (patch, body.get_mut("response").and_then(|r| r.as_object_mut())) {
+    if let (Some(p), Some(r)) = (
+        patch,
+        body.get_mut("response").and_then(|r| r.as_object_mut()),
+    ) {
         r.insert(
             "patch".into(),
             serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(p)),
         );
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -905,7 +1006,8 @@ mod tests {
             ("X_ADMISSION_NAMESPACE", "trust"),
         ]
         .into();
-        let env = notary_daemon::env::Overrides::new("X", |k: &str| vars.get(k).map(|v| (*v).to_owned()));
+        let env =
+            notary_daemon::env::Overrides::new("X", |k: &str| vars.get(k).map(|v| (*v).to_owned()));
         let mut c = AdmissionConfig::default();
         c.apply_env(&env).unwrap();
         assert_eq!(c.mode, Mode::Validate);
@@ -915,10 +1017,14 @@ mod tests {
         assert!(c.fail_open && c.mutate_pods_only);
         assert_eq!(c.listen, Some(SocketAddr::from(([127, 0, 0, 1], 8443))));
         assert_eq!(c.namespace, "trust");
-        let s = c.settings(SocketAddr::from(([0, 0, 0, 0], 5000)), false, &[]).unwrap();
+        let s = c
+            .settings(SocketAddr::from(([0, 0, 0, 0], 5000)), false, &[])
+            .unwrap();
         assert_eq!(s.caller, CallerAuth::token("s3cret"));
         assert!(!format!("{s:?}").contains("s3cret"));
-        let bad = notary_daemon::env::Overrides::new("X", |k: &str| (k == "X_ADMISSION_MODE").then(|| "both".to_owned()));
+        let bad = notary_daemon::env::Overrides::new("X", |k: &str| {
+            (k == "X_ADMISSION_MODE").then(|| "both".to_owned())
+        });
         assert!(c.apply_env(&bad).is_err());
     }
 
@@ -930,9 +1036,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.admission.mode, Mode::Validate);
-        assert_eq!(c.admission.listen, Some(SocketAddr::from(([0, 0, 0, 0], 8443))));
+        assert_eq!(
+            c.admission.listen,
+            Some(SocketAddr::from(([0, 0, 0, 0], 8443)))
+        );
         assert!(!format!("{c:?}").contains("t0ken"));
-        assert!(serde_json::from_str::<crate::server::Config>(r#"{"admission": {"mod": "x"}}"#).is_err());
+        assert!(
+            serde_json::from_str::<crate::server::Config>(r#"{"admission": {"mod": "x"}}"#)
+                .is_err()
+        );
         assert!(crate::server::Config::default().admission.enabled);
     }
 
@@ -942,21 +1054,45 @@ mod tests {
         let any = SocketAddr::from(([0, 0, 0, 0], 5000));
         let lo = SocketAddr::from(([127, 0, 0, 1], 5000));
         assert_eq!(c.settings(lo, false, &[]).unwrap().caller, CallerAuth::Open);
-        assert_eq!(c.settings(any, false, &[]).unwrap().caller, CallerAuth::Unconfigured);
+        assert_eq!(
+            c.settings(any, false, &[]).unwrap().caller,
+            CallerAuth::Unconfigured
+        );
         assert_eq!(c.settings(any, true, &[]).unwrap().caller, CallerAuth::Open);
-        let hosts = c.settings(lo, false, &["Registry.Example.com".to_owned()]).unwrap().hosts;
+        let hosts = c
+            .settings(lo, false, &["Registry.Example.com".to_owned()])
+            .unwrap()
+            .hosts;
         assert_eq!(hosts, ["registry.example.com"]);
     }
 
     #[test]
     fn bounds_are_checked() {
         for c in [
-            AdmissionConfig { timeout_ms: 0, ..Default::default() },
-            AdmissionConfig { timeout_ms: 60_000, ..Default::default() },
-            AdmissionConfig { max_images: 0, ..Default::default() },
-            AdmissionConfig { concurrency: 0, ..Default::default() },
-            AdmissionConfig { max_body_bytes: 10, ..Default::default() },
-            AdmissionConfig { tls_cert: Some("c".into()), ..Default::default() },
+            AdmissionConfig {
+                timeout_ms: 0,
+                ..Default::default()
+            },
+            AdmissionConfig {
+                timeout_ms: 60_000,
+                ..Default::default()
+            },
+            AdmissionConfig {
+                max_images: 0,
+                ..Default::default()
+            },
+            AdmissionConfig {
+                concurrency: 0,
+                ..Default::default()
+            },
+            AdmissionConfig {
+                max_body_bytes: 10,
+                ..Default::default()
+            },
+            AdmissionConfig {
+                tls_cert: Some("c".into()),
+                ..Default::default()
+            },
         ] {
             assert!(c.validate().is_err(), "{c:?}");
         }
@@ -965,7 +1101,9 @@ mod tests {
 
     #[test]
     fn token_comparison() {
-        let CallerAuth::Token(h) = CallerAuth::token("abc") else { unreachable!() };
+        let CallerAuth::Token(h) = CallerAuth::token("abc") else {
+            unreachable!()
+        };
         assert!(same_token(&h, "abc"));
         assert!(!same_token(&h, "abd") && !same_token(&h, "") && !same_token(&h, "abcd"));
     }

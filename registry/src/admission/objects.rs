@@ -52,7 +52,11 @@ pub enum ObjectError {
 /// The images of `object` (its JSON, from the root) whose pod spec is at `spec_path`:
 /// at most `limit` of them. A missing pod spec or list is empty; a container without an
 /// `image` is skipped (the API server refuses such objects itself).
-pub fn images(object: &Value, spec_path: &[&str], limit: usize) -> Result<Vec<ContainerImage>, ObjectError> {
+pub fn images(
+    object: &Value,
+    spec_path: &[&str],
+    limit: usize,
+) -> Result<Vec<ContainerImage>, ObjectError> {
     let mut spec = object;
     for (i, key) in spec_path.iter().enumerate() {
         match spec.get(key) {
@@ -123,7 +127,10 @@ mod tests {
     #[test]
     fn kinds() {
         assert_eq!(pod_spec_path("", "Pod"), Some(&["spec"][..]));
-        assert_eq!(pod_spec_path("apps", "StatefulSet").map(|p| p.len()), Some(3));
+        assert_eq!(
+            pod_spec_path("apps", "StatefulSet").map(|p| p.len()),
+            Some(3)
+        );
         assert_eq!(pod_spec_path("batch", "CronJob").map(|p| p.len()), Some(5));
         assert_eq!(pod_spec_path("", "ConfigMap"), None);
         // A custom resource that happens to be called Deployment is not ours to read.
@@ -147,8 +154,16 @@ mod tests {
             [
                 ("container web", "b", "spec/containers/0/image".to_owned()),
                 ("container #2", "c", "spec/containers/2/image".to_owned()),
-                ("init container setup", "a", "spec/initContainers/0/image".to_owned()),
-                ("ephemeral container debug", "d", "spec/ephemeralContainers/0/image".to_owned()),
+                (
+                    "init container setup",
+                    "a",
+                    "spec/initContainers/0/image".to_owned()
+                ),
+                (
+                    "ephemeral container debug",
+                    "d",
+                    "spec/ephemeralContainers/0/image".to_owned()
+                ),
             ]
         );
     }
@@ -159,11 +174,20 @@ mod tests {
         assert_eq!(images(&pod, &["spec"], 2), Err(ObjectError::TooMany(2)));
         assert_eq!(images(&pod, &["spec"], 3).unwrap().len(), 3);
         let bad = json!({"spec": {"containers": [{"image": 5}]}});
-        assert!(matches!(images(&bad, &["spec"], 3), Err(ObjectError::Malformed(_))));
+        assert!(matches!(
+            images(&bad, &["spec"], 3),
+            Err(ObjectError::Malformed(_))
+        ));
         let bad = json!({"spec": {"containers": {"image": "a"}}});
-        assert!(matches!(images(&bad, &["spec"], 3), Err(ObjectError::Malformed(_))));
+        assert!(matches!(
+            images(&bad, &["spec"], 3),
+            Err(ObjectError::Malformed(_))
+        ));
         let bad = json!({"spec": {"template": "x"}});
-        assert!(matches!(images(&bad, &["spec", "template", "spec"], 3), Err(ObjectError::Malformed(_))));
+        assert!(matches!(
+            images(&bad, &["spec", "template", "spec"], 3),
+            Err(ObjectError::Malformed(_))
+        ));
         assert_eq!(images(&json!({}), &["spec"], 3).unwrap(), []);
     }
 }

@@ -247,7 +247,10 @@ mod tests {
         assert_eq!(full("nginx:1.27"), "docker.io/library/nginx:1.27");
         assert_eq!(full("bitnami/redis"), "docker.io/bitnami/redis:latest");
         assert_eq!(full("docker.io/nginx"), "docker.io/library/nginx:latest");
-        assert_eq!(full("index.docker.io/library/nginx:1"), "docker.io/library/nginx:1");
+        assert_eq!(
+            full("index.docker.io/library/nginx:1"),
+            "docker.io/library/nginx:1"
+        );
         assert_eq!(full("a/b/c:t"), "docker.io/a/b/c:t");
     }
 
@@ -261,15 +264,24 @@ mod tests {
         assert_eq!(r.digest.as_ref().map(|d| d.to_string()), Some(d.clone()));
         assert_eq!(r.pinned(&d), format!("127.0.0.1:5000/org/app@{d}"));
         let r = ImageReference::parse("localhost:5000/app").unwrap();
-        assert_eq!((r.domain.as_str(), r.path.as_str(), r.effective_tag()), ("localhost:5000", "app", Some("latest")));
+        assert_eq!(
+            (r.domain.as_str(), r.path.as_str(), r.effective_tag()),
+            ("localhost:5000", "app", Some("latest"))
+        );
         let r = ImageReference::parse("localhost/app").unwrap();
         assert_eq!(r.domain, "localhost");
         let r = ImageReference::parse(&format!("Registry.Example.com/org/app@{d}")).unwrap();
-        assert_eq!((r.domain.as_str(), r.effective_tag()), ("registry.example.com", None));
+        assert_eq!(
+            (r.domain.as_str(), r.effective_tag()),
+            ("registry.example.com", None)
+        );
         assert_eq!(r.written_name, "Registry.Example.com/org/app");
         let r = ImageReference::parse("[::1]:5000/org/app:v1").unwrap();
         assert_eq!(r.domain, "[::1]:5000");
-        assert_eq!(full("registry.example.com/org/app"), "registry.example.com/org/app:latest");
+        assert_eq!(
+            full("registry.example.com/org/app"),
+            "registry.example.com/org/app:latest"
+        );
     }
 
     #[test]
@@ -300,8 +312,14 @@ mod tests {
         }
         // An uppercase first component is a host, as distribution reads it.
         assert_eq!(ImageReference::parse("Org/app").unwrap().domain, "org");
-        assert_eq!(ImageReference::parse(&"a".repeat(2000)), Err(ReferenceError::TooLong));
-        assert_eq!(ImageReference::parse(&format!("r.io/{}", "a".repeat(260))), Err(ReferenceError::TooLong));
+        assert_eq!(
+            ImageReference::parse(&"a".repeat(2000)),
+            Err(ReferenceError::TooLong)
+        );
+        assert_eq!(
+            ImageReference::parse(&format!("r.io/{}", "a".repeat(260))),
+            Err(ReferenceError::TooLong)
+        );
         assert_eq!(
             ImageReference::parse(&format!("app@blake3:{}", "a".repeat(64))),
             Err(ReferenceError::UnsupportedDigest)

@@ -51,7 +51,11 @@ pub(crate) fn parse_range(value: Option<&str>, total: u64) -> RangeReq {
             let Some(start) = parse(a) else {
                 return RangeReq::Whole;
             };
-            let end = if b.is_empty() { Some(u64::MAX) } else { parse(b) };
+            let end = if b.is_empty() {
+                Some(u64::MAX)
+            } else {
+                parse(b)
+            };
             let Some(end) = end else {
                 return RangeReq::Whole;
             };
@@ -67,22 +71,36 @@ pub(crate) fn parse_range(value: Option<&str>, total: u64) -> RangeReq {
     }
 }
 
-pub(super) async fn handle(reg: &Registry, name: &str, digest: &str, req: Request) -> Result<Response> {
+pub(super) async fn handle(
+    reg: &Registry,
+    name: &str,
+    digest: &str,
+    req: Request,
+) -> Result<Response> {
     check_name(name)?;
     let method = req.method().clone();
     if !matches!(method, Method::GET | Method::HEAD | Method::DELETE) {
-        return Err(RegistryError::new(Code::Unsupported, "method not allowed on blobs"));
+        return Err(RegistryError::new(
+            Code::Unsupported,
+            "method not allowed on blobs",
+        ));
     }
     authorize(reg, req.headers(), name, needs_for(&method)).await?;
     let digest = parse_digest(digest)?;
     let key = digest.to_string();
     if method == Method::DELETE {
         if !reg.options.allow_blob_delete {
-            return Err(RegistryError::new(Code::Unsupported, "blob deletion is disabled"));
+            return Err(RegistryError::new(
+                Code::Unsupported,
+                "blob deletion is disabled",
+            ));
         }
         return if reg.db.unlink_blob(name, &key).await? {
             metrics::counter!("registry_blob_deletes_total").increment(1);
-            Ok(empty(StatusCode::ACCEPTED, vec![(header::CONTENT_LENGTH, HeaderValue::from_static("0"))]))
+            Ok(empty(
+                StatusCode::ACCEPTED,
+                vec![(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
+            ))
         } else {
             Err(RegistryError::blob_unknown(&key))
         };
@@ -94,15 +112,26 @@ pub(super) async fn handle(reg: &Registry, name: &str, digest: &str, req: Reques
         .ok_or_else(|| RegistryError::blob_unknown(&key))?;
     let total = blob.size.max(0) as u64;
     let range = parse_range(
-        req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()),
+        req.headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok()),
         total,
     );
     let mut headers = vec![
         (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
-        (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
-        (header::HeaderName::from_static("docker-content-digest"), hv(&key)),
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        ),
+        (
+            header::HeaderName::from_static("docker-content-digest"),
+            hv(&key),
+        ),
         (header::ETAG, hv(&format!("\"{key}\""))),
-        (header::CACHE_CONTROL, HeaderValue::from_static("max-age=31536000")),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=31536000"),
+        ),
     ];
     let (status, offset, len) = match range {
         RangeReq::Whole => (StatusCode::OK, 0, total),
@@ -111,8 +140,10 @@ pub(super) async fn handle(reg: &Registry, name: &str, digest: &str, req: Reques
             (StatusCode::PARTIAL_CONTENT, a, b - a + 1)
         }
         RangeReq::Unsatisfiable => {
-            return Err(RegistryError::new(Code::RangeInvalid, "range not satisfiable")
-                .with_header(header::CONTENT_RANGE, hv(&format!("bytes */{total}"))));
+            return Err(
+                RegistryError::new(Code::RangeInvalid, "range not satisfiable")
+                    .with_header(header::CONTENT_RANGE, hv(&format!("bytes */{total}"))),
+            );
         }
     };
     headers.push((header::CONTENT_LENGTH, hv(&len.to_string())));
@@ -150,6 +181,9 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=500-0"), 10), RangeReq::Whole);
         assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), RangeReq::Whole);
         assert_eq!(parse_range(Some("items=0-1"), 10), RangeReq::Whole);
-        assert_eq!(parse_range(Some("bytes=99999999999999999999999-"), 10), RangeReq::Whole);
+        assert_eq!(
+            parse_range(Some("bytes=99999999999999999999999-"), 10),
+            RangeReq::Whole
+        );
     }
 }

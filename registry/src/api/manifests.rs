@@ -67,11 +67,22 @@ fn warning_header(w: &str) -> HeaderValue {
     hv(&format!("299 - \"{text}\""))
 }
 
-pub(super) async fn handle(reg: &Registry, name: &str, reference: &str, req: Request) -> Result<Response> {
+pub(super) async fn handle(
+    reg: &Registry,
+    name: &str,
+    reference: &str,
+    req: Request,
+) -> Result<Response> {
     check_name(name)?;
     let method = req.method().clone();
-    if !matches!(method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE) {
-        return Err(RegistryError::new(Code::Unsupported, "method not allowed on manifests"));
+    if !matches!(
+        method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+    ) {
+        return Err(RegistryError::new(
+            Code::Unsupported,
+            "method not allowed on manifests",
+        ));
     }
     let identity = authorize(reg, req.headers(), name, needs_for(&method)).await?;
     let reference = if reference.contains(':') {
@@ -92,14 +103,24 @@ pub(super) async fn handle(reg: &Registry, name: &str, reference: &str, req: Req
     }
 }
 
-async fn get(reg: &Registry, name: &str, reference: Reference, identity: &Identity, head: bool) -> Result<Response> {
+async fn get(
+    reg: &Registry,
+    name: &str,
+    reference: Reference,
+    identity: &Identity,
+    head: bool,
+) -> Result<Response> {
     let row = match &reference {
         Reference::Tag(t) => reg.db.tagged_manifest(name, t).await?,
         Reference::Digest(d) => reg.db.manifest(name, &d.to_string()).await?,
     };
     let Some(row) = row else {
         if reg.db.repository_id(name).await?.is_none() {
-            return Err(RegistryError::detail(Code::NameUnknown, "repository name not known to registry", serde_json::json!({"name": name})));
+            return Err(RegistryError::detail(
+                Code::NameUnknown,
+                "repository name not known to registry",
+                serde_json::json!({"name": name}),
+            ));
         }
         return Err(manifest_unknown(&reference));
     };
@@ -107,12 +128,19 @@ async fn get(reg: &Registry, name: &str, reference: Reference, identity: &Identi
         Reference::Tag(t) => Some(t.as_str()),
         Reference::Digest(_) => None,
     };
-    let op = if head { Operation::Head } else { Operation::Pull };
+    let op = if head {
+        Operation::Head
+    } else {
+        Operation::Pull
+    };
     let warning = gate(reg, name, tag, &row.digest, identity, op).await?;
     let mut headers = vec![
         (header::CONTENT_TYPE, hv(&row.media_type)),
         (header::CONTENT_LENGTH, hv(&row.body.len().to_string())),
-        (header::HeaderName::from_static("docker-content-digest"), hv(&row.digest)),
+        (
+            header::HeaderName::from_static("docker-content-digest"),
+            hv(&row.digest),
+        ),
         (header::ETAG, hv(&format!("\"{}\"", row.digest))),
     ];
     if let Some(w) = warning {
@@ -130,17 +158,24 @@ async fn get(reg: &Registry, name: &str, reference: Reference, identity: &Identi
 
 async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes> {
     let too_large = || {
-        RegistryError::new(Code::TooLarge, format!("manifests are limited to {limit} bytes"))
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        RegistryError::new(
+            Code::TooLarge,
+            format!("manifests are limited to {limit} bytes"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     };
     let mut stream = body.into_data_stream();
     let mut buf = bytes::BytesMut::new();
     loop {
         let next = tokio::time::timeout(Duration::from_secs(60), stream.next())
             .await
-            .map_err(|_| RegistryError::new(Code::ManifestInvalid, "request body stalled").with_status(StatusCode::REQUEST_TIMEOUT))?;
+            .map_err(|_| {
+                RegistryError::new(Code::ManifestInvalid, "request body stalled")
+                    .with_status(StatusCode::REQUEST_TIMEOUT)
+            })?;
         let Some(chunk) = next else { break };
-        let chunk = chunk.map_err(|_| RegistryError::new(Code::ManifestInvalid, "request body ended early"))?;
+        let chunk = chunk
+            .map_err(|_| RegistryError::new(Code::ManifestInvalid, "request body ended early"))?;
         if buf.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -149,7 +184,13 @@ async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes> {
     Ok(buf.freeze())
 }
 
-async fn put(reg: &Registry, name: &str, reference: Reference, identity: &Identity, req: Request) -> Result<Response> {
+async fn put(
+    reg: &Registry,
+    name: &str,
+    reference: Reference,
+    identity: &Identity,
+    req: Request,
+) -> Result<Response> {
     let limit = reg.options.max_manifest_bytes;
     let declared = req
         .headers()
@@ -157,19 +198,29 @@ async fn put(reg: &Registry, name: &str, reference: Reference, identity: &Identi
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|l| l > limit as u64) {
-        return Err(RegistryError::new(Code::TooLarge, format!("manifests are limited to {limit} bytes"))
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE));
+        return Err(RegistryError::new(
+            Code::TooLarge,
+            format!("manifests are limited to {limit} bytes"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE));
     }
     let q = query_pairs(req.uri());
     let mut tags: Vec<String> = Vec::new();
     for (k, v) in &q {
         if k == "tag" {
             if !valid_tag(v) {
-                return Err(RegistryError::detail(Code::TagInvalid, "invalid tag", serde_json::json!(v.chars().take(200).collect::<String>())));
+                return Err(RegistryError::detail(
+                    Code::TagInvalid,
+                    "invalid tag",
+                    serde_json::json!(v.chars().take(200).collect::<String>()),
+                ));
             }
             if tags.len() >= MAX_TAG_PARAMS {
-                return Err(RegistryError::new(Code::TagInvalid, format!("at most {MAX_TAG_PARAMS} tags per request"))
-                    .with_status(StatusCode::URI_TOO_LONG));
+                return Err(RegistryError::new(
+                    Code::TagInvalid,
+                    format!("at most {MAX_TAG_PARAMS} tags per request"),
+                )
+                .with_status(StatusCode::URI_TOO_LONG));
             }
             tags.push(v.clone());
         }
@@ -229,7 +280,13 @@ async fn put(reg: &Registry, name: &str, reference: Reference, identity: &Identi
             let errors = missing
                 .into_iter()
                 .take(100)
-                .map(|m| (Code::ManifestBlobUnknown, "blob unknown to registry".to_owned(), serde_json::json!(m)))
+                .map(|m| {
+                    (
+                        Code::ManifestBlobUnknown,
+                        "blob unknown to registry".to_owned(),
+                        serde_json::json!(m),
+                    )
+                })
                 .collect();
             return Err(RegistryError::many(StatusCode::BAD_REQUEST, errors));
         }
@@ -239,14 +296,23 @@ async fn put(reg: &Registry, name: &str, reference: Reference, identity: &Identi
     reg.notify_manifest_change(name);
     let mut headers = vec![
         (header::LOCATION, hv(&format!("/v2/{name}/manifests/{d}"))),
-        (header::HeaderName::from_static("docker-content-digest"), hv(&d)),
+        (
+            header::HeaderName::from_static("docker-content-digest"),
+            hv(&d),
+        ),
         (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
     ];
     if let Some(s) = &parsed.subject {
-        headers.push((header::HeaderName::from_static("oci-subject"), hv(&s.to_string())));
+        headers.push((
+            header::HeaderName::from_static("oci-subject"),
+            hv(&s.to_string()),
+        ));
     }
     if tag_params {
-        headers.push((header::HeaderName::from_static("oci-tag"), hv(&tags.join(", "))));
+        headers.push((
+            header::HeaderName::from_static("oci-tag"),
+            hv(&tags.join(", ")),
+        ));
     }
     for w in warnings {
         headers.push((header::WARNING, warning_header(&w)));
@@ -254,7 +320,12 @@ async fn put(reg: &Registry, name: &str, reference: Reference, identity: &Identi
     Ok(empty(StatusCode::CREATED, headers))
 }
 
-async fn delete(reg: &Registry, name: &str, reference: Reference, identity: &Identity) -> Result<Response> {
+async fn delete(
+    reg: &Registry,
+    name: &str,
+    reference: Reference,
+    identity: &Identity,
+) -> Result<Response> {
     match &reference {
         Reference::Tag(t) => {
             let Some(row) = reg.db.tagged_manifest(name, t).await? else {
@@ -281,5 +352,8 @@ async fn delete(reg: &Registry, name: &str, reference: Reference, identity: &Ide
     }
     metrics::counter!("registry_manifest_deletes_total").increment(1);
     reg.notify_manifest_change(name);
-    Ok(empty(StatusCode::ACCEPTED, vec![(header::CONTENT_LENGTH, HeaderValue::from_static("0"))]))
+    Ok(empty(
+        StatusCode::ACCEPTED,
+        vec![(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
+    ))
 }

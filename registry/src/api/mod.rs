@@ -148,15 +148,13 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
@@ -183,9 +181,16 @@ fn hv(s: &str) -> HeaderValue {
 }
 
 async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> Response {
-    let path = req.uri().path().strip_prefix("/v2/").unwrap_or("").to_owned();
+    let path = req
+        .uri()
+        .path()
+        .strip_prefix("/v2/")
+        .unwrap_or("")
+        .to_owned();
     let Some(r) = route(&path) else {
-        return RegistryError::new(Code::NameInvalid, "no such route").with_status(StatusCode::NOT_FOUND).into_response();
+        return RegistryError::new(Code::NameInvalid, "no such route")
+            .with_status(StatusCode::NOT_FOUND)
+            .into_response();
     };
     let result = match r {
         Route::Tags(name) => tags::list(&reg, name, req).await,
@@ -206,7 +211,10 @@ async fn authorize(
     actions: &[Action],
 ) -> Result<crate::access::Identity> {
     reg.access
-        .check(headers, &[Need::Repository(name.to_owned(), actions.to_vec())])
+        .check(
+            headers,
+            &[Need::Repository(name.to_owned(), actions.to_vec())],
+        )
         .await
 }
 
@@ -237,12 +245,24 @@ mod tests {
     #[test]
     fn suffix_routing() {
         assert_eq!(route("a/b/tags/list"), Some(Route::Tags("a/b")));
-        assert_eq!(route("a/manifests/x/manifests/v1"), Some(Route::Manifest("a/manifests/x", "v1")));
+        assert_eq!(
+            route("a/manifests/x/manifests/v1"),
+            Some(Route::Manifest("a/manifests/x", "v1"))
+        );
         assert_eq!(route("a/blobs/uploads/"), Some(Route::Uploads("a")));
         assert_eq!(route("a/blobs/uploads"), Some(Route::Uploads("a")));
-        assert_eq!(route("a/blobs/uploads/xyz"), Some(Route::Upload("a", "xyz")));
-        assert_eq!(route("blobs/blobs/sha256:1"), Some(Route::Blob("blobs", "sha256:1")));
-        assert_eq!(route("a/referrers/sha256:1"), Some(Route::Referrers("a", "sha256:1")));
+        assert_eq!(
+            route("a/blobs/uploads/xyz"),
+            Some(Route::Upload("a", "xyz"))
+        );
+        assert_eq!(
+            route("blobs/blobs/sha256:1"),
+            Some(Route::Blob("blobs", "sha256:1"))
+        );
+        assert_eq!(
+            route("a/referrers/sha256:1"),
+            Some(Route::Referrers("a", "sha256:1"))
+        );
         assert_eq!(route("a/other/x"), None);
         assert_eq!(percent_decode("a%2Fb%zz+c"), "a/b%zz c");
     }

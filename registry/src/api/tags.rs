@@ -20,7 +20,10 @@ fn pagination(q: &[(String, String)], max: i64) -> Result<(i64, bool, String)> {
         None | Some("") => Ok((max, false, last)),
         Some(n) => {
             let n: i64 = n.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                RegistryError::new(Code::PaginationNumberInvalid, "n must be a non-negative integer")
+                RegistryError::new(
+                    Code::PaginationNumberInvalid,
+                    "n must be a non-negative integer",
+                )
             })?;
             Ok((n.min(max), true, last))
         }
@@ -51,21 +54,33 @@ fn json_response(body: Value, content_type: &'static str) -> Response {
 pub(super) async fn list(reg: &Registry, name: &str, req: Request) -> Result<Response> {
     check_name(name)?;
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        return Err(RegistryError::new(Code::Unsupported, "method not allowed on tags"));
+        return Err(RegistryError::new(
+            Code::Unsupported,
+            "method not allowed on tags",
+        ));
     }
     authorize(reg, req.headers(), name, &[Action::Pull]).await?;
     let q = query_pairs(req.uri());
     let (n, _, last) = pagination(&q, reg.options.max_page)?;
     let Some(repo_id) = reg.db.repository_id(name).await? else {
-        return Err(RegistryError::detail(Code::NameUnknown, "repository name not known to registry", json!({"name": name})));
+        return Err(RegistryError::detail(
+            Code::NameUnknown,
+            "repository name not known to registry",
+            json!({"name": name}),
+        ));
     };
-    let mut tags = if n == 0 { Vec::new() } else { reg.db.tags(repo_id, &last, n + 1).await? };
+    let mut tags = if n == 0 {
+        Vec::new()
+    } else {
+        reg.db.tags(repo_id, &last, n + 1).await?
+    };
     let more = tags.len() as i64 > n;
     tags.truncate(n as usize);
     let mut resp = json_response(json!({"name": name, "tags": tags}), "application/json");
     if more {
         if let Some(l) = tags.last() {
-            resp.headers_mut().insert(header::LINK, link(&format!("/v2/{name}/tags/list"), l, n));
+            resp.headers_mut()
+                .insert(header::LINK, link(&format!("/v2/{name}/tags/list"), l, n));
         }
     }
     Ok(resp)
@@ -73,12 +88,17 @@ pub(super) async fn list(reg: &Registry, name: &str, req: Request) -> Result<Res
 
 /// `GET /v2/_catalog`.
 pub(super) async fn catalog(State(reg): State<Arc<Registry>>, req: Request) -> Response {
-    catalog_inner(&reg, req).await.unwrap_or_else(IntoResponse::into_response)
+    catalog_inner(&reg, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn catalog_inner(reg: &Registry, req: Request) -> Result<Response> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        return Err(RegistryError::new(Code::Unsupported, "method not allowed on the catalog"));
+        return Err(RegistryError::new(
+            Code::Unsupported,
+            "method not allowed on the catalog",
+        ));
     }
     let identity = reg.access.check(req.headers(), &[Need::Catalog]).await?;
     let q = query_pairs(req.uri());
@@ -108,17 +128,26 @@ async fn catalog_inner(reg: &Registry, req: Request) -> Result<Response> {
     let mut resp = json_response(json!({"repositories": repos}), "application/json");
     if more {
         if let Some(l) = repos.last() {
-            resp.headers_mut().insert(header::LINK, link("/v2/_catalog", l, n));
+            resp.headers_mut()
+                .insert(header::LINK, link("/v2/_catalog", l, n));
         }
     }
     Ok(resp)
 }
 
 /// `GET /v2/<name>/referrers/<digest>[?artifactType=]`.
-pub(super) async fn referrers(reg: &Registry, name: &str, digest: &str, req: Request) -> Result<Response> {
+pub(super) async fn referrers(
+    reg: &Registry,
+    name: &str,
+    digest: &str,
+    req: Request,
+) -> Result<Response> {
     check_name(name)?;
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        return Err(RegistryError::new(Code::Unsupported, "method not allowed on referrers"));
+        return Err(RegistryError::new(
+            Code::Unsupported,
+            "method not allowed on referrers",
+        ));
     }
     authorize(reg, req.headers(), name, &[Action::Pull]).await?;
     let digest = parse_digest(digest)?;
@@ -133,7 +162,10 @@ pub(super) async fn referrers(reg: &Registry, name: &str, digest: &str, req: Req
             if let Some(t) = r.artifact_type {
                 d["artifactType"] = json!(t);
             }
-            if let Some(a) = r.annotations.and_then(|a| serde_json::from_str::<Value>(&a).ok()) {
+            if let Some(a) = r
+                .annotations
+                .and_then(|a| serde_json::from_str::<Value>(&a).ok())
+            {
                 d["annotations"] = a;
             }
             d
@@ -144,7 +176,10 @@ pub(super) async fn referrers(reg: &Registry, name: &str, digest: &str, req: Req
         OCI_INDEX,
     );
     if filter.is_some() {
-        resp.headers_mut().insert("oci-filters-applied", HeaderValue::from_static("artifactType"));
+        resp.headers_mut().insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
     }
     Ok(resp)
 }

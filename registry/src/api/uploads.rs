@@ -35,9 +35,15 @@ fn new_upload_id() -> Result<String> {
 
 fn session_headers(name: &str, id: &str, size: i64) -> Vec<(header::HeaderName, HeaderValue)> {
     vec![
-        (header::LOCATION, hv(&format!("/v2/{name}/blobs/uploads/{id}"))),
+        (
+            header::LOCATION,
+            hv(&format!("/v2/{name}/blobs/uploads/{id}")),
+        ),
         (header::RANGE, hv(&format!("0-{}", (size - 1).max(0)))),
-        (header::HeaderName::from_static("docker-upload-uuid"), hv(id)),
+        (
+            header::HeaderName::from_static("docker-upload-uuid"),
+            hv(id),
+        ),
         (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
     ]
 }
@@ -48,7 +54,10 @@ fn created(name: &str, digest: &Digest) -> Response {
         StatusCode::CREATED,
         vec![
             (header::LOCATION, hv(&format!("/v2/{name}/blobs/{d}"))),
-            (header::HeaderName::from_static("docker-content-digest"), hv(&d)),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                hv(&d),
+            ),
             (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
         ],
     )
@@ -82,7 +91,11 @@ impl<'a> Busy<'a> {
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        let mut set = self.reg.busy_uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self
+            .reg
+            .busy_uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         set.remove(&self.id);
     }
 }
@@ -91,7 +104,10 @@ impl Drop for Busy<'_> {
 pub(super) async fn start(reg: &Registry, name: &str, req: Request) -> Result<Response> {
     check_name(name)?;
     if req.method() != Method::POST {
-        return Err(RegistryError::new(Code::Unsupported, "uploads start with POST"));
+        return Err(RegistryError::new(
+            Code::Unsupported,
+            "uploads start with POST",
+        ));
     }
     authorize(reg, req.headers(), name, PUSH).await?;
     let q = query_pairs(req.uri());
@@ -106,7 +122,11 @@ pub(super) async fn start(reg: &Registry, name: &str, req: Request) -> Result<Re
     let algorithm = match (&single, query_get(&q, "digest-algorithm")) {
         (Some(d), _) => d.algorithm(),
         (None, Some(a)) => Algorithm::parse(a).ok_or_else(|| {
-            RegistryError::detail(Code::DigestInvalid, "unsupported digest algorithm", serde_json::json!(a.chars().take(64).collect::<String>()))
+            RegistryError::detail(
+                Code::DigestInvalid,
+                "unsupported digest algorithm",
+                serde_json::json!(a.chars().take(64).collect::<String>()),
+            )
         })?,
         (None, None) => Algorithm::Sha256,
     };
@@ -174,7 +194,11 @@ async fn append(
     let mut hasher = Hasher::restore(algorithm, &row.hash_state)
         .ok_or_else(|| RegistryError::internal("upload", "corrupt hash state in session"))?;
     let start = row.size.max(0) as u64;
-    let mut writer = match reg.store.open_upload(&row.id, &row.backend_state, start).await {
+    let mut writer = match reg
+        .store
+        .open_upload(&row.id, &row.backend_state, start)
+        .await
+    {
         Ok(w) => w,
         Err(crate::storage::StorageError::NotFound) => return Err(unknown_upload()),
         Err(e) => return Err(e.into()),
@@ -184,25 +208,36 @@ async fn append(
     loop {
         let next = tokio::time::timeout(BODY_IDLE, stream.next())
             .await
-            .map_err(|_| RegistryError::new(Code::BlobUploadInvalid, "request body stalled").with_status(StatusCode::REQUEST_TIMEOUT))?;
+            .map_err(|_| {
+                RegistryError::new(Code::BlobUploadInvalid, "request body stalled")
+                    .with_status(StatusCode::REQUEST_TIMEOUT)
+            })?;
         let Some(chunk) = next else { break };
-        let chunk = chunk.map_err(|_| {
-            RegistryError::new(Code::BlobUploadInvalid, "request body ended early")
-        })?;
+        let chunk = chunk
+            .map_err(|_| RegistryError::new(Code::BlobUploadInvalid, "request body ended early"))?;
         if let Some(max) = reg.options.max_blob_bytes {
             if start + received + chunk.len() as u64 > max {
-                return Err(RegistryError::new(Code::TooLarge, format!("blobs are limited to {max} bytes")));
+                return Err(RegistryError::new(
+                    Code::TooLarge,
+                    format!("blobs are limited to {max} bytes"),
+                ));
             }
         }
         received += chunk.len() as u64;
         if expected.is_some_and(|e| received > e) {
-            return Err(RegistryError::new(Code::SizeInvalid, "chunk longer than its Content-Range"));
+            return Err(RegistryError::new(
+                Code::SizeInvalid,
+                "chunk longer than its Content-Range",
+            ));
         }
         hasher.update(&chunk);
         writer.write(chunk).await?;
     }
     if expected.is_some_and(|e| received != e) {
-        return Err(RegistryError::new(Code::SizeInvalid, "chunk length does not match Content-Range"));
+        return Err(RegistryError::new(
+            Code::SizeInvalid,
+            "chunk length does not match Content-Range",
+        ));
     }
     if received == 0 {
         return Ok((row, hasher));
@@ -215,11 +250,14 @@ async fn append(
     // and the store drops the extra bytes when it is reopened).
     if persist
         && !reg
-        .db
-        .advance_upload(&row.id, row.size, size, &state, &backend_state)
-        .await?
+            .db
+            .advance_upload(&row.id, row.size, size, &state, &backend_state)
+            .await?
     {
-        return Err(RegistryError::new(Code::RangeInvalid, "upload was changed by another request"));
+        return Err(RegistryError::new(
+            Code::RangeInvalid,
+            "upload was changed by another request",
+        ));
     }
     metrics::counter!("registry_upload_bytes_total").increment(received);
     Ok((
@@ -234,7 +272,13 @@ async fn append(
 }
 
 /// Checks the digest and seals the blob.
-async fn finish(reg: &Registry, name: &str, row: UploadRow, hasher: Hasher, digest: &Digest) -> Result<Response> {
+async fn finish(
+    reg: &Registry,
+    name: &str,
+    row: UploadRow,
+    hasher: Hasher,
+    digest: &Digest,
+) -> Result<Response> {
     if digest.algorithm() != hasher.algorithm() {
         discard(reg, &row).await;
         return Err(RegistryError::detail(
@@ -261,7 +305,11 @@ async fn finish(reg: &Registry, name: &str, row: UploadRow, hasher: Hasher, dige
         .store
         .commit_upload(&row.id, &row.backend_state, digest, row.size as u64)
         .await?;
-    let served = match reg.db.commit_blob(name, digest, row.size, &location, &row.id, None).await {
+    let served = match reg
+        .db
+        .commit_blob(name, digest, row.size, &location, &row.id, None)
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             let _ = reg.store.delete(std::slice::from_ref(&location)).await;
@@ -270,7 +318,12 @@ async fn finish(reg: &Registry, name: &str, row: UploadRow, hasher: Hasher, dige
     };
     if served != location {
         // The digest was already stored: ours is the duplicate.
-        if reg.store.delete(std::slice::from_ref(&location)).await.is_ok() {
+        if reg
+            .store
+            .delete(std::slice::from_ref(&location))
+            .await
+            .is_ok()
+        {
             let _ = reg.db.deleted(std::slice::from_ref(&location)).await;
         }
     }
@@ -309,16 +362,26 @@ async fn finish_inline(
     loop {
         let next = tokio::time::timeout(BODY_IDLE, stream.next())
             .await
-            .map_err(|_| RegistryError::new(Code::BlobUploadInvalid, "request body stalled").with_status(StatusCode::REQUEST_TIMEOUT))?;
+            .map_err(|_| {
+                RegistryError::new(Code::BlobUploadInvalid, "request body stalled")
+                    .with_status(StatusCode::REQUEST_TIMEOUT)
+            })?;
         let Some(chunk) = next else { break };
-        let chunk = chunk.map_err(|_| RegistryError::new(Code::BlobUploadInvalid, "request body ended early"))?;
+        let chunk = chunk
+            .map_err(|_| RegistryError::new(Code::BlobUploadInvalid, "request body ended early"))?;
         if data.len() + chunk.len() > len as usize {
-            return Err(RegistryError::new(Code::SizeInvalid, "body longer than its Content-Length"));
+            return Err(RegistryError::new(
+                Code::SizeInvalid,
+                "body longer than its Content-Length",
+            ));
         }
         data.extend_from_slice(&chunk);
     }
     if data.len() as u64 != len {
-        return Err(RegistryError::new(Code::SizeInvalid, "body shorter than its Content-Length"));
+        return Err(RegistryError::new(
+            Code::SizeInvalid,
+            "body shorter than its Content-Length",
+        ));
     }
     let mut hasher = Hasher::new(digest.algorithm());
     hasher.update(&data);
@@ -356,7 +419,10 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>> {
     };
     let bad = || RegistryError::new(Code::RangeInvalid, "invalid Content-Range");
     let s = v.to_str().map_err(|_| bad())?.trim();
-    let s = s.strip_prefix("bytes").map(|s| s.trim_start_matches([' ', '='])).unwrap_or(s);
+    let s = s
+        .strip_prefix("bytes")
+        .map(|s| s.trim_start_matches([' ', '=']))
+        .unwrap_or(s);
     let s = s.split('/').next().unwrap_or(s);
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let num = |x: &str| -> Result<u64> {
@@ -401,10 +467,18 @@ async fn append_chunk(
     let declared = content_length(req.headers());
     if let Some((a, b)) = range {
         if a != row.size as u64 {
-            return Err(range_error(name, &row, "chunk does not start at the end of the upload"));
+            return Err(range_error(
+                name,
+                &row,
+                "chunk does not start at the end of the upload",
+            ));
         }
         if declared.is_some_and(|l| l != b - a + 1) {
-            return Err(range_error(name, &row, "Content-Range does not match Content-Length"));
+            return Err(range_error(
+                name,
+                &row,
+                "Content-Range does not match Content-Length",
+            ));
         }
     }
     let before = row.size;
@@ -433,17 +507,25 @@ pub(super) async fn handle(reg: &Registry, name: &str, id: &str, req: Request) -
         Method::DELETE => {
             let _busy = Busy::take(reg, id)?;
             discard(reg, &row).await;
-            Ok(empty(StatusCode::NO_CONTENT, vec![(header::CONTENT_LENGTH, HeaderValue::from_static("0"))]))
+            Ok(empty(
+                StatusCode::NO_CONTENT,
+                vec![(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
+            ))
         }
         Method::PATCH => {
             let _busy = Busy::take(reg, id)?;
             let (row, _, _) = append_chunk(reg, name, row, req, true).await?;
-            Ok(empty(StatusCode::ACCEPTED, session_headers(name, id, row.size)))
+            Ok(empty(
+                StatusCode::ACCEPTED,
+                session_headers(name, id, row.size),
+            ))
         }
         Method::PUT => {
             let q = query_pairs(req.uri());
             let digest = query_get(&q, "digest")
-                .ok_or_else(|| RegistryError::new(Code::DigestInvalid, "digest query parameter is required"))
+                .ok_or_else(|| {
+                    RegistryError::new(Code::DigestInvalid, "digest query parameter is required")
+                })
                 .and_then(parse_digest)?;
             let _busy = Busy::take(reg, id)?;
             if let Some(len) = inline_candidate(reg, &row, req.headers()) {
@@ -452,6 +534,9 @@ pub(super) async fn handle(reg: &Registry, name: &str, id: &str, req: Request) -
             let (row, hasher, _) = append_chunk(reg, name, row, req, false).await?;
             finish(reg, name, row, hasher, &digest).await
         }
-        _ => Err(RegistryError::new(Code::Unsupported, "method not allowed on uploads")),
+        _ => Err(RegistryError::new(
+            Code::Unsupported,
+            "method not allowed on uploads",
+        )),
     }
 }

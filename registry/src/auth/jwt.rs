@@ -19,8 +19,8 @@ pub const LEEWAY: i64 = 60;
 
 /// DER prefix of a P-256 SubjectPublicKeyInfo, before the 65-byte uncompressed point.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 /// One `access` entry.
@@ -127,7 +127,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -167,10 +169,14 @@ impl SigningKey {
         use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
         let cert = CertificateDer::pem_slice_iter(cert_pem)
             .next()
-            .ok_or_else(|| KeyError::Invalid("no certificate in the token certificate file".into()))?
+            .ok_or_else(|| {
+                KeyError::Invalid("no certificate in the token certificate file".into())
+            })?
             .map_err(|e| KeyError::Invalid(format!("token certificate: {e}")))?;
         let key = PrivatePkcs8KeyDer::from_pem_slice(key_pem).map_err(|e| {
-            KeyError::Invalid(format!("token key (a PKCS#8 \"PRIVATE KEY\" P-256 key is required): {e}"))
+            KeyError::Invalid(format!(
+                "token key (a PKCS#8 \"PRIVATE KEY\" P-256 key is required): {e}"
+            ))
         })?;
         let rng = SystemRandom::new();
         let pair = EcdsaKeyPair::from_pkcs8(
@@ -224,8 +230,8 @@ impl SigningKey {
 
     /// Signs a claim set.
     pub fn sign(&self, claims: &Claims) -> Result<String, KeyError> {
-        let payload = serde_json::to_vec(claims)
-            .map_err(|e| KeyError::Invalid(format!("claims: {e}")))?;
+        let payload =
+            serde_json::to_vec(claims).map_err(|e| KeyError::Invalid(format!("claims: {e}")))?;
         let input = format!("{}.{}", self.header_b64, URL_SAFE_NO_PAD.encode(payload));
         let sig = self
             .pair
@@ -348,7 +354,10 @@ pub fn generate() -> Result<(String, String), KeyError> {
         .push(DnType::CommonName, "notary-registry token signing");
     // A CA certificate, so it can also be the root of a verifier's bundle.
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+    ];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(3650);
@@ -387,20 +396,38 @@ mod tests {
         let got = key.verify(&t, "iss", &["svc"], now).unwrap();
         assert_eq!(got, claims(now));
         assert!(got.grants("repository", "a/b", "pull"));
-        assert_eq!(key.verify(&t, "other", &["svc"], now), Err(TokenError::WrongIssuer));
-        assert_eq!(key.verify(&t, "iss", &["x"], now), Err(TokenError::WrongAudience));
-        assert_eq!(key.verify(&t, "iss", &["svc"], now + 361), Err(TokenError::Expired));
+        assert_eq!(
+            key.verify(&t, "other", &["svc"], now),
+            Err(TokenError::WrongIssuer)
+        );
+        assert_eq!(
+            key.verify(&t, "iss", &["x"], now),
+            Err(TokenError::WrongAudience)
+        );
+        assert_eq!(
+            key.verify(&t, "iss", &["svc"], now + 361),
+            Err(TokenError::Expired)
+        );
         assert!(key.verify(&t, "iss", &["svc"], now + 359).is_ok());
-        assert_eq!(key.verify(&t, "iss", &["svc"], now - 61), Err(TokenError::NotYetValid));
+        assert_eq!(
+            key.verify(&t, "iss", &["svc"], now - 61),
+            Err(TokenError::NotYetValid)
+        );
         // Another key's token.
         let (c2, k2) = generate().unwrap();
         let other = SigningKey::from_pem(c2.as_bytes(), k2.as_bytes()).unwrap();
         let forged = other.sign(&claims(now)).unwrap();
-        assert_eq!(key.verify(&forged, "iss", &["svc"], now), Err(TokenError::UnknownKey));
+        assert_eq!(
+            key.verify(&forged, "iss", &["svc"], now),
+            Err(TokenError::UnknownKey)
+        );
         // Same kid header but the other key's signature.
         let (_, rest) = forged.split_once('.').unwrap();
         let spliced = format!("{}.{rest}", t.split('.').next().unwrap());
-        assert_eq!(key.verify(&spliced, "iss", &["svc"], now), Err(TokenError::BadSignature));
+        assert_eq!(
+            key.verify(&spliced, "iss", &["svc"], now),
+            Err(TokenError::BadSignature)
+        );
         // Mismatched certificate and key.
         assert!(SigningKey::from_pem(c.as_bytes(), k2.as_bytes()).is_err());
         assert!(key.cert_pem().starts_with("-----BEGIN CERTIFICATE-----\n"));

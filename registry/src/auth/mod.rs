@@ -255,7 +255,12 @@ impl AuthService {
     /// Loads (or generates under `DATA_DIR/token/`) the signing key and builds the
     /// service. `tls`: whether the registry itself serves HTTPS (the realm's scheme when
     /// none is configured and no `X-Forwarded-Proto` says otherwise).
-    pub fn new(config: AuthConfig, db: Db, data_dir: &Path, tls: bool) -> anyhow::Result<Arc<AuthService>> {
+    pub fn new(
+        config: AuthConfig,
+        db: Db,
+        data_dir: &Path,
+        tls: bool,
+    ) -> anyhow::Result<Arc<AuthService>> {
         let key = match (&config.signing_cert, &config.signing_key) {
             (Some(c), Some(k)) => SigningKey::from_files(c, k)?,
             (None, None) => SigningKey::load_or_generate(&data_dir.join("token"))?,
@@ -313,8 +318,12 @@ impl AuthService {
 
     /// Checks a user name and password (cache, then argon2 under the limit).
     pub async fn login(&self, user: &str, password: &str) -> Result<Option<User>, CallerError> {
-        if user.is_empty() || user.len() > store::MAX_ACCOUNT_NAME || password.len() > password::MAX_PASSWORD_LEN {
-            metrics::counter!("registry_auth_failures_total", "reason" => "bad_credentials").increment(1);
+        if user.is_empty()
+            || user.len() > store::MAX_ACCOUNT_NAME
+            || password.len() > password::MAX_PASSWORD_LEN
+        {
+            metrics::counter!("registry_auth_failures_total", "reason" => "bad_credentials")
+                .increment(1);
             return Ok(None);
         }
         if let Some(id) = self.passwords.cached(user, password) {
@@ -336,14 +345,20 @@ impl AuthService {
             }
             _ => {
                 tracing::info!(user = %user.chars().take(64).collect::<String>(), "failed login");
-                metrics::counter!("registry_auth_failures_total", "reason" => "bad_credentials").increment(1);
+                metrics::counter!("registry_auth_failures_total", "reason" => "bad_credentials")
+                    .increment(1);
                 Ok(None)
             }
         }
     }
 
     /// Verifies a bearer token we issued for `audiences` (cached until it expires).
-    pub fn verify_token(&self, token: &str, audiences: &[&str], now: i64) -> Result<Arc<Claims>, TokenError> {
+    pub fn verify_token(
+        &self,
+        token: &str,
+        audiences: &[&str],
+        now: i64,
+    ) -> Result<Arc<Claims>, TokenError> {
         if token.len() > jwt::MAX_AUTHORIZATION_LEN {
             return Err(TokenError::TooLarge(token.len()));
         }
@@ -358,7 +373,10 @@ impl AuthService {
             }
             return Ok(c);
         }
-        let claims = Arc::new(self.key.verify(token, &self.config.issuer, audiences, now)?);
+        let claims = Arc::new(
+            self.key
+                .verify(token, &self.config.issuer, audiences, now)?,
+        );
         if let Ok(mut cache) = self.verified.lock() {
             if cache.len() >= TOKEN_CACHE_CAPACITY {
                 cache.retain(|_, c| now <= c.exp.saturating_add(jwt::LEEWAY));
@@ -373,13 +391,19 @@ impl AuthService {
 
     /// Who sent these headers: no `Authorization` is anonymous; `Bearer` must be a
     /// registry token of ours; `Basic` must be a valid login (when `allow_basic`).
-    pub async fn caller(&self, headers: &HeaderMap, allow_basic: bool) -> Result<Caller, CallerError> {
+    pub async fn caller(
+        &self,
+        headers: &HeaderMap,
+        allow_basic: bool,
+    ) -> Result<Caller, CallerError> {
         let Some(raw) = headers.get(header::AUTHORIZATION) else {
             return Ok(Caller::Anonymous);
         };
         if raw.len() > jwt::MAX_AUTHORIZATION_LEN {
             metrics::counter!("registry_auth_failures_total", "reason" => "oversized").increment(1);
-            return Err(CallerError::Invalid("authorization header too large".into()));
+            return Err(CallerError::Invalid(
+                "authorization header too large".into(),
+            ));
         }
         let value = raw
             .to_str()
@@ -390,7 +414,8 @@ impl AuthService {
             return match self.verify_token(rest, &[self.config.service.as_str()], now()) {
                 Ok(c) => Ok(Caller::Token(c)),
                 Err(e) => {
-                    metrics::counter!("registry_auth_failures_total", "reason" => "bad_token").increment(1);
+                    metrics::counter!("registry_auth_failures_total", "reason" => "bad_token")
+                        .increment(1);
                     tracing::info!(reason = %e, "refused bearer token");
                     Err(CallerError::Invalid(e.to_string()))
                 }
@@ -404,7 +429,9 @@ impl AuthService {
                 None => Err(CallerError::Invalid("wrong user name or password".into())),
             };
         }
-        Err(CallerError::Invalid("unsupported authorization scheme".into()))
+        Err(CallerError::Invalid(
+            "unsupported authorization scheme".into(),
+        ))
     }
 
     // ------------------------------------------------------------------ decisions
@@ -414,7 +441,11 @@ impl AuthService {
     pub fn local_name<'a>(&self, name: &'a str, request_host: Option<&str>) -> &'a str {
         if let Some((first, rest)) = name.split_once('/') {
             let ours = request_host.is_some_and(|h| h.eq_ignore_ascii_case(first))
-                || self.config.hostnames.iter().any(|h| h.eq_ignore_ascii_case(first));
+                || self
+                    .config
+                    .hostnames
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(first));
             if ours {
                 return rest;
             }
@@ -423,7 +454,11 @@ impl AuthService {
     }
 
     /// What `user` (or an anonymous caller) may do on a repository.
-    pub async fn repository_actions(&self, user: Option<&User>, repo: &str) -> Result<Vec<Action>, StoreError> {
+    pub async fn repository_actions(
+        &self,
+        user: Option<&User>,
+        repo: &str,
+    ) -> Result<Vec<Action>, StoreError> {
         if !crate::names::valid_name(repo) {
             return Ok(Vec::new());
         }
@@ -440,11 +475,20 @@ impl AuthService {
 
     /// The actions of `scope` granted to `user`: the intersection of requested and
     /// allowed (spec 3.2: a partial or empty grant is not an error).
-    pub async fn grant(&self, user: Option<&User>, scope: &Scope, request_host: Option<&str>) -> Result<Vec<String>, StoreError> {
+    pub async fn grant(
+        &self,
+        user: Option<&User>,
+        scope: &Scope,
+        request_host: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
         let allowed: Vec<&str> = match scope.kind.as_str() {
             "repository" => {
                 let repo = self.local_name(&scope.name, request_host);
-                self.repository_actions(user, repo).await?.into_iter().map(Action::as_str).collect()
+                self.repository_actions(user, repo)
+                    .await?
+                    .into_iter()
+                    .map(Action::as_str)
+                    .collect()
             }
             "registry" => match (scope.name.as_str(), user) {
                 ("catalog", Some(_)) => vec!["*"],
@@ -462,7 +506,12 @@ impl AuthService {
     }
 
     /// Issues an access token.
-    pub fn issue(&self, user: Option<&User>, service: &str, access: Vec<jwt::ResourceActions>) -> Result<(String, Claims), jwt::KeyError> {
+    pub fn issue(
+        &self,
+        user: Option<&User>,
+        service: &str,
+        access: Vec<jwt::ResourceActions>,
+    ) -> Result<(String, Claims), jwt::KeyError> {
         let now = now();
         let mut jti = [0u8; 16];
         ring::rand::SystemRandom::new()
@@ -484,15 +533,27 @@ impl AuthService {
     }
 
     /// Issues and stores a refresh token for `user`.
-    pub async fn issue_refresh_token(&self, user: &User, client_id: &str) -> Result<String, CallerError> {
+    pub async fn issue_refresh_token(
+        &self,
+        user: &User,
+        client_id: &str,
+    ) -> Result<String, CallerError> {
         let mut raw = [0u8; 32];
         ring::rand::SystemRandom::new()
             .fill(&mut raw)
             .map_err(|_| CallerError::Invalid("no randomness".into()))?;
-        let token = format!("nrr_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+        let token = format!(
+            "nrr_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        );
         let client: String = client_id.chars().take(128).collect();
         self.store
-            .insert_refresh_token(&refresh_hash(&token), user.id, &client, now() + self.config.refresh_ttl_secs.max(60))
+            .insert_refresh_token(
+                &refresh_hash(&token),
+                user.id,
+                &client,
+                now() + self.config.refresh_ttl_secs.max(60),
+            )
             .await?;
         // Now and then, forget the expired ones (one issue in 64).
         if raw[0] & 63 == 0 {
@@ -510,7 +571,9 @@ impl AuthService {
         if token.len() > 256 {
             return Ok(None);
         }
-        self.store.refresh_token_user(&refresh_hash(token), now()).await
+        self.store
+            .refresh_token_user(&refresh_hash(token), now())
+            .await
     }
 
     /// The token endpoint URL for challenges.
@@ -528,7 +591,12 @@ impl AuthService {
     }
 
     /// A 401 naming what is needed (spec 3.1).
-    pub fn challenge(&self, headers: &HeaderMap, needs: &[Need], error: Option<&str>) -> RegistryError {
+    pub fn challenge(
+        &self,
+        headers: &HeaderMap,
+        needs: &[Need],
+        error: Option<&str>,
+    ) -> RegistryError {
         let scopes: Vec<String> = needs.iter().filter_map(need_scope).collect();
         let mut value = format!(
             "Bearer realm=\"{}\",service=\"{}\"",
@@ -549,8 +617,11 @@ impl AuthService {
                         detail.push(json!({"Type": "repository", "Class": "", "Name": name, "Action": a.as_str()}));
                     }
                 }
-                Need::Catalog => detail.push(json!({"Type": "registry", "Class": "", "Name": "catalog", "Action": "*"})),
-                Need::Admin => detail.push(json!({"Type": "registry", "Class": "", "Name": "admin", "Action": "*"})),
+                Need::Catalog => detail.push(
+                    json!({"Type": "registry", "Class": "", "Name": "catalog", "Action": "*"}),
+                ),
+                Need::Admin => detail
+                    .push(json!({"Type": "registry", "Class": "", "Name": "admin", "Action": "*"})),
                 Need::Login => {}
             }
         }
@@ -584,7 +655,8 @@ pub fn request_host(headers: &HeaderMap) -> Option<String> {
     let h = headers.get(header::HOST)?.to_str().ok()?;
     let ok = !h.is_empty()
         && h.len() <= 255
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'-' | b'[' | b']'));
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'-' | b'[' | b']'));
     ok.then(|| h.to_owned())
 }
 
@@ -593,7 +665,11 @@ pub fn parse_basic(b64: &str) -> Option<(String, Zeroizing<String>)> {
     if b64.len() > 4096 {
         return None;
     }
-    let raw = Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?);
+    let raw = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?,
+    );
     let text = std::str::from_utf8(&raw).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_owned(), Zeroizing::new(password.to_owned())))
@@ -619,15 +695,16 @@ impl TokenAccess {
 
     async fn satisfies(&self, caller: &Caller, need: &Need) -> Result<bool, StoreError> {
         Ok(match (caller, need) {
-            (Caller::Token(c), Need::Repository(name, actions)) => {
-                actions.iter().all(|a| c.grants("repository", name, a.as_str()))
-            }
+            (Caller::Token(c), Need::Repository(name, actions)) => actions
+                .iter()
+                .all(|a| c.grants("repository", name, a.as_str())),
             (Caller::Token(c), Need::Catalog) => c.grants("registry", "catalog", "*"),
             // Any valid token will do for the `/v2/` ping.
             (Caller::Token(_), Need::Login) => true,
             (Caller::Token(c), Need::Admin) => {
                 c.grants("registry", "admin", "*")
-                    || (!c.sub.is_empty() && self.svc.store.user(&c.sub).await?.is_some_and(|u| u.admin))
+                    || (!c.sub.is_empty()
+                        && self.svc.store.user(&c.sub).await?.is_some_and(|u| u.admin))
             }
             (Caller::User(u), Need::Repository(name, actions)) => {
                 let allowed = self.svc.repository_actions(Some(u), name).await?;
@@ -647,7 +724,11 @@ impl TokenAccess {
 #[async_trait]
 impl Access for TokenAccess {
     async fn check(&self, headers: &HeaderMap, needs: &[Need]) -> Result<Identity, RegistryError> {
-        let caller = match self.svc.caller(headers, self.svc.config.basic_on_registry).await {
+        let caller = match self
+            .svc
+            .caller(headers, self.svc.config.basic_on_registry)
+            .await
+        {
             Ok(c) => c,
             Err(CallerError::Invalid(_)) => {
                 return Err(self.svc.challenge(headers, needs, Some("invalid_token")));
@@ -704,7 +785,9 @@ impl Access for TokenAccess {
     }
 
     fn routes(&self) -> Option<axum::Router> {
-        Some(token::router(Arc::clone(&self.svc)).merge(crate::admin::router(Arc::clone(&self.svc))))
+        Some(
+            token::router(Arc::clone(&self.svc)).merge(crate::admin::router(Arc::clone(&self.svc))),
+        )
     }
 }
 
@@ -772,14 +855,22 @@ mod tests {
     #[test]
     fn scope_grammar() {
         let s = Scope::parse("repository:samalba/my-app:pull,push").unwrap();
-        assert_eq!((s.kind.as_str(), s.name.as_str()), ("repository", "samalba/my-app"));
+        assert_eq!(
+            (s.kind.as_str(), s.name.as_str()),
+            ("repository", "samalba/my-app")
+        );
         assert_eq!(s.actions, ["pull", "push"]);
         let s = Scope::parse("repository(plugin):a/b:pull").unwrap();
         assert_eq!(s.kind, "repository");
         let s = Scope::parse("repository:localhost:5000/a/b:pull,pull,*").unwrap();
         assert_eq!(s.name, "localhost:5000/a/b");
         assert_eq!(s.actions, ["pull", "*"]);
-        assert_eq!(Scope::parse("registry:catalog:*").unwrap().to_scope_string(), "registry:catalog:*");
+        assert_eq!(
+            Scope::parse("registry:catalog:*")
+                .unwrap()
+                .to_scope_string(),
+            "registry:catalog:*"
+        );
         assert!(Scope::parse("repository").is_none());
         assert!(Scope::parse("repository:a").is_none());
         assert!(Scope::parse("repository(x:a:pull").is_none());
@@ -790,14 +881,24 @@ mod tests {
     fn levels_map_to_actions() {
         assert_eq!(level_actions(None, false), Vec::<Action>::new());
         assert_eq!(level_actions(None, true), vec![Action::Pull]);
-        assert_eq!(level_actions(Some(Level::ReadOnly), false), vec![Action::Pull]);
-        assert_eq!(level_actions(Some(Level::ReadWrite), false), vec![Action::Pull, Action::Push, Action::Delete]);
-        assert_eq!(level_actions(Some(Level::Admin), true), ALL_ACTIONS.to_vec());
+        assert_eq!(
+            level_actions(Some(Level::ReadOnly), false),
+            vec![Action::Pull]
+        );
+        assert_eq!(
+            level_actions(Some(Level::ReadWrite), false),
+            vec![Action::Pull, Action::Push, Action::Delete]
+        );
+        assert_eq!(
+            level_actions(Some(Level::Admin), true),
+            ALL_ACTIONS.to_vec()
+        );
     }
 
     #[test]
     fn basic_parsing() {
-        let (u, p) = parse_basic(&base64::engine::general_purpose::STANDARD.encode("al:ice:pw")).unwrap();
+        let (u, p) =
+            parse_basic(&base64::engine::general_purpose::STANDARD.encode("al:ice:pw")).unwrap();
         assert_eq!((u.as_str(), p.as_str()), ("al", "ice:pw"));
         assert!(parse_basic("!!").is_none());
         assert!(parse_basic(&"A".repeat(5000)).is_none());

@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, SaltString};
 use ring::rand::SecureRandom as _;
 use sha2::Digest as _;
 use zeroize::Zeroizing;
@@ -29,7 +29,9 @@ pub struct HashError(String);
 /// An argon2id PHC hash of `password` with a random salt (argon2 default parameters).
 pub fn hash_password(password: &str) -> Result<String, HashError> {
     if password.len() > MAX_PASSWORD_LEN {
-        return Err(HashError(format!("password longer than {MAX_PASSWORD_LEN} bytes")));
+        return Err(HashError(format!(
+            "password longer than {MAX_PASSWORD_LEN} bytes"
+        )));
     }
     let mut salt = [0u8; 16];
     ring::rand::SystemRandom::new()
@@ -39,7 +41,11 @@ pub fn hash_password(password: &str) -> Result<String, HashError> {
     // Computed in a buffer of our own (see `MAPPED_BLOCKS`), then written as the PHC
     // string `Argon2::default().hash_password` would give.
     let params = argon2::Params::default();
-    let ctx = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.clone());
+    let ctx = Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        params.clone(),
+    );
     let mut raw_salt = [0u8; 64];
     let raw_salt = salt
         .decode_b64(&mut raw_salt)
@@ -47,14 +53,21 @@ pub fn hash_password(password: &str) -> Result<String, HashError> {
     let blocks = params.block_count();
     let mut memory: Vec<argon2::Block> = Vec::with_capacity(MAPPED_BLOCKS.max(blocks));
     memory.resize(blocks, argon2::Block::default());
-    let mut out = Zeroizing::new(vec![0u8; params.output_len().unwrap_or(argon2::Params::DEFAULT_OUTPUT_LEN)]);
+    let mut out = Zeroizing::new(vec![
+        0u8;
+        params
+            .output_len()
+            .unwrap_or(argon2::Params::DEFAULT_OUTPUT_LEN)
+    ]);
     ctx.hash_password_into_with_memory(password.as_bytes(), raw_salt, &mut out, &mut memory[..])
         .map_err(|e| HashError(e.to_string()))?;
     let output = argon2::password_hash::Output::new(&out).map_err(|e| HashError(e.to_string()))?;
     let phc = PasswordHash {
         algorithm: argon2::Algorithm::Argon2id.ident(),
         version: Some(argon2::Version::V0x13.into()),
-        params: (&params).try_into().map_err(|e: argon2::password_hash::Error| HashError(e.to_string()))?,
+        params: (&params)
+            .try_into()
+            .map_err(|e: argon2::password_hash::Error| HashError(e.to_string()))?,
         salt: Some(salt.as_salt()),
         hash: Some(output),
     };
@@ -172,12 +185,18 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// `max_concurrent` argon2 verifications at once, `max_queued` waiting, successes
     /// cached for `cache_ttl` (zero: no cache).
-    pub fn new(max_concurrent: usize, max_queued: usize, cache_ttl: Duration) -> Result<Verifier, HashError> {
+    pub fn new(
+        max_concurrent: usize,
+        max_queued: usize,
+        cache_ttl: Duration,
+    ) -> Result<Verifier, HashError> {
         let rng = ring::rand::SystemRandom::new();
         let mut key = Zeroizing::new([0u8; 32]);
-        rng.fill(key.as_mut()).map_err(|_| HashError("no randomness".into()))?;
+        rng.fill(key.as_mut())
+            .map_err(|_| HashError("no randomness".into()))?;
         let mut pw = [0u8; 24];
-        rng.fill(&mut pw).map_err(|_| HashError("no randomness".into()))?;
+        rng.fill(&mut pw)
+            .map_err(|_| HashError("no randomness".into()))?;
         Ok(Verifier {
             slots: std::sync::Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
             max_concurrent: max_concurrent.max(1),
@@ -222,7 +241,10 @@ impl Verifier {
         let id = self.cache_id(user, password);
         let now = Instant::now();
         let cache = self.cache.lock().ok()?;
-        let hit = cache.get(&id).filter(|c| c.expires > now).map(|c| c.user_id);
+        let hit = cache
+            .get(&id)
+            .filter(|c| c.expires > now)
+            .map(|c| c.user_id);
         if hit.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
@@ -243,7 +265,13 @@ impl Verifier {
                     cache.clear();
                 }
             }
-            cache.insert(id, CachedLogin { user_id, expires: now + self.cache_ttl });
+            cache.insert(
+                id,
+                CachedLogin {
+                    user_id,
+                    expires: now + self.cache_ttl,
+                },
+            );
         }
     }
 
@@ -344,7 +372,13 @@ mod tests {
         assert!(Argon2::default().verify_password(b"pw-2", &parsed).is_err());
         // And hashes made by the crate verify here.
         let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
-        let theirs = argon2::password_hash::PasswordHasher::hash_password(&Argon2::default(), b"pw-3", &salt).unwrap().to_string();
+        let theirs = argon2::password_hash::PasswordHasher::hash_password(
+            &Argon2::default(),
+            b"pw-3",
+            &salt,
+        )
+        .unwrap()
+        .to_string();
         assert!(verify_password(&theirs, "pw-3") && !verify_password(&theirs, "pw-4"));
     }
 

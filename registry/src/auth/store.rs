@@ -237,7 +237,12 @@ impl AuthStore {
     }
 
     /// Creates a user (`Conflict` if the name is a user or an organisation already).
-    pub async fn create_user(&self, name: &str, password_hash: &str, admin: bool) -> Result<User, StoreError> {
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        admin: bool,
+    ) -> Result<User, StoreError> {
         let _w = self.db.write().await;
         let created = now();
         with_pool!(self.db, pool => {
@@ -361,11 +366,15 @@ impl AuthStore {
     }
 
     async fn org_required(&self, name: &str) -> Result<Org, StoreError> {
-        self.org(name).await?.ok_or_else(|| not_found("organization", name))
+        self.org(name)
+            .await?
+            .ok_or_else(|| not_found("organization", name))
     }
 
     async fn user_required(&self, name: &str) -> Result<User, StoreError> {
-        self.user(name).await?.ok_or_else(|| not_found("user", name))
+        self.user(name)
+            .await?
+            .ok_or_else(|| not_found("user", name))
     }
 
     /// Every organisation, by name.
@@ -386,7 +395,12 @@ impl AuthStore {
     }
 
     /// Adds a member (or changes their owner flag).
-    pub async fn set_org_member(&self, org: &str, user: &str, owner: bool) -> Result<(), StoreError> {
+    pub async fn set_org_member(
+        &self,
+        org: &str,
+        user: &str,
+        owner: bool,
+    ) -> Result<(), StoreError> {
         let o = self.org_required(org).await?;
         let u = self.user_required(user).await?;
         let _w = self.db.write().await;
@@ -423,7 +437,11 @@ impl AuthStore {
     }
 
     /// The user's membership of an organisation: `None` (not a member), `Some(owner)`.
-    pub async fn org_membership(&self, org: &str, user_id: i64) -> Result<Option<bool>, StoreError> {
+    pub async fn org_membership(
+        &self,
+        org: &str,
+        user_id: i64,
+    ) -> Result<Option<bool>, StoreError> {
         with_pool!(self.db, pool => {
             Ok(sqlx::query("SELECT m.owner FROM organization_members m JOIN organizations o ON o.id = m.org_id WHERE o.name = $1 AND m.user_id = $2")
                 .bind(org).bind(user_id).fetch_optional(pool).await?.map(|r| r.get::<bool, _>(0)))
@@ -433,7 +451,12 @@ impl AuthStore {
     // ------------------------------------------------------------------ teams
 
     /// Creates a team in an organisation.
-    pub async fn create_team(&self, org: &str, name: &str, description: &str) -> Result<Team, StoreError> {
+    pub async fn create_team(
+        &self,
+        org: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<Team, StoreError> {
         let o = self.org_required(org).await?;
         let _w = self.db.write().await;
         with_pool!(self.db, pool => {
@@ -456,7 +479,9 @@ impl AuthStore {
     }
 
     async fn team_required(&self, org: &str, name: &str) -> Result<Team, StoreError> {
-        self.team(org, name).await?.ok_or_else(|| not_found("team", &format!("{org}/{name}")))
+        self.team(org, name)
+            .await?
+            .ok_or_else(|| not_found("team", &format!("{org}/{name}")))
     }
 
     /// Teams of an organisation.
@@ -480,7 +505,12 @@ impl AuthStore {
     }
 
     /// Adds a user to a team (and to its organisation, as a plain member).
-    pub async fn add_team_member(&self, org: &str, team: &str, user: &str) -> Result<(), StoreError> {
+    pub async fn add_team_member(
+        &self,
+        org: &str,
+        team: &str,
+        user: &str,
+    ) -> Result<(), StoreError> {
         let t = self.team_required(org, team).await?;
         let u = self.user_required(user).await?;
         let _w = self.db.write().await;
@@ -496,7 +526,12 @@ impl AuthStore {
     }
 
     /// Removes a user from a team.
-    pub async fn remove_team_member(&self, org: &str, team: &str, user: &str) -> Result<(), StoreError> {
+    pub async fn remove_team_member(
+        &self,
+        org: &str,
+        team: &str,
+        user: &str,
+    ) -> Result<(), StoreError> {
         let t = self.team_required(org, team).await?;
         let u = self.user_required(user).await?;
         let _w = self.db.write().await;
@@ -531,11 +566,19 @@ impl AuthStore {
     }
 
     async fn repository_required(&self, name: &str) -> Result<RepoInfo, StoreError> {
-        self.repository(name).await?.ok_or_else(|| not_found("repository", name))
+        self.repository(name)
+            .await?
+            .ok_or_else(|| not_found("repository", name))
     }
 
     /// Creates a repository (`Conflict` if it exists).
-    pub async fn create_repository(&self, name: &str, public: bool, short: &str, long: &str) -> Result<RepoInfo, StoreError> {
+    pub async fn create_repository(
+        &self,
+        name: &str,
+        public: bool,
+        short: &str,
+        long: &str,
+    ) -> Result<RepoInfo, StoreError> {
         let _w = self.db.write().await;
         with_pool!(self.db, pool => {
             let mut tx = pool.begin().await?;
@@ -550,7 +593,13 @@ impl AuthStore {
     }
 
     /// Changes visibility and descriptions of an existing repository.
-    pub async fn update_repository(&self, name: &str, public: Option<bool>, short: Option<&str>, long: Option<&str>) -> Result<RepoInfo, StoreError> {
+    pub async fn update_repository(
+        &self,
+        name: &str,
+        public: Option<bool>,
+        short: Option<&str>,
+        long: Option<&str>,
+    ) -> Result<RepoInfo, StoreError> {
         let repo = self.repository_required(name).await?;
         let _w = self.db.write().await;
         with_pool!(self.db, pool => {
@@ -580,7 +629,11 @@ impl AuthStore {
     }
 
     /// Repositories whose name starts with `prefix` (`""`: all), by name, at most `limit`.
-    pub async fn repositories(&self, prefix: &str, limit: i64) -> Result<Vec<RepoInfo>, StoreError> {
+    pub async fn repositories(
+        &self,
+        prefix: &str,
+        limit: i64,
+    ) -> Result<Vec<RepoInfo>, StoreError> {
         const Q: &str = "SELECT r.id, r.name, r.public, i.short_description, i.long_description FROM repositories r LEFT JOIN repository_info i ON i.repository_id = r.id WHERE substr(r.name, 1, length($1)) = $1 ORDER BY r.name LIMIT $2";
         with_pool!(self.db, pool => {
             Ok(sqlx::query(Q).bind(prefix).bind(limit).fetch_all(pool).await?.iter().map(|r| RepoInfo {
@@ -594,7 +647,12 @@ impl AuthStore {
     // ------------------------------------------------------------------ grants
 
     /// Grants a user a level on a repository (creating the repository, private).
-    pub async fn set_repo_user_access(&self, repo: &str, user: &str, level: Level) -> Result<(), StoreError> {
+    pub async fn set_repo_user_access(
+        &self,
+        repo: &str,
+        user: &str,
+        level: Level,
+    ) -> Result<(), StoreError> {
         let u = self.user_required(user).await?;
         let rid = self.db.ensure_repository(repo).await?;
         let _w = self.db.write().await;
@@ -625,7 +683,13 @@ impl AuthStore {
     }
 
     /// Grants a team (of the organisation `org`) a level on a repository.
-    pub async fn set_repo_team_access(&self, repo: &str, org: &str, team: &str, level: Level) -> Result<Team, StoreError> {
+    pub async fn set_repo_team_access(
+        &self,
+        repo: &str,
+        org: &str,
+        team: &str,
+        level: Level,
+    ) -> Result<Team, StoreError> {
         let t = self.team_required(org, team).await?;
         let rid = self.db.ensure_repository(repo).await?;
         let _w = self.db.write().await;
@@ -638,7 +702,12 @@ impl AuthStore {
     }
 
     /// Revokes a team's grant on a repository.
-    pub async fn remove_repo_team_access(&self, repo: &str, org: &str, team: &str) -> Result<(), StoreError> {
+    pub async fn remove_repo_team_access(
+        &self,
+        repo: &str,
+        org: &str,
+        team: &str,
+    ) -> Result<(), StoreError> {
         let t = self.team_required(org, team).await?;
         let _w = self.db.write().await;
         with_pool!(self.db, pool => {
@@ -661,7 +730,12 @@ impl AuthStore {
     }
 
     /// Grants a team of the organisation `ns` a level on every repository `ns/...`.
-    pub async fn set_namespace_team_access(&self, ns: &str, team: &str, level: Level) -> Result<Team, StoreError> {
+    pub async fn set_namespace_team_access(
+        &self,
+        ns: &str,
+        team: &str,
+        level: Level,
+    ) -> Result<Team, StoreError> {
         let t = self.team_required(ns, team).await?;
         let _w = self.db.write().await;
         with_pool!(self.db, pool => {
@@ -673,7 +747,11 @@ impl AuthStore {
     }
 
     /// Revokes a namespace-wide team grant.
-    pub async fn remove_namespace_team_access(&self, ns: &str, team: &str) -> Result<(), StoreError> {
+    pub async fn remove_namespace_team_access(
+        &self,
+        ns: &str,
+        team: &str,
+    ) -> Result<(), StoreError> {
         let t = self.team_required(ns, team).await?;
         let _w = self.db.write().await;
         with_pool!(self.db, pool => {
@@ -722,7 +800,11 @@ impl AuthStore {
 
     /// The highest level a user holds on a namespace as a whole (own namespace, owner of
     /// the organisation, namespace team grants): what lets them create repositories.
-    pub async fn namespace_level(&self, user: &User, ns: &str) -> Result<Option<Level>, StoreError> {
+    pub async fn namespace_level(
+        &self,
+        user: &User,
+        ns: &str,
+    ) -> Result<Option<Level>, StoreError> {
         if ns == user.name {
             return Ok(Some(Level::Admin));
         }
@@ -739,7 +821,10 @@ impl AuthStore {
 
     /// Repositories a non-administrator may read (public ones included), sorted by byte
     /// order (the catalog's order).
-    pub async fn readable_repositories(&self, user: Option<&User>) -> Result<Vec<String>, StoreError> {
+    pub async fn readable_repositories(
+        &self,
+        user: Option<&User>,
+    ) -> Result<Vec<String>, StoreError> {
         const ANON: &str = "SELECT name FROM repositories WHERE public LIMIT 1000000";
         const Q: &str = "SELECT r.name FROM repositories r WHERE r.public
             OR substr(r.name, 1, length($2) + 1) = $2 || '/'
@@ -761,7 +846,13 @@ impl AuthStore {
     // ------------------------------------------------------------------ refresh tokens
 
     /// Stores the hash of a new refresh token.
-    pub async fn insert_refresh_token(&self, token_hash: &str, user_id: i64, client_id: &str, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn insert_refresh_token(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        client_id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         let _w = self.db.write().await;
         with_pool!(self.db, pool => {
             sqlx::query("INSERT INTO refresh_tokens (token_hash, user_id, client_id, created_at, expires_at, revoked) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -772,7 +863,11 @@ impl AuthStore {
     }
 
     /// The user a live (unexpired, unrevoked) refresh token belongs to.
-    pub async fn refresh_token_user(&self, token_hash: &str, now: i64) -> Result<Option<User>, StoreError> {
+    pub async fn refresh_token_user(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<User>, StoreError> {
         const Q: &str = "SELECT u.id, u.name, u.password_hash, u.admin, u.created_at FROM refresh_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 AND NOT t.revoked AND t.expires_at > $2";
         with_pool!(self.db, pool => {
             Ok(sqlx::query(Q).bind(token_hash).bind(now).fetch_optional(pool).await?.map(|r| user_row(&r)))

@@ -59,7 +59,11 @@ fn pairs(s: &str) -> Result<Vec<(String, String)>> {
 }
 
 fn last<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 async fn get_token(State(svc): State<Arc<AuthService>>, uri: Uri, headers: HeaderMap) -> Response {
@@ -115,10 +119,23 @@ async fn get_inner(svc: &AuthService, uri: &Uri, headers: &HeaderMap) -> Result<
         }
         _ => None,
     };
-    respond(svc, headers, user.as_ref(), last(&q, "service"), &scopes, refresh, false).await
+    respond(
+        svc,
+        headers,
+        user.as_ref(),
+        last(&q, "service"),
+        &scopes,
+        refresh,
+        false,
+    )
+    .await
 }
 
-async fn post_token(State(svc): State<Arc<AuthService>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn post_token(
+    State(svc): State<Arc<AuthService>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     post_inner(&svc, &headers, &body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
@@ -166,7 +183,16 @@ async fn post_inner(svc: &AuthService, headers: &HeaderMap, body: &[u8]) -> Resu
         }
         _ => return Err(bad_request("grant_type must be password or refresh_token")),
     };
-    respond(svc, headers, Some(&user), last(&form, "service"), &scopes, refresh, true).await
+    respond(
+        svc,
+        headers,
+        Some(&user),
+        last(&form, "service"),
+        &scopes,
+        refresh,
+        true,
+    )
+    .await
 }
 
 /// Grants the scopes and answers with a signed token.
@@ -179,13 +205,18 @@ async fn respond(
     refresh: Option<String>,
     oauth: bool,
 ) -> Result<Response> {
-    let service = service.filter(|s| !s.is_empty()).unwrap_or(&svc.config.service);
+    let service = service
+        .filter(|s| !s.is_empty())
+        .unwrap_or(&svc.config.service);
     if !svc.knows_service(service) {
         return Err(bad_request("unknown service"));
     }
     if scopes.len() > MAX_SCOPES {
-        metrics::counter!("registry_auth_failures_total", "reason" => "too_many_scopes").increment(1);
-        return Err(bad_request(&format!("at most {MAX_SCOPES} scopes per token")));
+        metrics::counter!("registry_auth_failures_total", "reason" => "too_many_scopes")
+            .increment(1);
+        return Err(bad_request(&format!(
+            "at most {MAX_SCOPES} scopes per token"
+        )));
     }
     // One entry per resource: repeated scopes for the same resource are merged.
     let mut wanted: Vec<Scope> = Vec::new();
@@ -221,7 +252,12 @@ async fn respond(
             name: scope.name.clone(),
             actions,
         };
-        granted_scopes.push(format!("{}:{}:{}", entry.kind, entry.name, entry.actions.join(",")));
+        granted_scopes.push(format!(
+            "{}:{}:{}",
+            entry.kind,
+            entry.name,
+            entry.actions.join(",")
+        ));
         access.push(entry);
     }
     let (token, claims) = svc
@@ -235,7 +271,10 @@ async fn respond(
     );
     let issued_at = time::OffsetDateTime::from_unix_timestamp(claims.iat)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default();
     let mut body = json!({
         "token": token,
@@ -252,7 +291,10 @@ async fn respond(
     Ok((
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         body.to_string(),

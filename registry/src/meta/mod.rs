@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::Row as _;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
-use sqlx::Row as _;
 
 use crate::names::Digest;
 
@@ -182,7 +182,10 @@ async fn checkpoint_loop(pool: SqlitePool, writes: std::sync::Weak<tokio::sync::
         if pool.is_closed() || writes.strong_count() == 0 {
             return;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
@@ -302,18 +305,39 @@ impl Db {
 
     /// Repository names in byte order, strictly after `last`, at most `n`.
     pub async fn catalog(&self, last: &str, n: i64) -> Result<Vec<String>, sqlx::Error> {
-        const Q: &str = "SELECT name FROM repositories WHERE name > $1 ORDER BY name COLLATE \"C\" LIMIT $2";
+        const Q: &str =
+            "SELECT name FROM repositories WHERE name > $1 ORDER BY name COLLATE \"C\" LIMIT $2";
         const QS: &str = "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2";
         match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query(QS).bind(last).bind(n).fetch_all(pool).await?.iter().map(|r| r.get(0)).collect()),
-            Backend::Postgres(pool) => Ok(sqlx::query(&Q.replace("name > $1", "name COLLATE \"C\" > $1")).bind(last).bind(n).fetch_all(pool).await?.iter().map(|r| r.get(0)).collect()),
+            Backend::Sqlite(pool) => Ok(sqlx::query(QS)
+                .bind(last)
+                .bind(n)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()),
+            Backend::Postgres(pool) => Ok(sqlx::query(
+                &Q.replace("name > $1", "name COLLATE \"C\" > $1"),
+            )
+            .bind(last)
+            .bind(n)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()),
         }
     }
 
     // ---------------------------------------------------------------- blobs
 
     /// A blob as served by one repository (`None` unless linked there).
-    pub async fn repository_blob(&self, repo: &str, digest: &str) -> Result<Option<BlobRow>, sqlx::Error> {
+    pub async fn repository_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<BlobRow>, sqlx::Error> {
         const Q: &str = "SELECT b.size, b.location, b.data FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest JOIN repositories r ON r.id = rb.repository_id WHERE r.name = $1 AND b.digest = $2";
         with_pool!(self, pool => {
             Ok(sqlx::query(Q).bind(repo).bind(digest).fetch_optional(pool).await?.map(|r| blob_row(r.get(0), r.get(1), r.get(2))))
@@ -334,15 +358,33 @@ impl Db {
         let _w = self.write().await;
         const Q: &str = "INSERT INTO repository_blobs (repository_id, digest, created_at) SELECT $1, digest, $3 FROM blobs WHERE digest = $2 ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at";
         match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query(Q).bind(repo_id).bind(digest).bind(now()).execute(pool).await?.rows_affected() > 0),
+            Backend::Sqlite(pool) => Ok(sqlx::query(Q)
+                .bind(repo_id)
+                .bind(digest)
+                .bind(now())
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0),
             Backend::Postgres(pool) => {
                 // Lock the blob row first, so a concurrent GC sweep cannot delete it between
                 // the check and the link.
                 let mut tx = pool.begin().await?;
-                if sqlx::query("SELECT 1 FROM blobs WHERE digest = $1 FOR SHARE").bind(digest).fetch_optional(&mut *tx).await?.is_none() {
+                if sqlx::query("SELECT 1 FROM blobs WHERE digest = $1 FOR SHARE")
+                    .bind(digest)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_none()
+                {
                     return Ok(false);
                 }
-                let n = sqlx::query(Q).bind(repo_id).bind(digest).bind(now()).execute(&mut *tx).await?.rows_affected();
+                let n = sqlx::query(Q)
+                    .bind(repo_id)
+                    .bind(digest)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 tx.commit().await?;
                 Ok(n > 0)
             }
@@ -376,7 +418,11 @@ impl Db {
         let repo_id = self.ensure_repository(repo).await?;
         let digest = digest.to_string();
         let inline_location = format!("{INLINE}{digest}");
-        let location = if data.is_some() { inline_location.as_str() } else { location };
+        let location = if data.is_some() {
+            inline_location.as_str()
+        } else {
+            location
+        };
         let now = now();
         let _w = self.write().await;
         with_pool!(self, pool => {
@@ -448,7 +494,11 @@ impl Db {
     }
 
     /// Sessions not touched since `before` (for expiry).
-    pub async fn stale_uploads(&self, before: i64, limit: i64) -> Result<Vec<UploadRow>, sqlx::Error> {
+    pub async fn stale_uploads(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<UploadRow>, sqlx::Error> {
         const Q: &str = "SELECT id, repository, algorithm, size, hash_state, backend_state, updated_at FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2";
         with_pool!(self, pool => {
             Ok(sqlx::query(Q).bind(before).bind(limit).fetch_all(pool).await?.into_iter().map(|r| UploadRow {
@@ -520,7 +570,11 @@ impl Db {
     }
 
     /// A manifest by digest.
-    pub async fn manifest(&self, repo: &str, digest: &str) -> Result<Option<ManifestRow>, sqlx::Error> {
+    pub async fn manifest(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<ManifestRow>, sqlx::Error> {
         const Q: &str = "SELECT m.digest, m.media_type, m.body FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2";
         with_pool!(self, pool => {
             Ok(sqlx::query(Q).bind(repo).bind(digest).fetch_optional(pool).await?.map(|r| ManifestRow {
@@ -530,7 +584,11 @@ impl Db {
     }
 
     /// The manifest a tag points at.
-    pub async fn tagged_manifest(&self, repo: &str, tag: &str) -> Result<Option<ManifestRow>, sqlx::Error> {
+    pub async fn tagged_manifest(
+        &self,
+        repo: &str,
+        tag: &str,
+    ) -> Result<Option<ManifestRow>, sqlx::Error> {
         const Q: &str = "SELECT m.digest, m.media_type, m.body FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest WHERE r.name = $1 AND t.name = $2";
         with_pool!(self, pool => {
             Ok(sqlx::query(Q).bind(repo).bind(tag).fetch_optional(pool).await?.map(|r| ManifestRow {

@@ -50,23 +50,125 @@ pub const MAX_TAGS_PAGE: i64 = 1000;
 
 /// The routes, for the OpenAPI document: method, path, who, body schema, summary.
 pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
-    ("get", "/api/v0/policies/global", "any user", None, "Show the global signed-image policy"),
-    ("put", "/api/v0/policies/global", "system administrator", Some("Policy"), "Set the global signed-image policy"),
-    ("delete", "/api/v0/policies/global", "system administrator", None, "Remove the global signed-image policy"),
-    ("get", "/api/v0/policies/global/history", "any user", None, "Changes of the global policy, newest first (?limit=)"),
-    ("get", "/api/v0/policies/namespaces/{ns}", "namespace readers", None, "Show a namespace's policy"),
-    ("put", "/api/v0/policies/namespaces/{ns}", "namespace administrator or organisation owner", Some("Policy"), "Set a namespace's policy"),
-    ("delete", "/api/v0/policies/namespaces/{ns}", "namespace administrator or organisation owner", None, "Remove a namespace's policy"),
-    ("get", "/api/v0/policies/namespaces/{ns}/history", "namespace readers", None, "Changes of a namespace's policy"),
-    ("get", "/api/v0/policies/repositories/{ns}/{repo}", "repository readers", None, "Show a repository's policy (?effective=true: the one that applies)"),
-    ("put", "/api/v0/policies/repositories/{ns}/{repo}", "repository administrator", Some("Policy"), "Set a repository's policy"),
-    ("delete", "/api/v0/policies/repositories/{ns}/{repo}", "repository administrator", None, "Remove a repository's policy"),
-    ("get", "/api/v0/policies/repositories/{ns}/{repo}/history", "repository readers", None, "Changes of a repository's policy"),
-    ("get", "/api/v0/audit", "system administrator, or repository administrator with ?repository=", None, "Policy decisions (?repository=&allowed=&limit=&after=)"),
-    ("get", "/api/v0/repositories/{ns}/{repo}/signers", "repository readers", None, "Signing keys bound to users"),
-    ("put", "/api/v0/repositories/{ns}/{repo}/signers", "system administrator, or repository administrator for themself", Some("SignerBinding"), "Bind a signing key to a user"),
-    ("delete", "/api/v0/repositories/{ns}/{repo}/signers/{keyId}", "system administrator or repository administrator", None, "Remove a key binding"),
-    ("get", "/api/v0/repositories/{ns}/{repo}/tags", "repository readers", None, "Tags with digest, signature status and quarantine (?n=&last=)"),
+    (
+        "get",
+        "/api/v0/policies/global",
+        "any user",
+        None,
+        "Show the global signed-image policy",
+    ),
+    (
+        "put",
+        "/api/v0/policies/global",
+        "system administrator",
+        Some("Policy"),
+        "Set the global signed-image policy",
+    ),
+    (
+        "delete",
+        "/api/v0/policies/global",
+        "system administrator",
+        None,
+        "Remove the global signed-image policy",
+    ),
+    (
+        "get",
+        "/api/v0/policies/global/history",
+        "any user",
+        None,
+        "Changes of the global policy, newest first (?limit=)",
+    ),
+    (
+        "get",
+        "/api/v0/policies/namespaces/{ns}",
+        "namespace readers",
+        None,
+        "Show a namespace's policy",
+    ),
+    (
+        "put",
+        "/api/v0/policies/namespaces/{ns}",
+        "namespace administrator or organisation owner",
+        Some("Policy"),
+        "Set a namespace's policy",
+    ),
+    (
+        "delete",
+        "/api/v0/policies/namespaces/{ns}",
+        "namespace administrator or organisation owner",
+        None,
+        "Remove a namespace's policy",
+    ),
+    (
+        "get",
+        "/api/v0/policies/namespaces/{ns}/history",
+        "namespace readers",
+        None,
+        "Changes of a namespace's policy",
+    ),
+    (
+        "get",
+        "/api/v0/policies/repositories/{ns}/{repo}",
+        "repository readers",
+        None,
+        "Show a repository's policy (?effective=true: the one that applies)",
+    ),
+    (
+        "put",
+        "/api/v0/policies/repositories/{ns}/{repo}",
+        "repository administrator",
+        Some("Policy"),
+        "Set a repository's policy",
+    ),
+    (
+        "delete",
+        "/api/v0/policies/repositories/{ns}/{repo}",
+        "repository administrator",
+        None,
+        "Remove a repository's policy",
+    ),
+    (
+        "get",
+        "/api/v0/policies/repositories/{ns}/{repo}/history",
+        "repository readers",
+        None,
+        "Changes of a repository's policy",
+    ),
+    (
+        "get",
+        "/api/v0/audit",
+        "system administrator, or repository administrator with ?repository=",
+        None,
+        "Policy decisions (?repository=&allowed=&limit=&after=)",
+    ),
+    (
+        "get",
+        "/api/v0/repositories/{ns}/{repo}/signers",
+        "repository readers",
+        None,
+        "Signing keys bound to users",
+    ),
+    (
+        "put",
+        "/api/v0/repositories/{ns}/{repo}/signers",
+        "system administrator, or repository administrator for themself",
+        Some("SignerBinding"),
+        "Bind a signing key to a user",
+    ),
+    (
+        "delete",
+        "/api/v0/repositories/{ns}/{repo}/signers/{keyId}",
+        "system administrator or repository administrator",
+        None,
+        "Remove a key binding",
+    ),
+    (
+        "get",
+        "/api/v0/repositories/{ns}/{repo}/tags",
+        "repository readers",
+        None,
+        "Tags with digest, signature status and quarantine (?n=&last=)",
+    ),
 ];
 
 /// Schemas of the bodies, for the OpenAPI document.
@@ -108,7 +210,11 @@ struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     fn denied() -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "DENIED", "permission denied")
@@ -121,7 +227,11 @@ impl ApiError {
     }
     fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %e, "policy API: {what}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", format!("internal error: {what}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            format!("internal error: {what}"),
+        )
     }
 }
 
@@ -154,13 +264,18 @@ impl IntoResponse for ApiError {
         let body = json!({"errors": [{"code": self.code, "message": self.message}]});
         let mut resp = (
             self.status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             body.to_string(),
         )
             .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"notary-registry\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"notary-registry\""),
+            );
         }
         resp
     }
@@ -169,7 +284,15 @@ impl IntoResponse for ApiError {
 type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 fn ok_json(status: StatusCode, v: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], v.to_string()).into_response()
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 fn respond(r: Result<Response>) -> Response {
@@ -179,7 +302,10 @@ fn respond(r: Result<Response>) -> Response {
 fn rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -231,16 +357,32 @@ impl FromRequestParts<ApiState> for Who {
 
     async fn from_request_parts(parts: &mut Parts, st: &ApiState) -> Result<Self, Self::Rejection> {
         if parts.extensions.get::<LocalAdmin>().is_some() {
-            return Ok(Who { name: "(local administrator)".into(), user: None, admin: true });
+            return Ok(Who {
+                name: "(local administrator)".into(),
+                user: None,
+                admin: true,
+            });
         }
-        let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required");
-        let Some(access) = &st.access else { return Err(unauthorized()) };
+        let unauthorized = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            )
+        };
+        let Some(access) = &st.access else {
+            return Err(unauthorized());
+        };
         let identity = match access.check(&parts.headers, &[Need::Login]).await {
             Ok(i) => i,
             Err(e) => {
                 return Err(match e.status() {
                     StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => unauthorized(),
-                    StatusCode::TOO_MANY_REQUESTS => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", "too many logins in progress, retry shortly"),
+                    StatusCode::TOO_MANY_REQUESTS => ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "TOO_MANY_REQUESTS",
+                        "too many logins in progress, retry shortly",
+                    ),
                     s => ApiError::new(s, "INTERNAL", "authentication unavailable"),
                 });
             }
@@ -254,7 +396,9 @@ impl FromRequestParts<ApiState> for Who {
             return Err(unauthorized());
         }
         Ok(Who {
-            name: identity.user.unwrap_or_else(|| "(anonymous administrator)".into()),
+            name: identity
+                .user
+                .unwrap_or_else(|| "(anonymous administrator)".into()),
             user,
             admin,
         })
@@ -276,12 +420,18 @@ async fn require_repo_read(st: &ApiState, who: &Who, repo: &str) -> Result<()> {
         Ok(())
     } else {
         // Private repositories are not revealed.
-        Err(ApiError::not_found(format!("repository {repo} does not exist")))
+        Err(ApiError::not_found(format!(
+            "repository {repo} does not exist"
+        )))
     }
 }
 
 async fn require_repo_admin(st: &ApiState, who: &Who, repo: &str) -> Result<()> {
-    if repo_level(st, who, repo).await? == Some(Level::Admin) { Ok(()) } else { Err(ApiError::denied()) }
+    if repo_level(st, who, repo).await? == Some(Level::Admin) {
+        Ok(())
+    } else {
+        Err(ApiError::denied())
+    }
 }
 
 async fn namespace_level(st: &ApiState, who: &Who, ns: &str) -> Result<Option<Level>> {
@@ -294,14 +444,22 @@ async fn namespace_level(st: &ApiState, who: &Who, ns: &str) -> Result<Option<Le
         return Ok(level);
     }
     // Plain organisation members may read.
-    Ok(st.auth().org_membership(ns, u.id).await?.map(|_| Level::ReadOnly))
+    Ok(st
+        .auth()
+        .org_membership(ns, u.id)
+        .await?
+        .map(|_| Level::ReadOnly))
 }
 
 async fn require_read(st: &ApiState, who: &Who, scope: &Scope) -> Result<()> {
     match scope {
         Scope::Global => Ok(()),
         Scope::Namespace(ns) => {
-            if namespace_level(st, who, ns).await?.is_some() { Ok(()) } else { Err(ApiError::denied()) }
+            if namespace_level(st, who, ns).await?.is_some() {
+                Ok(())
+            } else {
+                Err(ApiError::denied())
+            }
         }
         Scope::Repository(r) => require_repo_read(st, who, r).await,
     }
@@ -310,7 +468,15 @@ async fn require_read(st: &ApiState, who: &Who, scope: &Scope) -> Result<()> {
 async fn require_admin_of(st: &ApiState, who: &Who, scope: &Scope) -> Result<()> {
     let ok = match scope {
         Scope::Global => who.admin,
-        Scope::Namespace(ns) => who.admin || (who.user.is_some() && st.auth().namespace_level(who.user.as_ref().ok_or_else(ApiError::denied)?, ns).await? == Some(Level::Admin)),
+        Scope::Namespace(ns) => {
+            who.admin
+                || (who.user.is_some()
+                    && st
+                        .auth()
+                        .namespace_level(who.user.as_ref().ok_or_else(ApiError::denied)?, ns)
+                        .await?
+                        == Some(Level::Admin))
+        }
         Scope::Repository(r) => repo_level(st, who, r).await? == Some(Level::Admin),
     };
     if ok { Ok(()) } else { Err(ApiError::denied()) }
@@ -329,12 +495,21 @@ fn query_get<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
 fn int_param(q: &[(String, String)], k: &str) -> Result<Option<i64>> {
     match query_get(q, k) {
         None | Some("") => Ok(None),
-        Some(v) => v.parse::<i64>().map(Some).ok().filter(|n| n.is_some_and(|n| n >= 0)).ok_or_else(|| ApiError::invalid(format!("{k} must be a non-negative integer"))),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .ok()
+            .filter(|n| n.is_some_and(|n| n >= 0))
+            .ok_or_else(|| ApiError::invalid(format!("{k} must be a non-negative integer"))),
     }
 }
 
 fn check_repo(name: &str) -> Result<()> {
-    if crate::names::valid_name(name) { Ok(()) } else { Err(ApiError::invalid("invalid repository name")) }
+    if crate::names::valid_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("invalid repository name"))
+    }
 }
 
 // ---------------------------------------------------------------------- router
@@ -354,7 +529,12 @@ pub fn router(registry: Arc<Registry>) -> Router {
 /// The routes for in-process use by the CLI on a data directory (only requests
 /// carrying [`LocalAdmin`] are served).
 pub fn local_router(db: Db) -> Router {
-    routes(ApiState { db, registry: None, access: None, store: Arc::default() })
+    routes(ApiState {
+        db,
+        registry: None,
+        access: None,
+        store: Arc::default(),
+    })
 }
 
 /// Serves the policy routes, and `inner` (the rest of the application) for everything
@@ -368,18 +548,28 @@ fn routes(st: ApiState) -> Router {
         .route("/api/v0/policies/global", any(global))
         .route("/api/v0/policies/global/history", get(global_history))
         .route("/api/v0/policies/namespaces/{ns}", any(namespace))
-        .route("/api/v0/policies/namespaces/{ns}/history", get(namespace_history))
+        .route(
+            "/api/v0/policies/namespaces/{ns}/history",
+            get(namespace_history),
+        )
         .route("/api/v0/policies/repositories/{*rest}", any(repository))
         .route("/api/v0/audit", get(audit_route))
         .route("/api/v0/repositories/{ns}/{repo}/signers", any(signers))
-        .route("/api/v0/repositories/{ns}/{repo}/signers/{key}", any(signer))
+        .route(
+            "/api/v0/repositories/{ns}/{repo}/signers/{key}",
+            any(signer),
+        )
         .route("/api/v0/repositories/{ns}/{repo}/tags", get(tags))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(st)
 }
 
 fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed on this route",
+    )
 }
 
 // ---------------------------------------------------------------------- policies
@@ -410,25 +600,40 @@ fn history_json(h: &HistoryEntry) -> Value {
     })
 }
 
-async fn policy_route(st: &ApiState, who: &Who, method: &Method, scope: Scope, uri: &Uri, body: &[u8]) -> Result<Response> {
+async fn policy_route(
+    st: &ApiState,
+    who: &Who,
+    method: &Method,
+    scope: Scope,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<Response> {
     let store = st.store().await?;
     match *method {
         Method::GET => {
             require_read(st, who, &scope).await?;
-            let effective = matches!(query_get(&query_pairs(uri), "effective"), Some("true" | "1"));
+            let effective = matches!(
+                query_get(&query_pairs(uri), "effective"),
+                Some("true" | "1")
+            );
             if let (true, Scope::Repository(r)) = (effective, &scope) {
                 // Read the database, not the cache: show what was stored last.
                 store.refresh().await?;
                 let set = store.snapshot();
-                let p = set.effective(r).ok_or_else(|| ApiError::not_found(format!("no policy applies to {r}")))?;
+                let p = set
+                    .effective(r)
+                    .ok_or_else(|| ApiError::not_found(format!("no policy applies to {r}")))?;
                 return Ok(ok_json(StatusCode::OK, policy_json(p)));
             }
-            let p = store.get(&scope).await?.ok_or_else(|| ApiError::not_found(format!("{} does not exist", scope.describe())))?;
+            let p = store.get(&scope).await?.ok_or_else(|| {
+                ApiError::not_found(format!("{} does not exist", scope.describe()))
+            })?;
             Ok(ok_json(StatusCode::OK, policy_json(&p)))
         }
         Method::PUT => {
             require_admin_of(st, who, &scope).await?;
-            let spec: PolicySpec = serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid policy: {e}")))?;
+            let spec: PolicySpec = serde_json::from_slice(body)
+                .map_err(|e| ApiError::invalid(format!("invalid policy: {e}")))?;
             spec.validate().map_err(ApiError::invalid)?;
             let p = store.set(&scope, &spec, &who.name).await?;
             Ok(ok_json(StatusCode::OK, policy_json(&p)))
@@ -447,10 +652,19 @@ async fn history_route(st: &ApiState, who: &Who, scope: Scope, uri: &Uri) -> Res
     let q = query_pairs(uri);
     let limit = int_param(&q, "limit")?.unwrap_or(100);
     let h = st.store().await?.history(&scope, limit).await?;
-    Ok(ok_json(StatusCode::OK, json!({"history": h.iter().map(history_json).collect::<Vec<_>>()})))
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({"history": h.iter().map(history_json).collect::<Vec<_>>()}),
+    ))
 }
 
-async fn global(State(st): State<ApiState>, who: Who, method: Method, uri: Uri, body: Bytes) -> Response {
+async fn global(
+    State(st): State<ApiState>,
+    who: Who,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     respond(policy_route(&st, &who, &method, Scope::Global, &uri, &body).await)
 }
 
@@ -459,37 +673,78 @@ async fn global_history(State(st): State<ApiState>, who: Who, uri: Uri) -> Respo
 }
 
 fn check_namespace(ns: &str) -> Result<()> {
-    if valid_account_name(ns) { Ok(()) } else { Err(ApiError::invalid("invalid namespace")) }
+    if valid_account_name(ns) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("invalid namespace"))
+    }
 }
 
-async fn namespace(State(st): State<ApiState>, who: Who, method: Method, Path(ns): Path<String>, uri: Uri, body: Bytes) -> Response {
-    respond(async {
-        check_namespace(&ns)?;
-        policy_route(&st, &who, &method, Scope::Namespace(ns), &uri, &body).await
-    }.await)
+async fn namespace(
+    State(st): State<ApiState>,
+    who: Who,
+    method: Method,
+    Path(ns): Path<String>,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            check_namespace(&ns)?;
+            policy_route(&st, &who, &method, Scope::Namespace(ns), &uri, &body).await
+        }
+        .await,
+    )
 }
 
-async fn namespace_history(State(st): State<ApiState>, who: Who, Path(ns): Path<String>, uri: Uri) -> Response {
-    respond(async {
-        check_namespace(&ns)?;
-        history_route(&st, &who, Scope::Namespace(ns), &uri).await
-    }.await)
+async fn namespace_history(
+    State(st): State<ApiState>,
+    who: Who,
+    Path(ns): Path<String>,
+    uri: Uri,
+) -> Response {
+    respond(
+        async {
+            check_namespace(&ns)?;
+            history_route(&st, &who, Scope::Namespace(ns), &uri).await
+        }
+        .await,
+    )
 }
 
 /// `…/repositories/<name>` or `GET …/repositories/<name>/history` (a GET of
 /// `…/<x>/history` is always the history of `<x>`).
-async fn repository(State(st): State<ApiState>, who: Who, method: Method, Path(rest): Path<String>, uri: Uri, body: Bytes) -> Response {
-    respond(async {
-        let rest = rest.trim_end_matches('/');
-        if method == Method::GET {
-            if let Some(repo) = rest.strip_suffix("/history") {
-                check_repo(repo)?;
-                return history_route(&st, &who, Scope::Repository(repo.to_owned()), &uri).await;
+async fn repository(
+    State(st): State<ApiState>,
+    who: Who,
+    method: Method,
+    Path(rest): Path<String>,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            let rest = rest.trim_end_matches('/');
+            if method == Method::GET {
+                if let Some(repo) = rest.strip_suffix("/history") {
+                    check_repo(repo)?;
+                    return history_route(&st, &who, Scope::Repository(repo.to_owned()), &uri)
+                        .await;
+                }
             }
+            check_repo(rest)?;
+            policy_route(
+                &st,
+                &who,
+                &method,
+                Scope::Repository(rest.to_owned()),
+                &uri,
+                &body,
+            )
+            .await
         }
-        check_repo(rest)?;
-        policy_route(&st, &who, &method, Scope::Repository(rest.to_owned()), &uri, &body).await
-    }.await)
+        .await,
+    )
 }
 
 // ---------------------------------------------------------------------- audit
@@ -549,7 +804,13 @@ struct Binding {
     gun: Option<String>,
 }
 
-async fn signers(State(st): State<ApiState>, who: Who, method: Method, Path((ns, repo)): Path<(String, String)>, body: Bytes) -> Response {
+async fn signers(
+    State(st): State<ApiState>,
+    who: Who,
+    method: Method,
+    Path((ns, repo)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     respond(async {
         let repo = format!("{ns}/{repo}");
         check_repo(&repo)?;
@@ -600,7 +861,12 @@ async fn signers(State(st): State<ApiState>, who: Who, method: Method, Path((ns,
     }.await)
 }
 
-async fn signer(State(st): State<ApiState>, who: Who, method: Method, Path((ns, repo, key)): Path<(String, String, String)>) -> Response {
+async fn signer(
+    State(st): State<ApiState>,
+    who: Who,
+    method: Method,
+    Path((ns, repo, key)): Path<(String, String, String)>,
+) -> Response {
     respond(async {
         let repo = format!("{ns}/{repo}");
         check_repo(&repo)?;
@@ -631,7 +897,12 @@ async fn signer(State(st): State<ApiState>, who: Who, method: Method, Path((ns, 
 
 // ---------------------------------------------------------------------- tags
 
-async fn tag_page(db: &Db, repo: &str, last: &str, n: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
+async fn tag_page(
+    db: &Db,
+    repo: &str,
+    last: &str,
+    n: i64,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
     let rows = match db.backend() {
         Backend::Sqlite(pool) => sqlx::query("SELECT t.name, t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3")
             .bind(repo).bind(last).bind(n).fetch_all(pool).await?
@@ -643,7 +914,12 @@ async fn tag_page(db: &Db, repo: &str, last: &str, n: i64) -> Result<Vec<(String
     Ok(rows)
 }
 
-async fn tags(State(st): State<ApiState>, who: Who, Path((ns, repo)): Path<(String, String)>, uri: Uri) -> Response {
+async fn tags(
+    State(st): State<ApiState>,
+    who: Who,
+    Path((ns, repo)): Path<(String, String)>,
+    uri: Uri,
+) -> Response {
     respond(async {
         let repo = format!("{ns}/{repo}");
         check_repo(&repo)?;

@@ -191,7 +191,9 @@ async fn write(db: &Db, batch: &[AuditEntry]) {
     }
     .await;
     match res {
-        Ok(()) => metrics::counter!("registry_policy_audit_written_total").increment(batch.len() as u64),
+        Ok(()) => {
+            metrics::counter!("registry_policy_audit_written_total").increment(batch.len() as u64)
+        }
         Err(e) => {
             metrics::counter!("registry_policy_audit_dropped_total").increment(batch.len() as u64);
             tracing::warn!(error = %e, entries = batch.len(), "writing policy audit entries failed");
@@ -221,7 +223,11 @@ pub struct AuditQuery {
 
 /// Entries matching `q`, oldest first.
 pub async fn query(db: &Db, q: &AuditQuery) -> Result<Vec<AuditEntry>, sqlx::Error> {
-    let limit = if q.limit <= 0 { 100 } else { q.limit.min(MAX_QUERY) };
+    let limit = if q.limit <= 0 {
+        100
+    } else {
+        q.limit.min(MAX_QUERY)
+    };
     const SQL: &str = "SELECT id, at, gate, operation, repository, tag, digest, user_name, allowed, warned, reason, policy_version FROM policy_audit WHERE ($1 IS NULL OR repository = $1) AND ($2 IS NULL OR allowed = $2) AND id > $3 ORDER BY id LIMIT $4";
     with_pool!(db, pool => {
         Ok(sqlx::query(SQL)

@@ -101,7 +101,11 @@ pub async fn engine_for(
     gun_prefixes: Vec<String>,
 ) -> Result<Arc<PolicyEngine>, PolicyError> {
     let options = EngineOptions::default();
-    let source = Arc::new(NotaryV1Source::new(service, gun_prefixes, options.negative_ttl));
+    let source = Arc::new(NotaryV1Source::new(
+        service,
+        gun_prefixes,
+        options.negative_ttl,
+    ));
     PolicyEngine::new(db, source, options).await
 }
 
@@ -113,7 +117,11 @@ pub async fn engine_with_prefixes(
     prefixes: crate::policy::source::Prefixes,
 ) -> Result<Arc<PolicyEngine>, PolicyError> {
     let options = EngineOptions::default();
-    let source = Arc::new(NotaryV1Source::with_prefixes(service, prefixes, options.negative_ttl));
+    let source = Arc::new(NotaryV1Source::with_prefixes(
+        service,
+        prefixes,
+        options.negative_ttl,
+    ));
     PolicyEngine::new(db, source, options).await
 }
 
@@ -235,7 +243,9 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
     }
     fn get(&self, k: &K) -> Option<V> {
         let m = self.map.lock().ok()?;
-        m.get(k).filter(|(t, _)| t.elapsed() < self.ttl).map(|(_, v)| v.clone())
+        m.get(k)
+            .filter(|(t, _)| t.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
     }
     fn put(&self, k: K, v: V) {
         if self.ttl.is_zero() {
@@ -320,7 +330,12 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn allow(reason: impl Into<String>, digest: Option<String>, version: i64, audited: bool) -> Outcome {
+    fn allow(
+        reason: impl Into<String>,
+        digest: Option<String>,
+        version: i64,
+        audited: bool,
+    ) -> Outcome {
         Outcome {
             allowed: true,
             warn: false,
@@ -389,7 +404,9 @@ pub struct PolicyEngine {
 
 impl std::fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyEngine").field("options", &self.options).finish_non_exhaustive()
+        f.debug_struct("PolicyEngine")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
     }
 }
 
@@ -401,14 +418,17 @@ fn short_digest(d: &str) -> String {
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 /// The `org/team` a signer or exemption names, for `repository`.
 fn qualify_team(org: Option<&str>, team: &str, repository: &str) -> Option<String> {
     match org {
         Some(o) => Some(format!("{o}/{team}")),
-        None => repository.split_once('/').map(|(ns, _)| format!("{ns}/{team}")),
+        None => repository
+            .split_once('/')
+            .map(|(ns, _)| format!("{ns}/{team}")),
     }
 }
 
@@ -437,7 +457,10 @@ impl Ctx<'_> {
                 "tag {tag} is not signed: {} has no trust data (looked up {}); sign it with `docker trust sign {}:{tag}` or `notary image sign`",
                 self.repository,
                 self.subjects.join(", "),
-                self.subjects.first().map(String::as_str).unwrap_or(self.repository)
+                self.subjects
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or(self.repository)
             ),
         }
     }
@@ -452,7 +475,8 @@ impl Ctx<'_> {
             match sigs.pin(tag) {
                 Some(p) => (p.digest.clone(), p.role.clone()),
                 None => {
-                    let elsewhere: Vec<&str> = sigs.roles_naming(tag).into_iter().map(|(r, _)| r).collect();
+                    let elsewhere: Vec<&str> =
+                        sigs.roles_naming(tag).into_iter().map(|(r, _)| r).collect();
                     return fail(if elsewhere.is_empty() {
                         format!(
                             "tag {tag} is not signed: {} has no entry for it in targets/releases or targets; sign it with `docker trust sign {}:{tag}`",
@@ -485,13 +509,23 @@ impl Ctx<'_> {
         self.check_signers(sigs, Some(tag), served, &pin_role)
     }
 
-    fn check_signers(&self, sigs: &RepoSignatures, tag: Option<&str>, digest: &str, pin_role: &str) -> Status {
+    fn check_signers(
+        &self,
+        sigs: &RepoSignatures,
+        tag: Option<&str>,
+        digest: &str,
+        pin_role: &str,
+    ) -> Status {
         let what = match tag {
             Some(t) => format!("tag {t}"),
             None => short_digest(digest),
         };
         if self.policy.signers.is_empty() {
-            let by = if pin_role.is_empty() { sigs.source.to_owned() } else { pin_role.to_owned() };
+            let by = if pin_role.is_empty() {
+                sigs.source.to_owned()
+            } else {
+                pin_role.to_owned()
+            };
             return Status::Pass {
                 digest: digest.to_owned(),
                 reason: format!("{what} is signed for {} ({by})", short_digest(digest)),
@@ -508,13 +542,21 @@ impl Ctx<'_> {
         if missing.is_empty() {
             return Status::Pass {
                 digest: digest.to_owned(),
-                reason: format!("{what} is signed for {} by {}", short_digest(digest), satisfied.join(", ")),
+                reason: format!(
+                    "{what} is signed for {} by {}",
+                    short_digest(digest),
+                    satisfied.join(", ")
+                ),
             };
         }
         let labels: Vec<&str> = missing.iter().map(|(l, _)| l.as_str()).collect();
         let details: Vec<&str> = missing.iter().map(|(_, d)| d.as_str()).collect();
         let reason = if satisfied.is_empty() {
-            format!("{what} is not signed by {} as the policy requires: {}", labels.join(" and "), details.join("; "))
+            format!(
+                "{what} is not signed by {} as the policy requires: {}",
+                labels.join(" and "),
+                details.join("; ")
+            )
         } else {
             format!(
                 "{what} is signed by {} but the policy also requires {}: {}",
@@ -526,7 +568,13 @@ impl Ctx<'_> {
         Status::Fail { reason }
     }
 
-    fn check_signer(&self, sigs: &RepoSignatures, s: &SignerSpec, tag: Option<&str>, digest: &str) -> Result<(), String> {
+    fn check_signer(
+        &self,
+        sigs: &RepoSignatures,
+        s: &SignerSpec,
+        tag: Option<&str>,
+        digest: &str,
+    ) -> Result<(), String> {
         let expiry_counts = self.policy.deny_expired;
         let target = match tag {
             Some(t) => format!("{t} at {}", short_digest(digest)),
@@ -542,22 +590,34 @@ impl Ctx<'_> {
                     });
                 };
                 if expiry_counts && role.expired(self.now) {
-                    return Err(format!("{r} expired on {}", role.expires.map(rfc3339).unwrap_or_default()));
+                    return Err(format!(
+                        "{r} expired on {}",
+                        role.expires.map(rfc3339).unwrap_or_default()
+                    ));
                 }
                 if !role.signs(tag, digest) {
                     return Err(match tag.and_then(|t| role.tags.get(t)) {
-                        Some(other) => format!("{r} signed {} for {other}, not {digest}", tag.unwrap_or("")),
+                        Some(other) => {
+                            format!("{r} signed {} for {other}, not {digest}", tag.unwrap_or(""))
+                        }
                         None => format!("{r} has not signed {target}"),
                     });
                 }
                 if role.signed_by.len() < s.min as usize {
-                    return Err(format!("{r} carries {} valid signatures, the policy requires {}", role.signed_by.len(), s.min));
+                    return Err(format!(
+                        "{r} carries {} valid signatures, the policy requires {}",
+                        role.signed_by.len(),
+                        s.min
+                    ));
                 }
                 Ok(())
             }
             Some(Signer::Team(org, team)) => {
                 let Some(name) = qualify_team(org.as_deref(), &team, self.repository) else {
-                    return Err(format!("team {team} needs an organisation: {} has no namespace (write org/{team})", self.repository));
+                    return Err(format!(
+                        "team {team} needs an organisation: {} has no namespace (write org/{team})",
+                        self.repository
+                    ));
                 };
                 if !self.dir.teams.contains(&name) {
                     return Err(format!("team {name} does not exist"));
@@ -565,11 +625,17 @@ impl Ctx<'_> {
                 let empty = BTreeSet::new();
                 let keys = self.dir.team_keys.get(&name).unwrap_or(&empty);
                 if keys.is_empty() {
-                    return Err(format!("no signing key of {} is registered to a member of {name}", self.repository));
+                    return Err(format!(
+                        "no signing key of {} is registered to a member of {name}",
+                        self.repository
+                    ));
                 }
                 let mut counted: BTreeSet<&str> = BTreeSet::new();
                 for role in sigs.roles.values() {
-                    if !role.direct || !role.signs(tag, digest) || (expiry_counts && role.expired(self.now)) {
+                    if !role.direct
+                        || !role.signs(tag, digest)
+                        || (expiry_counts && role.expired(self.now))
+                    {
                         continue;
                     }
                     for (id, canonical) in &role.signed_by {
@@ -583,7 +649,11 @@ impl Ctx<'_> {
                 } else if counted.is_empty() {
                     Err(format!("no key of a member of {name} signed {target}"))
                 } else {
-                    Err(format!("{} key(s) of members of {name} signed {target}, the policy requires {}", counted.len(), s.min))
+                    Err(format!(
+                        "{} key(s) of members of {name} signed {target}, the policy requires {}",
+                        counted.len(),
+                        s.min
+                    ))
                 }
             }
             None => Err("the signer names neither a team nor a role".into()),
@@ -619,12 +689,16 @@ impl Ctx<'_> {
                 Status::Pass { reason, .. } => {
                     return Status::Pass {
                         digest: digest.to_owned(),
-                        reason: format!("{} is the signed digest of tag {tag}: {reason}", short_digest(digest)),
+                        reason: format!(
+                            "{} is the signed digest of tag {tag}: {reason}",
+                            short_digest(digest)
+                        ),
                     };
                 }
                 Status::Fail { reason } => {
                     if first_failure.is_none() {
-                        first_failure = Some(format!("{digest} is signed as tag {tag}, but {reason}"));
+                        first_failure =
+                            Some(format!("{digest} is signed as tag {tag}, but {reason}"));
                     }
                 }
             }
@@ -641,8 +715,14 @@ impl Ctx<'_> {
 }
 
 fn expired_reason(subject: &str, expired: &[(String, OffsetDateTime)]) -> String {
-    let list: Vec<String> = expired.iter().map(|(r, e)| format!("{r} on {}", rfc3339(*e))).collect();
-    let first = expired.first().map(|(_, e)| rfc3339(*e)).unwrap_or_default();
+    let list: Vec<String> = expired
+        .iter()
+        .map(|(r, e)| format!("{r} on {}", rfc3339(*e)))
+        .collect();
+    let first = expired
+        .first()
+        .map(|(_, e)| rfc3339(*e))
+        .unwrap_or_default();
     format!(
         "trust data for {subject} expired on {first} ({}): re-sign it (`notary publish {subject}` or `docker trust sign`)",
         list.join(", ")
@@ -652,7 +732,11 @@ fn expired_reason(subject: &str, expired: &[(String, OffsetDateTime)]) -> String
 impl PolicyEngine {
     /// An engine over `db` (the registry's database: policies, key bindings, teams,
     /// audit) reading signatures from `source`.
-    pub async fn new(db: Db, source: Arc<dyn SignatureSource>, options: EngineOptions) -> Result<Arc<PolicyEngine>, PolicyError> {
+    pub async fn new(
+        db: Db,
+        source: Arc<dyn SignatureSource>,
+        options: EngineOptions,
+    ) -> Result<Arc<PolicyEngine>, PolicyError> {
         let store = PolicyStore::open(db.clone())
             .await
             .map_err(|e| PolicyError(format!("loading policies: {e}")))?;
@@ -734,7 +818,11 @@ impl PolicyEngine {
         }
     }
 
-    async fn directory(&self, repository: &str, policy: &PolicySpec) -> Result<Arc<Directory>, PolicyError> {
+    async fn directory(
+        &self,
+        repository: &str,
+        policy: &PolicySpec,
+    ) -> Result<Arc<Directory>, PolicyError> {
         let teams: BTreeSet<String> = policy
             .signers
             .iter()
@@ -743,7 +831,10 @@ impl PolicyEngine {
                 _ => None,
             })
             .collect();
-        let key = (repository.to_owned(), teams.iter().cloned().collect::<Vec<_>>().join(","));
+        let key = (
+            repository.to_owned(),
+            teams.iter().cloned().collect::<Vec<_>>().join(","),
+        );
         if let Some(d) = self.directories.get(&key) {
             return Ok(d);
         }
@@ -779,9 +870,15 @@ impl PolicyEngine {
         digest: &str,
         trust: &Trust,
     ) -> Result<Status, PolicyError> {
-        let kind = if tag.is_some() { Kind::Tag } else { Kind::Digest };
+        let kind = if tag.is_some() {
+            Kind::Tag
+        } else {
+            Kind::Digest
+        };
         let compute = || async {
-            self.compute(stored, repository, tag, digest, trust).await.map_err(|e| e.0)
+            self.compute(stored, repository, tag, digest, trust)
+                .await
+                .map_err(|e| e.0)
         };
         let Some(trust_version) = trust.version() else {
             // Unverifiable trust data: nothing worth caching.
@@ -813,7 +910,8 @@ impl PolicyEngine {
         digest: &str,
         trust: &Trust,
     ) -> Result<Status, PolicyError> {
-        self.computations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.computations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = self.directory(repository, &stored.spec).await?;
         let subjects = self.source.subjects(repository);
         let ctx = Ctx {
@@ -841,7 +939,11 @@ impl PolicyEngine {
                     if let Status::Pass { reason, .. } = ctx.digest_status(&parent) {
                         return Ok(Status::Pass {
                             digest: digest.to_owned(),
-                            reason: format!("{} belongs to index {}; {reason}", short_digest(digest), short_digest(&parent)),
+                            reason: format!(
+                                "{} belongs to index {}; {reason}",
+                                short_digest(digest),
+                                short_digest(&parent)
+                            ),
                         });
                     }
                     next.push(parent);
@@ -852,7 +954,12 @@ impl PolicyEngine {
         Ok(status)
     }
 
-    async fn is_exempt_by_team(&self, user: &str, policy: &PolicySpec, repository: &str) -> Result<bool, PolicyError> {
+    async fn is_exempt_by_team(
+        &self,
+        user: &str,
+        policy: &PolicySpec,
+        repository: &str,
+    ) -> Result<bool, PolicyError> {
         if policy.exempt_teams.is_empty() {
             return Ok(false);
         }
@@ -877,7 +984,9 @@ impl PolicyEngine {
 
     /// Whether the caller may push to `repository` (reads quarantined tags).
     async fn is_writer(&self, identity: &Identity, repository: &str) -> bool {
-        let Some(user) = &identity.user else { return false };
+        let Some(user) = &identity.user else {
+            return false;
+        };
         if identity.admin {
             return true;
         }
@@ -887,7 +996,9 @@ impl PolicyEngine {
         }
         let w = match self.auth.user(user).await {
             Ok(Some(u)) if u.admin => true,
-            Ok(Some(u)) => matches!(self.auth.repo_level(&u, repository).await, Ok(Some(l)) if l >= Level::ReadWrite),
+            Ok(Some(u)) => {
+                matches!(self.auth.repo_level(&u, repository).await, Ok(Some(l)) if l >= Level::ReadWrite)
+            }
             _ => false,
         };
         self.writers.put(key, w);
@@ -895,29 +1006,56 @@ impl PolicyEngine {
     }
 
     /// The evaluation every gate shares.
-    async fn run(&self, repository: &str, tag: Option<&str>, digest: Option<&str>, identity: &Identity, gate: Gate, op: Op) -> Outcome {
+    async fn run(
+        &self,
+        repository: &str,
+        tag: Option<&str>,
+        digest: Option<&str>,
+        identity: &Identity,
+        gate: Gate,
+        op: Op,
+    ) -> Outcome {
         let set = self.store.snapshot();
         let version = set.version;
         let Some(stored) = set.effective(repository).cloned() else {
-            return Outcome::allow(format!("no policy applies to {repository}"), digest.map(str::to_owned), version, false);
+            return Outcome::allow(
+                format!("no policy applies to {repository}"),
+                digest.map(str::to_owned),
+                version,
+                false,
+            );
         };
         let p = &stored.spec;
         if !p.active(gate) {
             return Outcome::allow(
-                format!("{} does not apply at the {} gate", stored.scope.describe(), gate_name(gate)),
+                format!(
+                    "{} does not apply at the {} gate",
+                    stored.scope.describe(),
+                    gate_name(gate)
+                ),
                 digest.map(str::to_owned),
                 version,
                 false,
             );
         }
-        let mut outcome = match self.find(&stored, &set, repository, tag, digest, identity, op).await {
-            Ok(Finding::Pass(reason, d)) => Outcome::allow(reason, d.or_else(|| digest.map(str::to_owned)), version, true),
+        let mut outcome = match self
+            .find(&stored, &set, repository, tag, digest, identity, op)
+            .await
+        {
+            Ok(Finding::Pass(reason, d)) => Outcome::allow(
+                reason,
+                d.or_else(|| digest.map(str::to_owned)),
+                version,
+                true,
+            ),
             Ok(Finding::Quarantine(reason)) => {
                 let t = tag.unwrap_or("");
                 let reason = if p.mode == Mode::Permissive {
                     format!("{reason} (not enforced: the policy is permissive)")
                 } else {
-                    format!("stored but quarantined: pulls of {t} are refused until it is signed as the policy requires ({reason})")
+                    format!(
+                        "stored but quarantined: pulls of {t} are refused until it is signed as the policy requires ({reason})"
+                    )
                 };
                 Outcome {
                     warn: true,
@@ -928,13 +1066,23 @@ impl PolicyEngine {
                 if p.mode == Mode::Permissive {
                     Outcome {
                         warn: true,
-                        ..Outcome::allow(format!("{reason} (not enforced: the policy is permissive)"), digest.map(str::to_owned), version, true)
+                        ..Outcome::allow(
+                            format!("{reason} (not enforced: the policy is permissive)"),
+                            digest.map(str::to_owned),
+                            version,
+                            true,
+                        )
                     }
-                } else if matches!(op, Op::Pull | Op::Head) && p.writers_read_quarantined && self.is_writer(identity, repository).await {
+                } else if matches!(op, Op::Pull | Op::Head)
+                    && p.writers_read_quarantined
+                    && self.is_writer(identity, repository).await
+                {
                     Outcome {
                         warn: true,
                         ..Outcome::allow(
-                            format!("{reason} (quarantined; served because you may push to {repository})"),
+                            format!(
+                                "{reason} (quarantined; served because you may push to {repository})"
+                            ),
                             digest.map(str::to_owned),
                             version,
                             true,
@@ -954,7 +1102,9 @@ impl PolicyEngine {
                     Outcome {
                         warn: true,
                         ..Outcome::allow(
-                            format!("the signed-image policy could not be evaluated ({e}); allowed because the policy is permissive"),
+                            format!(
+                                "the signed-image policy could not be evaluated ({e}); allowed because the policy is permissive"
+                            ),
                             digest.map(str::to_owned),
                             version,
                             true,
@@ -965,7 +1115,9 @@ impl PolicyEngine {
                         allowed: false,
                         unavailable: true,
                         ..Outcome::allow(
-                            format!("the signed-image policy could not be evaluated ({e}); refused until it can be (retry shortly)"),
+                            format!(
+                                "the signed-image policy could not be evaluated ({e}); refused until it can be (retry shortly)"
+                            ),
                             digest.map(str::to_owned),
                             version,
                             true,
@@ -981,9 +1133,13 @@ impl PolicyEngine {
             let allowed = if outcome.allowed { "true" } else { "false" };
             metrics::counter!("registry_policy_decisions_total", "gate" => gate_name(gate), "allowed" => allowed).increment(1);
             if outcome.warn {
-                metrics::counter!("registry_policy_warnings_total", "gate" => gate_name(gate)).increment(1);
+                metrics::counter!("registry_policy_warnings_total", "gate" => gate_name(gate))
+                    .increment(1);
             }
-            let skip = outcome.allowed && !outcome.warn && matches!(op, Op::Pull | Op::Head) && !self.options.audit_allowed_pulls;
+            let skip = outcome.allowed
+                && !outcome.warn
+                && matches!(op, Op::Pull | Op::Head)
+                && !self.options.audit_allowed_pulls;
             if !skip {
                 self.audit.record(AuditEntry {
                     id: 0,
@@ -1019,15 +1175,27 @@ impl PolicyEngine {
         let p = &stored.spec;
         if let Some(user) = &identity.user {
             if p.exempt_users.iter().any(|u| u == user) {
-                return Ok(Finding::Pass(format!("user {user} is exempt from {}", stored.scope.describe()), None));
+                return Ok(Finding::Pass(
+                    format!("user {user} is exempt from {}", stored.scope.describe()),
+                    None,
+                ));
             }
             if self.is_exempt_by_team(user, p, repository).await? {
-                return Ok(Finding::Pass(format!("user {user} is in a team exempt from {}", stored.scope.describe()), None));
+                return Ok(Finding::Pass(
+                    format!(
+                        "user {user} is in a team exempt from {}",
+                        stored.scope.describe()
+                    ),
+                    None,
+                ));
             }
         }
         if let Some(t) = tag {
             if !p.in_scope(t) {
-                return Ok(Finding::Pass(format!("tag {t} is not covered by {}", stored.scope.describe()), None));
+                return Ok(Finding::Pass(
+                    format!("tag {t} is not covered by {}", stored.scope.describe()),
+                    None,
+                ));
             }
         }
         match op {
@@ -1036,16 +1204,28 @@ impl PolicyEngine {
                     (_, Some(d)) => d.to_owned(),
                     (Some(t), None) => match self.db.tagged_manifest(repository, t).await {
                         Ok(Some(row)) => row.digest,
-                        Ok(None) => return Ok(Finding::Fail(format!("tag {t} does not exist in {repository}"))),
+                        Ok(None) => {
+                            return Ok(Finding::Fail(format!(
+                                "tag {t} does not exist in {repository}"
+                            )));
+                        }
                         Err(e) => return Err(PolicyError(format!("reading tag {t}: {e}"))),
                     },
-                    (None, None) => return Ok(Finding::Fail("neither a tag nor a digest to check".into())),
+                    (None, None) => {
+                        return Ok(Finding::Fail("neither a tag nor a digest to check".into()));
+                    }
                 };
                 if tag.is_none() && p.digest_pulls == DigestPulls::Always {
-                    return Ok(Finding::Pass("digest pulls are always allowed by the policy".into(), Some(digest)));
+                    return Ok(Finding::Pass(
+                        "digest pulls are always allowed by the policy".into(),
+                        Some(digest),
+                    ));
                 }
                 let trust = self.trust(repository).await?;
-                match self.status(stored, set, repository, tag, &digest, &trust).await? {
+                match self
+                    .status(stored, set, repository, tag, &digest, &trust)
+                    .await?
+                {
                     Status::Pass { digest, reason } => Ok(Finding::Pass(reason, Some(digest))),
                     Status::Fail { reason } => Ok(Finding::Fail(reason)),
                 }
@@ -1058,25 +1238,35 @@ impl PolicyEngine {
                 if p.immutable_signed_tags {
                     if let Trust::Present(sigs) = &trust {
                         if let Some(pin) = sigs.pin(t).filter(|pin| pin.digest != d) {
-                            let roles: Vec<&str> = sigs.roles_naming(t).into_iter().map(|(r, _)| r).collect();
+                            let roles: Vec<&str> =
+                                sigs.roles_naming(t).into_iter().map(|(r, _)| r).collect();
                             return Ok(Finding::Fail(format!(
                                 "tag {t} is signed for {} and the policy keeps signed tags immutable: remove the signature first (`notary remove {} {t}{} --publish` or `docker trust revoke {}:{t}`), then push",
                                 pin.digest,
                                 sigs.subject,
-                                roles.iter().map(|r| format!(" --roles {r}")).collect::<String>(),
+                                roles
+                                    .iter()
+                                    .map(|r| format!(" --roles {r}"))
+                                    .collect::<String>(),
                                 sigs.subject
                             )));
                         }
                     }
                 }
-                match self.status(stored, set, repository, Some(t), d, &trust).await? {
+                match self
+                    .status(stored, set, repository, Some(t), d, &trust)
+                    .await?
+                {
                     Status::Pass { reason, .. } => Ok(Finding::Pass(reason, None)),
                     Status::Fail { reason } => Ok(Finding::Quarantine(reason)),
                 }
             }
             Op::Delete => {
                 let (Some(t), Some(d)) = (tag, digest) else {
-                    return Ok(Finding::Pass("deleting a manifest removes no signed tag by itself".into(), None));
+                    return Ok(Finding::Pass(
+                        "deleting a manifest removes no signed tag by itself".into(),
+                        None,
+                    ));
                 };
                 let Trust::Present(sigs) = self.trust(repository).await? else {
                     return Ok(Finding::Pass(format!("tag {t} is not signed"), None));
@@ -1089,20 +1279,30 @@ impl PolicyEngine {
                     .collect();
                 roles.sort();
                 if roles.is_empty() {
-                    return Ok(Finding::Pass(format!("tag {t} is not signed for {}", short_digest(d)), None));
+                    return Ok(Finding::Pass(
+                        format!("tag {t} is not signed for {}", short_digest(d)),
+                        None,
+                    ));
                 }
                 Ok(Finding::Fail(format!(
                     "tag {t} is signed ({}): remove it with `notary remove {} {t}{} --publish` first",
                     roles.join(", "),
                     sigs.subject,
-                    roles.iter().map(|r| format!(" --roles {r}")).collect::<String>()
+                    roles
+                        .iter()
+                        .map(|r| format!(" --roles {r}"))
+                        .collect::<String>()
                 )))
             }
         }
     }
 
     /// The status of tags (`(tag, served digest)`) for the admin API's listing.
-    pub async fn tag_reports(&self, repository: &str, tags: &[(String, String)]) -> Result<(Option<Arc<RepoSignatures>>, Vec<TagReport>), PolicyError> {
+    pub async fn tag_reports(
+        &self,
+        repository: &str,
+        tags: &[(String, String)],
+    ) -> Result<(Option<Arc<RepoSignatures>>, Vec<TagReport>), PolicyError> {
         let trust = self.trust(repository).await?;
         let set = self.store.snapshot();
         let stored = set.effective(repository).cloned();
@@ -1127,20 +1327,44 @@ impl PolicyEngine {
                         .values()
                         .filter(|r| r.signs(Some(tag), digest))
                         .map(|r| {
-                            let keys = r.signed_by.iter().map(|(id, c)| (id.clone(), owners.get(id).or_else(|| owners.get(c)).cloned())).collect();
-                            TagSigner { role: r.name.clone(), keys }
+                            let keys = r
+                                .signed_by
+                                .iter()
+                                .map(|(id, c)| {
+                                    (
+                                        id.clone(),
+                                        owners.get(id).or_else(|| owners.get(c)).cloned(),
+                                    )
+                                })
+                                .collect();
+                            TagSigner {
+                                role: r.name.clone(),
+                                keys,
+                            }
                         })
                         .collect()
                 })
                 .unwrap_or_default();
             let (policy_satisfied, quarantined, reason) = match &stored {
                 Some(st) if st.spec.active(Gate::Pull) && st.spec.in_scope(tag) => {
-                    match self.status(st, &set, repository, Some(tag), digest, &trust).await? {
+                    match self
+                        .status(st, &set, repository, Some(tag), digest, &trust)
+                        .await?
+                    {
                         Status::Pass { reason, .. } => (Some(true), false, reason),
-                        Status::Fail { reason } => (Some(false), st.spec.mode == Mode::Enforced, reason),
+                        Status::Fail { reason } => {
+                            (Some(false), st.spec.mode == Mode::Enforced, reason)
+                        }
                     }
                 }
-                Some(st) => (None, false, format!("{} does not cover tag {tag} at the pull gate", st.scope.describe())),
+                Some(st) => (
+                    None,
+                    false,
+                    format!(
+                        "{} does not cover tag {tag} at the pull gate",
+                        st.scope.describe()
+                    ),
+                ),
                 None => (None, false, format!("no policy applies to {repository}")),
             };
             out.push(TagReport {
@@ -1167,7 +1391,16 @@ impl Policy for PolicyEngine {
             Operation::Push => (Gate::Push, Op::Push),
             Operation::Delete => (Gate::Push, Op::Delete),
         };
-        let o = self.run(request.repository, request.tag, Some(request.digest), request.identity, gate, op).await;
+        let o = self
+            .run(
+                request.repository,
+                request.tag,
+                Some(request.digest),
+                request.identity,
+                gate,
+                op,
+            )
+            .await;
         if o.unavailable {
             Decision::Unavailable(o.reason)
         } else if !o.allowed {
@@ -1228,23 +1461,52 @@ mod tests {
     use crate::policy::source::{Pin, RoleSignatures};
 
     fn sigs() -> RepoSignatures {
-        let d1 = "sha256:1111111111111111111111111111111111111111111111111111111111111111".to_owned();
-        let d2 = "sha256:2222222222222222222222222222222222222222222222222222222222222222".to_owned();
+        let d1 =
+            "sha256:1111111111111111111111111111111111111111111111111111111111111111".to_owned();
+        let d2 =
+            "sha256:2222222222222222222222222222222222222222222222222222222222222222".to_owned();
         let mut roles = std::collections::BTreeMap::new();
         let role = |name: &str, tags: &[(&str, &String)], keys: &[&str]| RoleSignatures {
             name: name.into(),
             direct: true,
             expires: Some(OffsetDateTime::now_utc() + time::Duration::days(30)),
-            signed_by: keys.iter().map(|k| ((*k).to_owned(), format!("c{k}"))).collect(),
-            tags: tags.iter().map(|(t, d)| ((*t).to_owned(), (*d).clone())).collect(),
+            signed_by: keys
+                .iter()
+                .map(|k| ((*k).to_owned(), format!("c{k}")))
+                .collect(),
+            tags: tags
+                .iter()
+                .map(|(t, d)| ((*t).to_owned(), (*d).clone()))
+                .collect(),
             by_digest: BTreeSet::new(),
         };
-        roles.insert("targets/releases".into(), role("targets/releases", &[("v1", &d1), ("v2", &d2)], &["ka"]));
-        roles.insert("targets/alice".into(), role("targets/alice", &[("v1", &d1), ("v2", &d2)], &["ka"]));
-        roles.insert("targets/bob".into(), role("targets/bob", &[("v1", &d1)], &["kb"]));
+        roles.insert(
+            "targets/releases".into(),
+            role("targets/releases", &[("v1", &d1), ("v2", &d2)], &["ka"]),
+        );
+        roles.insert(
+            "targets/alice".into(),
+            role("targets/alice", &[("v1", &d1), ("v2", &d2)], &["ka"]),
+        );
+        roles.insert(
+            "targets/bob".into(),
+            role("targets/bob", &[("v1", &d1)], &["kb"]),
+        );
         let mut pins = HashMap::new();
-        pins.insert("v1".to_owned(), Pin { digest: d1.clone(), role: "targets/releases".into() });
-        pins.insert("v2".to_owned(), Pin { digest: d2.clone(), role: "targets/releases".into() });
+        pins.insert(
+            "v1".to_owned(),
+            Pin {
+                digest: d1.clone(),
+                role: "targets/releases".into(),
+            },
+        );
+        pins.insert(
+            "v2".to_owned(),
+            Pin {
+                digest: d2.clone(),
+                role: "targets/releases".into(),
+            },
+        );
         let mut pinned_tags = HashMap::new();
         pinned_tags.insert(d1, vec!["v1".to_owned()]);
         pinned_tags.insert(d2, vec!["v2".to_owned()]);
@@ -1252,7 +1514,10 @@ mod tests {
             source: "test",
             subject: "host/org/app".into(),
             version: 7,
-            base_expiry: vec![("targets".into(), OffsetDateTime::now_utc() + time::Duration::days(30))],
+            base_expiry: vec![(
+                "targets".into(),
+                OffsetDateTime::now_utc() + time::Duration::days(30),
+            )],
             roles,
             pins_tags: true,
             pins,
@@ -1266,8 +1531,10 @@ mod tests {
         let mut d = Directory::default();
         d.teams.insert("org/qa".into());
         d.teams.insert("org/security".into());
-        d.team_keys.insert("org/qa".into(), ["ka".to_owned()].into());
-        d.team_keys.insert("org/security".into(), ["ckb".to_owned()].into());
+        d.team_keys
+            .insert("org/qa".into(), ["ka".to_owned()].into());
+        d.team_keys
+            .insert("org/security".into(), ["ckb".to_owned()].into());
         d.owners.insert("ka".into(), "alice".into());
         d
     }
@@ -1276,7 +1543,14 @@ mod tests {
         let trust = Trust::Present(Arc::new(sigs()));
         let dir = dir();
         let subjects = vec!["host/org/app".to_owned()];
-        let ctx = Ctx { repository: "org/app", policy, trust: &trust, dir: &dir, now: OffsetDateTime::now_utc(), subjects: &subjects };
+        let ctx = Ctx {
+            repository: "org/app",
+            policy,
+            trust: &trust,
+            dir: &dir,
+            now: OffsetDateTime::now_utc(),
+            subjects: &subjects,
+        };
         ctx.tag_status(tag, digest)
     }
 
@@ -1289,7 +1563,12 @@ mod tests {
         p.signers = vec![SignerSpec::team("qa", 1), SignerSpec::team("security", 1)];
         assert!(matches!(check(&p, "v1", D1), Status::Pass { .. }));
         match check(&p, "v2", D2) {
-            Status::Fail { reason } => assert!(reason.starts_with("tag v2 is signed by team qa but the policy also requires team security"), "{reason}"),
+            Status::Fail { reason } => assert!(
+                reason.starts_with(
+                    "tag v2 is signed by team qa but the policy also requires team security"
+                ),
+                "{reason}"
+            ),
             s => panic!("{s:?}"),
         }
     }
@@ -1298,7 +1577,10 @@ mod tests {
     fn served_digest_must_equal_signed_digest() {
         let p = PolicySpec::new(Mode::Enforced);
         match check(&p, "v1", D2) {
-            Status::Fail { reason } => assert!(reason.contains(&format!("tag v1 points at {D2} but is signed for {D1}")), "{reason}"),
+            Status::Fail { reason } => assert!(
+                reason.contains(&format!("tag v1 points at {D2} but is signed for {D1}")),
+                "{reason}"
+            ),
             s => panic!("{s:?}"),
         }
         assert!(matches!(check(&p, "v3", D1), Status::Fail { .. }));
@@ -1317,7 +1599,14 @@ mod tests {
     #[test]
     fn decision_cache_coalesces_and_expires() {
         let c = DecisionCache::new(Duration::from_millis(50), 1000);
-        let key = CacheKey { kind: Kind::Tag, repository: "r".into(), tag: None, digest: "d".into(), policy_version: 1, trust_version: 1 };
+        let key = CacheKey {
+            kind: Kind::Tag,
+            repository: "r".into(),
+            tag: None,
+            digest: "d".into(),
+            policy_version: 1,
+            trust_version: 1,
+        };
         let (a, hit) = c.cell(&key);
         assert!(!hit);
         let (b, _) = c.cell(&key);
@@ -1331,7 +1620,14 @@ mod tests {
     fn decision_cache_is_bounded() {
         let c = DecisionCache::new(Duration::from_secs(60), SHARDS * 16);
         for i in 0..10_000 {
-            let key = CacheKey { kind: Kind::Digest, repository: "r".into(), tag: None, digest: format!("d{i}"), policy_version: 1, trust_version: 1 };
+            let key = CacheKey {
+                kind: Kind::Digest,
+                repository: "r".into(),
+                tag: None,
+                digest: format!("d{i}"),
+                policy_version: 1,
+                trust_version: 1,
+            };
             let _ = c.cell(&key);
         }
         let total: usize = c.shards.iter().map(|s| s.lock().unwrap().len()).sum();

@@ -41,14 +41,21 @@ pub struct SignerKey {
 
 /// Whether `id` looks like a TUF key id (64 lowercase hex digits).
 pub fn valid_key_id(id: &str) -> bool {
-    id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The repository a GUN names: the GUN without its registry host, as Docker splits
 /// references (a first component with `.` or `:`, or `localhost`, is a host).
 pub fn repository_of_gun(gun: &str) -> &str {
     match gun.split_once('/') {
-        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => rest,
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            rest
+        }
         _ => gun,
     }
 }
@@ -58,7 +65,13 @@ pub fn repository_of_gun(gun: &str) -> &str {
 pub fn role_signers(repo: &Repository) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     for (name, _) in repo.roles() {
-        out.insert(name.to_string(), super::source::valid_signers(repo, name).into_iter().map(|(id, _)| id).collect());
+        out.insert(
+            name.to_string(),
+            super::source::valid_signers(repo, name)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+        );
     }
     out
 }
@@ -77,7 +90,9 @@ pub async fn record_update(
     let repository = repository_of_gun(gun).to_owned();
     let mut fresh: BTreeMap<String, String> = BTreeMap::new();
     for (name, loaded) in after.roles() {
-        let old_version = before.and_then(|b| b.role(name)).map(|r| r.metadata.version);
+        let old_version = before
+            .and_then(|b| b.role(name))
+            .map(|r| r.metadata.version);
         if old_version == Some(loaded.metadata.version) {
             continue;
         }
@@ -179,7 +194,11 @@ pub struct Directory {
 
 /// Loads the key owners of `repository` and, for `teams` (`org/team`), the keys of
 /// their members.
-pub async fn directory(db: &Db, repository: &str, teams: &BTreeSet<String>) -> Result<Directory, sqlx::Error> {
+pub async fn directory(
+    db: &Db,
+    repository: &str,
+    teams: &BTreeSet<String>,
+) -> Result<Directory, sqlx::Error> {
     let mut dir = Directory::default();
     let rows: Vec<(String, String, Option<String>, Option<String>)> = with_pool!(db, pool => {
         sqlx::query("SELECT sk.key_id, sk.user_name, o.name, t.name FROM signer_keys sk LEFT JOIN users u ON u.name = sk.user_name LEFT JOIN team_members m ON m.user_id = u.id LEFT JOIN teams t ON t.id = m.team_id LEFT JOIN organizations o ON o.id = t.org_id WHERE sk.repository = $1 LIMIT 100000")
@@ -196,7 +215,9 @@ pub async fn directory(db: &Db, repository: &str, teams: &BTreeSet<String>) -> R
         }
     }
     for name in teams {
-        let Some((org, team)) = name.split_once('/') else { continue };
+        let Some((org, team)) = name.split_once('/') else {
+            continue;
+        };
         let exists = with_pool!(db, pool => {
             sqlx::query("SELECT 1 FROM teams t JOIN organizations o ON o.id = t.org_id WHERE o.name = $1 AND t.name = $2")
                 .bind(org).bind(team).fetch_optional(pool).await?.is_some()

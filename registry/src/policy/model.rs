@@ -301,8 +301,13 @@ impl PolicySpec {
         for s in &self.signers {
             match s.signer() {
                 Some(Signer::Team(org, team)) => {
-                    if org.as_deref().is_some_and(|o| !valid_account_name(o)) || !valid_team_name(&team) {
-                        return Err(format!("invalid team {:?}", short(s.team.as_deref().unwrap_or(""))));
+                    if org.as_deref().is_some_and(|o| !valid_account_name(o))
+                        || !valid_team_name(&team)
+                    {
+                        return Err(format!(
+                            "invalid team {:?}",
+                            short(s.team.as_deref().unwrap_or(""))
+                        ));
                     }
                 }
                 Some(Signer::Role(r)) => {
@@ -324,7 +329,12 @@ impl PolicySpec {
                 return Err(format!("at most {MAX_PATTERNS} {what}"));
             }
             for p in list {
-                if p.is_empty() || p.len() > MAX_PATTERN_LEN || !p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'*' | b'?')) {
+                if p.is_empty()
+                    || p.len() > MAX_PATTERN_LEN
+                    || !p.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'*' | b'?')
+                    })
+                {
                     return Err(format!(
                         "invalid tag pattern {:?} in {what}: tag characters, '*' and '?', at most {MAX_PATTERN_LEN}",
                         short(p)
@@ -333,7 +343,9 @@ impl PolicySpec {
             }
         }
         if self.exempt_users.len() > MAX_PATTERNS || self.exempt_teams.len() > MAX_PATTERNS {
-            return Err(format!("at most {MAX_PATTERNS} exempt users and {MAX_PATTERNS} exempt teams"));
+            return Err(format!(
+                "at most {MAX_PATTERNS} exempt users and {MAX_PATTERNS} exempt teams"
+            ));
         }
         if let Some(u) = self.exempt_users.iter().find(|u| !valid_account_name(u)) {
             return Err(format!("invalid user name {:?} in exemptUsers", short(u)));
@@ -374,7 +386,9 @@ pub fn valid_role(r: &str) -> bool {
                 && r.len() > "targets/".len()
                 && !r.ends_with('/')
                 && !r.contains("//")
-                && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'/'))))
+                && r.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'/')
+                })))
 }
 
 /// Shell-style matching of `*` (any run, possibly empty) and `?` (one character);
@@ -509,7 +523,11 @@ mod tests {
             assert!(serde_json::from_value::<PolicySpec>(b).is_err());
         }
         let mut p = PolicySpec::new(Mode::Enforced);
-        p.signers.push(SignerSpec { team: Some("qa".into()), role: Some("targets".into()), min: 1 });
+        p.signers.push(SignerSpec {
+            team: Some("qa".into()),
+            role: Some("targets".into()),
+            min: 1,
+        });
         assert!(p.validate().is_err());
         p.signers = vec![SignerSpec::role("releases", 1)];
         assert!(p.validate().is_err());

@@ -40,12 +40,16 @@ pub struct RoleSignatures {
 impl RoleSignatures {
     /// Whether it signs `tag` at `digest`.
     pub fn signs(&self, tag: Option<&str>, digest: &str) -> bool {
-        tag.and_then(|t| self.tags.get(t)).is_some_and(|d| d == digest) || self.by_digest.contains(digest)
+        tag.and_then(|t| self.tags.get(t))
+            .is_some_and(|d| d == digest)
+            || self.by_digest.contains(digest)
     }
 
     /// Whether `key` (listed or canonical id) signed it.
     pub fn signed_with(&self, key: &str) -> bool {
-        self.signed_by.iter().any(|(id, canonical)| id == key || canonical == key)
+        self.signed_by
+            .iter()
+            .any(|(id, canonical)| id == key || canonical == key)
     }
 
     /// Whether it has expired at `now`.
@@ -146,7 +150,10 @@ pub enum SourceError {
 #[async_trait]
 pub trait SignatureSource: Send + Sync + 'static {
     /// The signatures of `repository` (`Ok(None)`: it has none).
-    async fn signatures(&self, repository: &str) -> Result<Option<Arc<RepoSignatures>>, SourceError>;
+    async fn signatures(
+        &self,
+        repository: &str,
+    ) -> Result<Option<Arc<RepoSignatures>>, SourceError>;
 
     /// Forgets what is cached about `repository_or_subject` (its signatures changed).
     fn invalidate(&self, _repository_or_subject: &str) {}
@@ -184,8 +191,16 @@ pub fn valid_signers(repo: &Repository, role: &RoleName) -> Vec<(String, String)
             continue;
         }
         let Some(key) = keys.get(&id) else { continue };
-        if notary_core::verify::count_valid(loaded.metadata.envelope(), keys, std::slice::from_ref(&id)) == 1 {
-            let canonical = key.canonical_id().map(|c| c.to_string()).unwrap_or_else(|_| id.to_string());
+        if notary_core::verify::count_valid(
+            loaded.metadata.envelope(),
+            keys,
+            std::slice::from_ref(&id),
+        ) == 1
+        {
+            let canonical = key
+                .canonical_id()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|_| id.to_string());
             out.push((id.to_string(), canonical));
         }
     }
@@ -247,7 +262,10 @@ pub fn from_notary(repo: &Repository, version: u64) -> RepoSignatures {
     }
     let mut pinned_tags: HashMap<String, Vec<String>> = HashMap::new();
     for (tag, pin) in &pins {
-        pinned_tags.entry(pin.digest.clone()).or_default().push(tag.clone());
+        pinned_tags
+            .entry(pin.digest.clone())
+            .or_default()
+            .push(tag.clone());
     }
     for v in pinned_tags.values_mut() {
         v.sort();
@@ -276,7 +294,8 @@ impl Converted {
     /// Whether `other` is the same trust data: the same value, or the same timestamp
     /// file (which pins the snapshot, which pins every other file).
     fn same(&self, other: &Arc<Repository>) -> bool {
-        Arc::ptr_eq(&self.repo, other) || self.repo.timestamp().file_bytes() == other.timestamp().file_bytes()
+        Arc::ptr_eq(&self.repo, other)
+            || self.repo.timestamp().file_bytes() == other.timestamp().file_bytes()
     }
 }
 
@@ -302,7 +321,9 @@ pub struct NotaryV1Source {
 
 impl std::fmt::Debug for NotaryV1Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NotaryV1Source").field("prefixes", &(self.prefixes)()).finish_non_exhaustive()
+        f.debug_struct("NotaryV1Source")
+            .field("prefixes", &(self.prefixes)())
+            .finish_non_exhaustive()
     }
 }
 
@@ -315,13 +336,21 @@ impl NotaryV1Source {
     /// a trailing `/` is ignored. `negative_ttl`: how long "no trust data" is
     /// remembered (a local publish forgets it at once through
     /// [`SignatureSource::invalidate`]).
-    pub fn new(service: Arc<notary_server::service::Service>, prefixes: Vec<String>, negative_ttl: Duration) -> NotaryV1Source {
+    pub fn new(
+        service: Arc<notary_server::service::Service>,
+        prefixes: Vec<String>,
+        negative_ttl: Duration,
+    ) -> NotaryV1Source {
         NotaryV1Source::with_prefixes(service, Arc::new(move || prefixes.clone()), negative_ttl)
     }
 
     /// A source whose prefixes are asked for at each lookup (the registry's host names
     /// are only complete once its port is bound).
-    pub fn with_prefixes(service: Arc<notary_server::service::Service>, prefixes: Prefixes, negative_ttl: Duration) -> NotaryV1Source {
+    pub fn with_prefixes(
+        service: Arc<notary_server::service::Service>,
+        prefixes: Prefixes,
+        negative_ttl: Duration,
+    ) -> NotaryV1Source {
         NotaryV1Source {
             service,
             prefixes,
@@ -340,11 +369,16 @@ impl NotaryV1Source {
         if prefixes.is_empty() {
             return vec![repository.to_owned()];
         }
-        prefixes.iter().map(|p| format!("{p}/{repository}")).collect()
+        prefixes
+            .iter()
+            .map(|p| format!("{p}/{repository}"))
+            .collect()
     }
 
     fn known_missing(&self, gun: &str) -> bool {
-        let Ok(m) = self.missing.lock() else { return false };
+        let Ok(m) = self.missing.lock() else {
+            return false;
+        };
         m.get(gun).is_some_and(|t| t.elapsed() < self.negative_ttl)
     }
 
@@ -364,7 +398,11 @@ impl NotaryV1Source {
         }
     }
 
-    async fn convert(&self, repository: &str, repo: Arc<Repository>) -> Result<Arc<RepoSignatures>, SourceError> {
+    async fn convert(
+        &self,
+        repository: &str,
+        repo: Arc<Repository>,
+    ) -> Result<Arc<RepoSignatures>, SourceError> {
         let slot = {
             let Ok(mut c) = self.converted.lock() else {
                 return Err(SourceError::Unavailable("signature cache poisoned".into()));
@@ -402,7 +440,10 @@ impl NotaryV1Source {
 
 #[async_trait]
 impl SignatureSource for NotaryV1Source {
-    async fn signatures(&self, repository: &str) -> Result<Option<Arc<RepoSignatures>>, SourceError> {
+    async fn signatures(
+        &self,
+        repository: &str,
+    ) -> Result<Option<Arc<RepoSignatures>>, SourceError> {
         use notary_server::service::ReadError;
         for gun in self.guns(repository) {
             if self.known_missing(&gun) {
@@ -413,7 +454,10 @@ impl SignatureSource for NotaryV1Source {
                 Ok(repo) => return self.convert(repository, repo).await.map(Some),
                 Err(ReadError::NotFound) => self.remember_missing(&gun),
                 Err(ReadError::Untrusted(reason)) | Err(ReadError::Broken(reason)) => {
-                    return Err(SourceError::Untrusted { subject: gun, reason });
+                    return Err(SourceError::Untrusted {
+                        subject: gun,
+                        reason,
+                    });
                 }
                 Err(e) => return Err(SourceError::Unavailable(e.to_string())),
             }

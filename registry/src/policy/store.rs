@@ -245,7 +245,10 @@ impl PolicyStore {
                     // it as an enforced policy that nothing satisfies.
                     tracing::error!(error = %e, "unreadable policy: treated as enforced with an impossible requirement");
                     let mut s = PolicySpec::new(super::model::Mode::Enforced);
-                    s.signers.push(super::model::SignerSpec::role("targets/unreadable-policy", super::model::MAX_MIN_SIGNATURES));
+                    s.signers.push(super::model::SignerSpec::role(
+                        "targets/unreadable-policy",
+                        super::model::MAX_MIN_SIGNATURES,
+                    ));
                     s
                 }
             };
@@ -290,7 +293,12 @@ impl PolicyStore {
 
     /// Attaches `spec` to `scope` (replacing any), as `by`. Returns the stored policy
     /// (with the new global version). The caller validated `spec`.
-    pub async fn set(&self, scope: &Scope, spec: &PolicySpec, by: &str) -> Result<StoredPolicy, PolicyStoreError> {
+    pub async fn set(
+        &self,
+        scope: &Scope,
+        spec: &PolicySpec,
+        by: &str,
+    ) -> Result<StoredPolicy, PolicyStoreError> {
         let body = serde_json::to_string(spec).map_err(|e| PolicyStoreError::Corrupt {
             scope: scope.describe(),
             reason: e.to_string(),
@@ -324,7 +332,13 @@ impl PolicyStore {
     }
 
     /// One change in one transaction: version bump, row, history.
-    async fn change(&self, scope: &Scope, body: Option<&str>, by: &str, at: i64) -> Result<i64, PolicyStoreError> {
+    async fn change(
+        &self,
+        scope: &Scope,
+        body: Option<&str>,
+        by: &str,
+        at: i64,
+    ) -> Result<i64, PolicyStoreError> {
         let _w = self.db.write().await;
         with_pool!(self.db, pool => {
             let mut tx = pool.begin().await?;
@@ -358,7 +372,11 @@ impl PolicyStore {
     }
 
     /// The changes of `scope`, newest first, at most `limit` (capped at [`MAX_HISTORY`]).
-    pub async fn history(&self, scope: &Scope, limit: i64) -> Result<Vec<HistoryEntry>, PolicyStoreError> {
+    pub async fn history(
+        &self,
+        scope: &Scope,
+        limit: i64,
+    ) -> Result<Vec<HistoryEntry>, PolicyStoreError> {
         let limit = limit.clamp(1, MAX_HISTORY);
         let rows: Vec<HistoryRow> = with_pool!(self.db, pool => {
             sqlx::query("SELECT version, action, body, previous, changed_by, changed_at FROM policy_history WHERE kind = $1 AND name = $2 ORDER BY version DESC LIMIT $3")
@@ -368,15 +386,17 @@ impl PolicyStore {
         let parse = |b: Option<String>| b.and_then(|b| serde_json::from_str::<PolicySpec>(&b).ok());
         Ok(rows
             .into_iter()
-            .map(|(version, action, body, previous, changed_by, changed_at)| HistoryEntry {
-                version,
-                scope: scope.clone(),
-                action,
-                policy: parse(body),
-                previous: parse(previous),
-                changed_by,
-                changed_at,
-            })
+            .map(
+                |(version, action, body, previous, changed_by, changed_at)| HistoryEntry {
+                    version,
+                    scope: scope.clone(),
+                    action,
+                    policy: parse(body),
+                    previous: parse(previous),
+                    changed_by,
+                    changed_at,
+                },
+            )
             .collect())
     }
 }

@@ -29,8 +29,12 @@ fn valid_id(id: &str) -> bool {
 fn valid_key(key: &str) -> bool {
     key.starts_with("blobs/")
         && key.len() < 512
-        && key.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.-".contains(&b))
+        && key
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/.-".contains(&b))
 }
 
 impl FsStore {
@@ -270,7 +274,9 @@ impl BlobStore for FsStore {
                     "upload holds {len} bytes, {size} recorded"
                 )));
             }
-            let dir = to.parent().ok_or_else(|| StorageError::Other("bad key".into()))?;
+            let dir = to
+                .parent()
+                .ok_or_else(|| StorageError::Other("bad key".into()))?;
             std::fs::create_dir_all(dir)?;
             std::fs::rename(&from, &to)?;
             sync_dir(dir)?;

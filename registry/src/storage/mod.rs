@@ -16,7 +16,6 @@ use futures_util::Stream;
 pub mod fs;
 pub mod s3;
 
-
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

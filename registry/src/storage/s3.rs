@@ -160,11 +160,14 @@ fn clean_prefix(prefix: &str) -> Result<String, StorageError> {
     }
     let ok = p.len() <= 256
         && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
-        && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
     if ok {
         Ok(p.to_owned())
     } else {
-        Err(StorageError::Other(format!("invalid S3 key prefix {prefix:?}")))
+        Err(StorageError::Other(format!(
+            "invalid S3 key prefix {prefix:?}"
+        )))
     }
 }
 
@@ -246,16 +249,18 @@ impl S3Store {
 // ------------------------------------------------------------------------ keys
 
 fn valid_id(id: &str) -> bool {
-    id.len() >= 2
-        && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    id.len() >= 2 && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 fn valid_key(key: &str) -> bool {
     key.starts_with("blobs/")
         && key.len() < 512
-        && key.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.-".contains(&b))
+        && key
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/.-".contains(&b))
 }
 
 /// The key a committed upload's blob lives at.
@@ -364,7 +369,13 @@ impl Inner {
             .backend
             .list(Some(&dir))
             .take(10_000)
-            .map_ok(|m| m.location.as_ref().strip_prefix(&strip).unwrap_or("").to_owned())
+            .map_ok(|m| {
+                m.location
+                    .as_ref()
+                    .strip_prefix(&strip)
+                    .unwrap_or("")
+                    .to_owned()
+            })
             .try_collect()
             .await
             .map_err(map_err)?;
@@ -376,7 +387,11 @@ impl Inner {
     }
 
     /// One ranged GET as a stream, failing if the object is shorter than asked.
-    async fn window(self: Arc<Self>, path: Path, range: Range<u64>) -> Result<ByteStream, StorageError> {
+    async fn window(
+        self: Arc<Self>,
+        path: Path,
+        range: Range<u64>,
+    ) -> Result<ByteStream, StorageError> {
         let want = range.end - range.start;
         let r = self
             .backend
@@ -384,30 +399,35 @@ impl Inner {
             .await
             .map_err(map_err)?;
         let body = r.into_stream();
-        let stream = futures_util::stream::unfold((body, 0u64, false), move |(mut body, got, done)| async move {
-            if done {
-                return None;
-            }
-            match body.next().await {
-                Some(Ok(chunk)) => {
-                    let got = got + chunk.len() as u64;
-                    if got > want {
-                        let e = std::io::Error::other("storage returned more bytes than asked");
-                        return Some((Err(e), (body, got, true)));
+        let stream = futures_util::stream::unfold(
+            (body, 0u64, false),
+            move |(mut body, got, done)| async move {
+                if done {
+                    return None;
+                }
+                match body.next().await {
+                    Some(Ok(chunk)) => {
+                        let got = got + chunk.len() as u64;
+                        if got > want {
+                            let e = std::io::Error::other("storage returned more bytes than asked");
+                            return Some((Err(e), (body, got, true)));
+                        }
+                        Some((Ok(chunk), (body, got, false)))
                     }
-                    Some((Ok(chunk), (body, got, false)))
+                    Some(Err(e)) => {
+                        Some((Err(std::io::Error::other(map_err(e))), (body, got, true)))
+                    }
+                    None if got < want => {
+                        let e = std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("object ended after {got} of {want} bytes"),
+                        );
+                        Some((Err(e), (body, got, true)))
+                    }
+                    None => None,
                 }
-                Some(Err(e)) => Some((Err(std::io::Error::other(map_err(e))), (body, got, true))),
-                None if got < want => {
-                    let e = std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("object ended after {got} of {want} bytes"),
-                    );
-                    Some((Err(e), (body, got, true)))
-                }
-                None => None,
-            }
-        });
+            },
+        );
         Ok(stream.boxed())
     }
 }
@@ -429,7 +449,10 @@ pub fn map_err(e: object_store::Error) -> StorageError {
 fn is_unavailable(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if err.downcast_ref::<object_store::client::HttpError>().is_some() {
+        if err
+            .downcast_ref::<object_store::client::HttpError>()
+            .is_some()
+        {
             // Connection refused or reset, timeouts: the transport failed.
             return true;
         }
@@ -483,15 +506,18 @@ impl State {
         }
         let st: State = serde_json::from_str(s).map_err(|_| bad("not JSON"))?;
         check_part_size(st.part_size)?;
-        if st.parts.len() > MAX_PARTS
-            || st.parts.iter().any(|p| p.is_empty() || p.len() > MAX_ETAG)
+        if st.parts.len() > MAX_PARTS || st.parts.iter().any(|p| p.is_empty() || p.len() > MAX_ETAG)
         {
             return Err(bad("parts"));
         }
         if !st.parts.is_empty() && st.multipart.is_none() {
             return Err(bad("parts without a multipart upload"));
         }
-        if st.multipart.as_ref().is_some_and(|m| m.is_empty() || m.len() > 1024) {
+        if st
+            .multipart
+            .as_ref()
+            .is_some_and(|m| m.is_empty() || m.len() > 1024)
+        {
             return Err(bad("multipart id"));
         }
         // Keys come from our own database, but a state never makes us touch an object
@@ -543,7 +569,12 @@ impl S3Writer {
         let mp = match &self.state.multipart {
             Some(m) => m.clone(),
             None => {
-                let m = self.inner.backend.create_multipart(&path).await.map_err(map_err)?;
+                let m = self
+                    .inner
+                    .backend
+                    .create_multipart(&path)
+                    .await
+                    .map_err(map_err)?;
                 tracing::debug!(upload = %self.id, key = %self.key, "S3 multipart upload created");
                 self.state.multipart = Some(m.clone());
                 m
@@ -557,7 +588,9 @@ impl S3Writer {
             .await
             .map_err(map_err)?;
         if part.content_id.is_empty() || part.content_id.len() > MAX_ETAG {
-            return Err(StorageError::Other("storage returned an unusable part ETag".into()));
+            return Err(StorageError::Other(
+                "storage returned an unusable part ETag".into(),
+            ));
         }
         self.state.parts.push(part.content_id);
         metrics::counter!("registry_s3_parts_uploaded_total").increment(1);
@@ -588,7 +621,8 @@ impl S3Writer {
                 let key = new_tail_key(&self.id)?;
                 let payload: PutPayload = self.buf.iter().cloned().collect();
                 self.inner.put(&key, payload).await?;
-                metrics::counter!("registry_s3_tail_bytes_written_total").increment(self.buf_len as u64);
+                metrics::counter!("registry_s3_tail_bytes_written_total")
+                    .increment(self.buf_len as u64);
                 self.state.tail = Some(key);
             }
             self.state.tail_len = self.buf_len as u64;
@@ -757,7 +791,9 @@ impl BlobStore for S3Store {
                 let mut parts: Vec<PartId> = st
                     .parts
                     .iter()
-                    .map(|e| PartId { content_id: e.clone() })
+                    .map(|e| PartId {
+                        content_id: e.clone(),
+                    })
                     .collect();
                 if let Some(t) = tail {
                     let p = self
@@ -774,7 +810,12 @@ impl BlobStore for S3Store {
                         Err(e) => return Err(map_err(e)),
                     }
                 }
-                match self.inner.backend.complete_multipart(&path, mp, parts).await {
+                match self
+                    .inner
+                    .backend
+                    .complete_multipart(&path, mp, parts)
+                    .await
+                {
                     Ok(_) => {}
                     Err(_) if self.already_committed(&key, size).await => {}
                     Err(e) => return Err(map_err(e)),
@@ -811,7 +852,9 @@ impl BlobStore for S3Store {
             self.inner.size_of(key).await?;
             return Ok(futures_util::stream::empty().boxed());
         }
-        let end = offset.checked_add(len).ok_or_else(|| StorageError::Other("range overflows".into()))?;
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| StorageError::Other("range overflows".into()))?;
         let first_end = end.min(offset.saturating_add(READ_WINDOW));
         // The first GET is made now, so a missing object is an error rather than a
         // truncated response.
@@ -905,7 +948,8 @@ mod tests {
         assert!(matches!(map_err(e), StorageError::Unavailable(_)));
         let e = object_store::Error::Generic {
             store: "S3",
-            source: "Server returned non-2xx status code: 503 Service Unavailable: slow down".into(),
+            source: "Server returned non-2xx status code: 503 Service Unavailable: slow down"
+                .into(),
         };
         assert!(matches!(map_err(e), StorageError::Unavailable(_)));
         let e = object_store::Error::Generic {

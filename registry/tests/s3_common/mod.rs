@@ -89,7 +89,10 @@ pub fn curl(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
         let p = dir.path().join("in");
         std::fs::write(&p, body.unwrap_or_default()).unwrap();
         cmd.arg("--data-binary").arg(format!("@{}", p.display()));
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             cmd.args(["-H", "Content-Type: application/octet-stream"]);
         }
     }
@@ -118,7 +121,12 @@ pub fn absolute(base: &str, location: &str) -> String {
 /// POST + PUT `?digest=` (monolithic); returns the digest.
 pub fn push_blob(base: &str, repo: &str, blob: &[u8]) -> String {
     let d = sha256(blob);
-    let r = curl("POST", &format!("{base}/v2/{repo}/blobs/uploads/"), &[], None);
+    let r = curl(
+        "POST",
+        &format!("{base}/v2/{repo}/blobs/uploads/"),
+        &[],
+        None,
+    );
     assert_eq!(r.status, 202, "{}", r.text());
     let loc = absolute(base, &r.header("location"));
     let sep = if loc.contains('?') { '&' } else { '?' };
