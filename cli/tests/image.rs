@@ -27,6 +27,7 @@ struct Env {
     registry: String,
     notary_url: String,
     _procs: Vec<Proc>,
+    _docker: Option<notary_tests::Dockerd>,
     docker_host: Option<String>,
 }
 
@@ -145,13 +146,6 @@ fn push_image(registry: &str, repo: &str, tag: &str, dir: &Path) -> String {
     sha256_hex(manifest.as_bytes())
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
 fn setup(with_docker: bool) -> Env {
     require("docker-registry");
     let dir = tempfile::tempdir().unwrap();
@@ -227,59 +221,12 @@ fn setup(with_docker: bool) -> Env {
         docker_config.join("tls").join(host).join("ca.crt"),
     )
     .unwrap();
-    let mut docker_host = None;
-    if with_docker {
-        let docker_ok = Command::new("docker")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        let dockerd_ok = Command::new("sh")
-            .args(["-c", "command -v dockerd"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if docker_ok && dockerd_ok && is_root() {
-            let sock = root.join("docker.sock");
-            let mut cmd = Command::new("dockerd");
-            cmd.args([
-                "--storage-driver=vfs",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--bridge=none",
-            ])
-            .arg("--data-root")
-            .arg(root.join("docker-root"))
-            .arg("--exec-root")
-            .arg(root.join("docker-exec"))
-            .arg("--pidfile")
-            .arg(root.join("docker.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()));
-            procs.push(Proc::spawn(cmd, root.join("dockerd.log")));
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            let host = format!("unix://{}", sock.display());
-            loop {
-                let up = Command::new("docker")
-                    .env("DOCKER_HOST", &host)
-                    .arg("info")
-                    .output()
-                    .is_ok_and(|o| o.status.success());
-                if up {
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "dockerd did not start: {}",
-                    std::fs::read_to_string(root.join("dockerd.log")).unwrap_or_default()
-                );
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
-            docker_host = Some(host);
-        } else {
-            eprintln!(
-                "\n!!! SKIPPING the docker half of this test: docker CLI, dockerd or root missing !!!\n"
-            );
-        }
-    }
+    let docker = if with_docker {
+        notary_tests::Dockerd::start(&root, "the docker half of this test")
+    } else {
+        None
+    };
+    let docker_host = docker.as_ref().map(|d| d.host.clone());
     Env {
         _dir: dir,
         root,
@@ -287,6 +234,7 @@ fn setup(with_docker: bool) -> Env {
         registry: format!("127.0.0.1:{rport}"),
         notary_url,
         _procs: procs,
+        _docker: docker,
         docker_host,
     }
 }

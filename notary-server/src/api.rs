@@ -160,7 +160,9 @@ enum Target {
     NotFound,
 }
 
-fn percent_decode(path: &str) -> Option<String> {
+/// A request path with `%XX` escapes decoded (`None` for a bad escape or non-UTF-8):
+/// how the Notary routes see GUNs, also for code mounting them.
+pub fn percent_decode(path: &str) -> Option<String> {
     let b = path.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -679,44 +679,59 @@ impl TokenAuth {
     }
 
     fn challenge(&self, required: &[Access], failure: &AuthFailure) -> ApiError {
-        let scope = match required.first() {
-            Some(first) => {
-                let actions: Vec<&str> = required.iter().map(|a| a.action).collect();
-                format!("{}:{}:{}", first.kind, first.name, actions.join(","))
-            }
-            None => String::new(),
-        };
-        let mut value = format!(
-            "Bearer realm=\"{}\",service=\"{}\",scope=\"{scope}\"",
-            self.realm, self.service
-        );
-        match failure {
-            AuthFailure::Missing => {}
+        let error = match failure {
+            AuthFailure::Missing => None,
             AuthFailure::Invalid(reason) => {
                 tracing::info!(reason = %reason, "invalid token");
-                value.push_str(",error=\"invalid_token\"");
+                Some("invalid_token")
             }
-            AuthFailure::Insufficient => value.push_str(",error=\"insufficient_scope\""),
-        }
-        // Go's struct order: Type, Class, Name, Action.
-        let items: Vec<String> = required
-            .iter()
-            .map(|a| {
-                format!(
-                    "{{\"Type\":{},\"Class\":\"\",\"Name\":{},\"Action\":{}}}",
-                    Value::from(a.kind),
-                    Value::from(a.name.as_str()),
-                    Value::from(a.action)
-                )
-            })
-            .collect();
-        let mut err = ApiError::new(Code::Unauthorized, None);
-        err.detail_raw = Some(format!("[{}]", items.join(",")));
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            err.headers.push((header::WWW_AUTHENTICATE, v));
-        }
-        err
+            AuthFailure::Insufficient => Some("insufficient_scope"),
+        };
+        unauthorized(&self.realm, &self.service, required, error)
     }
+}
+
+/// The 401 of a Notary route as Go answers it: a `Bearer` challenge naming `realm`,
+/// `service`, the scope `required` asks for and `error` (`invalid_token`,
+/// `insufficient_scope`), with the access the route needs as the error's detail. For
+/// the Notary API's own token checks and for code that mounts it with another
+/// authoriser.
+pub fn unauthorized(
+    realm: &str,
+    service: &str,
+    required: &[Access],
+    error: Option<&str>,
+) -> ApiError {
+    let scope = match required.first() {
+        Some(first) => {
+            let actions: Vec<&str> = required.iter().map(|a| a.action).collect();
+            format!("{}:{}:{}", first.kind, first.name, actions.join(","))
+        }
+        None => String::new(),
+    };
+    let mut value = format!("Bearer realm=\"{realm}\",service=\"{service}\",scope=\"{scope}\"");
+    if let Some(e) = error {
+        value.push_str(&format!(",error=\"{e}\""));
+    }
+    // Go's struct order: Type, Class, Name, Action.
+    let items: Vec<String> = required
+        .iter()
+        .map(|a| {
+            format!(
+                "{{\"Type\":{},\"Class\":\"\",\"Name\":{},\"Action\":{}}}",
+                Value::from(a.kind),
+                Value::from(a.name.as_str()),
+                Value::from(a.action)
+            )
+        })
+        .collect();
+    let mut err = ApiError::new(Code::Unauthorized, None);
+    err.detail_raw = Some(format!("[{}]", items.join(",")));
+    // A name that cannot be a header value (control characters) gets no challenge.
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        err.headers.push((header::WWW_AUTHENTICATE, v));
+    }
+    err
 }
 
 #[cfg(test)]

@@ -46,21 +46,34 @@ pub struct AdminError {
 }
 
 impl AdminError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> AdminError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> AdminError {
         AdminError {
             status,
             code,
             message: message.into(),
         }
     }
-    fn denied() -> AdminError {
+    pub(crate) fn denied() -> AdminError {
         AdminError::new(StatusCode::FORBIDDEN, "DENIED", "permission denied")
     }
-    fn invalid(message: impl Into<String>) -> AdminError {
+    pub(crate) fn invalid(message: impl Into<String>) -> AdminError {
         AdminError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", message)
     }
-    fn not_found(message: impl Into<String>) -> AdminError {
+    pub(crate) fn not_found(message: impl Into<String>) -> AdminError {
         AdminError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+    /// A server-side failure: logged, the caller sees `internal error: <what>`.
+    pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> AdminError {
+        tracing::error!(error = %e, "admin API: {what}");
+        AdminError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            format!("internal error: {what}"),
+        )
     }
 }
 
@@ -154,7 +167,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| AdminError::invalid(format!("invalid JSON body: {e}")))
 }
 
-fn ok_json(status: StatusCode, v: Value) -> Response {
+pub(crate) fn ok_json(status: StatusCode, v: Value) -> Response {
     (
         status,
         [(
@@ -335,7 +348,7 @@ pub fn router(svc: Arc<AuthService>) -> Router {
         .with_state(svc)
 }
 
-fn respond(r: Result<Response>) -> Response {
+pub(crate) fn respond(r: Result<Response>) -> Response {
     r.unwrap_or_else(IntoResponse::into_response)
 }
 

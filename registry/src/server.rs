@@ -564,41 +564,25 @@ pub async fn serve(
     tls: Option<(PathBuf, PathBuf)>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = app
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .into_make_service();
-    let handle = axum_server::Handle::new();
-    let h2 = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        h2.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
-    });
-    listener.set_nonblocking(true)?;
-    match tls {
+    let tls = match tls {
         Some((cert, key)) => {
             let files = notary_server::daemon::tls::TlsFiles {
                 cert,
                 key,
                 client_ca: None,
             };
-            let cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
+            Some(Arc::new(
                 notary_server::daemon::tls::server_config(&files).context("TLS configuration")?,
-            ));
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(cfg)
-                .acceptor(axum_server::accept::NoDelayAcceptor::new());
-            axum_server::from_tcp(listener)
-                .acceptor(acceptor)
-                .handle(handle)
-                .serve(app)
-                .await?;
+            ))
         }
-        None => {
-            axum_server::from_tcp(listener)
-                .acceptor(axum_server::accept::NoDelayAcceptor::new())
-                .handle(handle)
-                .serve(app)
-                .await?;
-        }
-    }
-    Ok(())
+        None => None,
+    };
+    notary_server::daemon::serve_router(
+        app.layer(tower_http::trace::TraceLayer::new_for_http()),
+        listener,
+        tls,
+        std::time::Duration::from_secs(30),
+        shutdown,
+    )
+    .await
 }

@@ -33,7 +33,7 @@ use notary_core::Gun;
 use notary_server::api::{ApiOptions, Authorize, CacheAges};
 use notary_server::auth::Access as NotaryAccess;
 use notary_server::config::KeyAlgorithm;
-use notary_server::error::{ApiError, Code};
+use notary_server::error::ApiError;
 use notary_server::service::{Service, UploadLimits};
 use notary_server::storage::Store;
 use notary_server::trust::{LocalTrust, TrustService};
@@ -668,46 +668,12 @@ fn challenge(
     required: &[NotaryAccess],
     failure: Failure,
 ) -> ApiError {
-    let scope = match required.first() {
-        Some(first) => {
-            let actions: Vec<&str> = required.iter().map(|a| a.action).collect();
-            format!(
-                ",scope=\"{}:{}:{}\"",
-                first.kind,
-                first.name,
-                actions.join(",")
-            )
-        }
-        None => String::new(),
+    let error = match failure {
+        Failure::Missing => None,
+        Failure::Invalid => Some("invalid_token"),
+        Failure::Insufficient => Some("insufficient_scope"),
     };
-    let mut value = format!(
-        "Bearer realm=\"{}\",service=\"{}\"{scope}",
-        svc.realm(headers),
-        svc.config().service
-    );
-    match failure {
-        Failure::Missing => {}
-        Failure::Invalid => value.push_str(",error=\"invalid_token\""),
-        Failure::Insufficient => value.push_str(",error=\"insufficient_scope\""),
-    }
-    let items: Vec<String> = required
-        .iter()
-        .map(|a| {
-            format!(
-                "{{\"Type\":{},\"Class\":\"\",\"Name\":{},\"Action\":{}}}",
-                Value::from(a.kind),
-                Value::from(a.name.as_str()),
-                Value::from(a.action)
-            )
-        })
-        .collect();
-    let mut err = ApiError::new(Code::Unauthorized, None);
-    err.detail_raw = Some(format!("[{}]", items.join(",")));
-    // A name that cannot be a header value (control characters) gets no challenge.
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        err.headers.push((header::WWW_AUTHENTICATE, v));
-    }
-    err
+    notary_server::auth::unauthorized(&svc.realm(headers), &svc.config().service, required, error)
 }
 
 impl Authorize for NotaryAuthorizer {
@@ -751,25 +717,8 @@ enum Target {
     Other,
 }
 
-fn percent_decode(path: &str) -> Option<String> {
-    let b = path.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 fn classify(raw_path: &str) -> Target {
-    let Some(path) = percent_decode(raw_path) else {
+    let Some(path) = notary_server::api::percent_decode(raw_path) else {
         return Target::Other;
     };
     if path == "/v2/_trust/changefeed" {

@@ -261,64 +261,6 @@ fn chunked_upload_resumes_after_the_registry_is_killed_and_restarted() {
     assert_eq!(out.stdout, whole);
 }
 
-/// A dockerd of our own (vfs, no networking), when this machine can run one.
-struct Dockerd {
-    _proc: Proc,
-    host: String,
-}
-
-fn dockerd(root: &Path) -> Option<Dockerd> {
-    let have = |c: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {c}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !(have("docker") && have("dockerd") && is_root) {
-        eprintln!(
-            "\n!!! SKIPPING the docker engine test: docker CLI, dockerd or root missing !!!\n"
-        );
-        return None;
-    }
-    let sock = root.join("docker.sock");
-    let mut cmd = Command::new("dockerd");
-    cmd.args([
-        "--storage-driver=vfs",
-        "--iptables=false",
-        "--ip6tables=false",
-        "--bridge=none",
-    ])
-    .arg("--data-root")
-    .arg(root.join("docker-root"))
-    .arg("--exec-root")
-    .arg(root.join("docker-exec"))
-    .arg("--pidfile")
-    .arg(root.join("docker.pid"))
-    .arg("-H")
-    .arg(format!("unix://{}", sock.display()));
-    let proc = Proc::spawn(cmd, root.join("dockerd.log"));
-    let host = format!("unix://{}", sock.display());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !Command::new("docker")
-        .env("DOCKER_HOST", &host)
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "dockerd did not start: {}",
-            std::fs::read_to_string(root.join("dockerd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    Some(Dockerd { _proc: proc, host })
-}
-
 /// A small tarball for `docker import`.
 fn rootfs_tar(path: &Path) {
     let dir = path.with_extension("d");
@@ -338,7 +280,9 @@ fn rootfs_tar(path: &Path) {
 #[test]
 fn docker_engine_pushes_and_pulls() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(d) = dockerd(tmp.path()) else { return };
+    let Some(d) = notary_tests::Dockerd::start(tmp.path(), "the docker engine test") else {
+        return;
+    };
     let reg = start(&tmp.path().join("data"), &[]);
     let docker = |args: &[&str]| {
         let mut c = Command::new("docker");

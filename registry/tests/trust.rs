@@ -737,7 +737,7 @@ fn the_first_start_creates_everything_and_prints_the_setup_lines_once() {
 /// one of our own (vfs, no networking) when this machine can run it.
 struct Engine {
     host: String,
-    _proc: Option<Proc>,
+    _proc: Option<notary_tests::Dockerd>,
 }
 
 fn have(c: &str) -> bool {
@@ -767,46 +767,10 @@ fn engine(root: &Path) -> Option<Engine> {
             _proc: None,
         });
     }
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !(have("dockerd") && is_root) {
-        eprintln!(
-            "\n!!! SKIPPING the docker content trust test: no running dockerd, and dockerd or root missing to start one !!!\n"
-        );
-        return None;
-    }
-    let sock = root.join("docker.sock");
-    let mut cmd = Command::new("dockerd");
-    cmd.args([
-        "--storage-driver=vfs",
-        "--iptables=false",
-        "--ip6tables=false",
-        "--bridge=none",
-    ])
-    .arg("--data-root")
-    .arg(root.join("docker-root"))
-    .arg("--exec-root")
-    .arg(root.join("docker-exec"))
-    .arg("--pidfile")
-    .arg(root.join("docker.pid"))
-    .arg("-H")
-    .arg(format!("unix://{}", sock.display()));
-    let proc = Proc::spawn(cmd, root.join("dockerd.log"));
-    let host = format!("unix://{}", sock.display());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !answers(&host) {
-        assert!(
-            Instant::now() < deadline,
-            "dockerd did not start: {}",
-            std::fs::read_to_string(root.join("dockerd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let d = notary_tests::Dockerd::start(root, "the docker content trust test")?;
     Some(Engine {
-        host,
-        _proc: Some(proc),
+        host: d.host.clone(),
+        _proc: Some(d),
     })
 }
 

@@ -493,3 +493,65 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// A private docker engine (`dockerd` with vfs storage and no networking, its socket,
+/// data and exec roots under a test directory), killed when dropped.
+pub struct Dockerd {
+    /// `unix://…/docker.sock`, for `DOCKER_HOST`.
+    pub host: String,
+    _proc: Proc,
+}
+
+impl Dockerd {
+    /// Starts one under `root` and waits until it answers; `None` (with a loud message
+    /// naming `what` is skipped) when the docker CLI, dockerd or root is missing here.
+    pub fn start(root: &Path, what: &str) -> Option<Dockerd> {
+        let have = |c: &str| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {c}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if !(have("docker") && have("dockerd") && is_root) {
+            eprintln!("\n!!! SKIPPING {what}: docker CLI, dockerd or root missing !!!\n");
+            return None;
+        }
+        let sock = root.join("docker.sock");
+        let mut cmd = Command::new("dockerd");
+        cmd.args([
+            "--storage-driver=vfs",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--bridge=none",
+        ])
+        .arg("--data-root")
+        .arg(root.join("docker-root"))
+        .arg("--exec-root")
+        .arg(root.join("docker-exec"))
+        .arg("--pidfile")
+        .arg(root.join("docker.pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()));
+        let proc = Proc::spawn(cmd, root.join("dockerd.log"));
+        let host = format!("unix://{}", sock.display());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !Command::new("docker")
+            .env("DOCKER_HOST", &host)
+            .arg("info")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not start: {}",
+                std::fs::read_to_string(root.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(Dockerd { host, _proc: proc })
+    }
+}

@@ -10,7 +10,7 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -412,33 +412,46 @@ pub async fn serve(
     tls: Option<tls::TlsFiles>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = app(state).into_make_service();
+    let tls = match tls {
+        Some(files) => Some(Arc::new(
+            tls::server_config(&files).context("TLS configuration")?,
+        )),
+        None => None,
+    };
+    serve_router(app(state), listener, tls, Duration::from_secs(30), shutdown).await
+}
+
+/// Serves any router on `listener` (HTTPS with `tls`) until `shutdown` resolves, then
+/// gives in-flight requests `grace` to finish. TCP_NODELAY on every connection: a
+/// response written in two pieces must not wait for the client's delayed ACK (40 ms
+/// stalls otherwise).
+pub async fn serve_router(
+    app: Router,
+    listener: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    grace: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = app.into_make_service();
     let handle = axum_server::Handle::new();
     let h2 = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
-        h2.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+        h2.graceful_shutdown(Some(grace));
     });
     listener.set_nonblocking(true)?;
+    let server = axum_server::from_tcp(listener).handle(handle);
     match tls {
-        Some(files) => {
-            let cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
-                tls::server_config(&files).context("TLS configuration")?,
-            ));
-            // TCP_NODELAY: a response written in two pieces must not wait for the
-            // client's delayed ACK (40 ms stalls otherwise).
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(cfg)
-                .acceptor(axum_server::accept::NoDelayAcceptor::new());
-            axum_server::from_tcp(listener)
-                .acceptor(acceptor)
-                .handle(handle)
-                .serve(app)
-                .await?;
+        Some(cfg) => {
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                axum_server::tls_rustls::RustlsConfig::from_config(cfg),
+            )
+            .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            server.acceptor(acceptor).serve(app).await?;
         }
         None => {
-            axum_server::from_tcp(listener)
+            server
                 .acceptor(axum_server::accept::NoDelayAcceptor::new())
-                .handle(handle)
                 .serve(app)
                 .await?;
         }

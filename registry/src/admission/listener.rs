@@ -135,26 +135,21 @@ pub fn start_on(
         key,
         client_ca: admission.client_ca.clone(),
     };
-    let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
+    let tls = Arc::new(
         notary_server::daemon::tls::server_config(&files).context("admission TLS configuration")?,
-    ));
+    );
     let app = super::router(registry, policy, Arc::new(settings))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .into_make_service();
-    let handle = axum_server::Handle::new();
-    let h2 = handle.clone();
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     tokio::spawn(async move {
-        shutdown.await;
-        h2.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-    });
-    listener.set_nonblocking(true)?;
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
-        .acceptor(axum_server::accept::NoDelayAcceptor::new());
-    let server = axum_server::from_tcp(listener)
-        .acceptor(acceptor)
-        .handle(handle);
-    tokio::spawn(async move {
-        if let Err(e) = server.serve(app).await {
+        let served = notary_server::daemon::serve_router(
+            app,
+            listener,
+            Some(tls),
+            std::time::Duration::from_secs(10),
+            shutdown,
+        )
+        .await;
+        if let Err(e) = served {
             tracing::error!(error = %e, "the admission webhook listener stopped");
         }
     });

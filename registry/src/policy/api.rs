@@ -25,7 +25,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde::Deserialize;
@@ -39,8 +39,8 @@ use super::model::{PolicySpec, Scope, valid_role};
 use super::store::{HistoryEntry, PolicyStore, PolicyStoreError, StoredPolicy};
 use crate::Registry;
 use crate::access::{Access, Need};
-use crate::admin::LocalAdmin;
-use crate::auth::store::{AuthStore, Level, StoreError, User, valid_account_name};
+use crate::admin::{AdminError as ApiError, LocalAdmin, ok_json, respond};
+use crate::auth::store::{AuthStore, Level, User, valid_account_name};
 use crate::meta::{Backend, Db};
 
 /// Largest JSON body accepted.
@@ -201,52 +201,9 @@ pub fn openapi_schemas() -> Vec<(&'static str, Value)> {
 
 // ---------------------------------------------------------------------- errors
 
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-    fn denied() -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "DENIED", "permission denied")
-    }
-    fn invalid(m: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", m)
-    }
-    fn not_found(m: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", m)
-    }
-    fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %e, "policy API: {what}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            format!("internal error: {what}"),
-        )
-    }
-}
-
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::internal("database", e)
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
-            other => ApiError::internal("database", other),
-        }
     }
 }
 
@@ -259,45 +216,7 @@ impl From<PolicyStoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({"errors": [{"code": self.code, "message": self.message}]});
-        let mut resp = (
-            self.status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body.to_string(),
-        )
-            .into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"notary-registry\""),
-            );
-        }
-        resp
-    }
-}
-
 type Result<T, E = ApiError> = std::result::Result<T, E>;
-
-fn ok_json(status: StatusCode, v: Value) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        v.to_string(),
-    )
-        .into_response()
-}
-
-fn respond(r: Result<Response>) -> Response {
-    r.unwrap_or_else(IntoResponse::into_response)
-}
 
 fn rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
