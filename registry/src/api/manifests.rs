@@ -1,15 +1,12 @@
 //! Manifests: PUT (by tag or digest, `?tag=` parameters), GET / HEAD, DELETE. Every
 //! operation asks the policy decision point first.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use futures_util::StreamExt as _;
 
-use super::{authorize, check_name, empty, hv, needs_for, parse_digest, query_pairs};
+use super::{authorize, check_name, empty, hv, needs_for, next_chunk, parse_digest, query_pairs};
 use crate::Registry;
 use crate::access::{Decision, Identity, Operation, PolicyRequest};
 use crate::error::{Code, RegistryError, Result};
@@ -167,15 +164,9 @@ async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes> {
     let mut stream = body.into_data_stream();
     let mut buf = bytes::BytesMut::new();
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(60), stream.next())
-            .await
-            .map_err(|_| {
-                RegistryError::new(Code::ManifestInvalid, "request body stalled")
-                    .with_status(StatusCode::REQUEST_TIMEOUT)
-            })?;
-        let Some(chunk) = next else { break };
-        let chunk = chunk
-            .map_err(|_| RegistryError::new(Code::ManifestInvalid, "request body ended early"))?;
+        let Some(chunk) = next_chunk(&mut stream, Code::ManifestInvalid).await? else {
+            break;
+        };
         if buf.len() + chunk.len() > limit {
             return Err(too_large());
         }

@@ -227,6 +227,26 @@ fn needs_for(method: &Method) -> &'static [Action] {
     }
 }
 
+/// How long a request body may stall before the request is abandoned.
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The next piece of a request body: `None` at its end; a body that stalls for
+/// [`BODY_IDLE`] is 408 and one cut short 400, both with `code`.
+async fn next_chunk(
+    stream: &mut axum::body::BodyDataStream,
+    code: Code,
+) -> Result<Option<bytes::Bytes>> {
+    use futures_util::StreamExt as _;
+    let next = tokio::time::timeout(BODY_IDLE, stream.next())
+        .await
+        .map_err(|_| {
+            RegistryError::new(code, "request body stalled")
+                .with_status(StatusCode::REQUEST_TIMEOUT)
+        })?;
+    next.transpose()
+        .map_err(|_| RegistryError::new(code, "request body ended early"))
+}
+
 /// An empty body response with headers.
 fn empty(status: StatusCode, headers: Vec<(header::HeaderName, HeaderValue)>) -> Response {
     let mut resp = Response::new(Body::empty());

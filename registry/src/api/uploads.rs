@@ -7,14 +7,11 @@
 //! the bytes durable, so a request cut mid-body, a crash or a restart leaves the session
 //! exactly where its last complete request left it, resumable by any process.
 
-use std::time::Duration;
-
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use futures_util::StreamExt as _;
 
-use super::{authorize, check_name, empty, hv, parse_digest, query_get, query_pairs};
+use super::{authorize, check_name, empty, hv, next_chunk, parse_digest, query_get, query_pairs};
 use crate::Registry;
 use crate::access::Action;
 use crate::error::{Code, RegistryError, Result};
@@ -22,8 +19,6 @@ use crate::hashing::Hasher;
 use crate::meta::UploadRow;
 use crate::names::{Algorithm, Digest};
 
-/// How long a request body may stall before the request is abandoned.
-const BODY_IDLE: Duration = Duration::from_secs(60);
 const PUSH: &[Action] = &[Action::Pull, Action::Push];
 
 fn new_upload_id() -> Result<String> {
@@ -206,15 +201,9 @@ async fn append(
     let mut stream = body.into_data_stream();
     let mut received: u64 = 0;
     loop {
-        let next = tokio::time::timeout(BODY_IDLE, stream.next())
-            .await
-            .map_err(|_| {
-                RegistryError::new(Code::BlobUploadInvalid, "request body stalled")
-                    .with_status(StatusCode::REQUEST_TIMEOUT)
-            })?;
-        let Some(chunk) = next else { break };
-        let chunk = chunk
-            .map_err(|_| RegistryError::new(Code::BlobUploadInvalid, "request body ended early"))?;
+        let Some(chunk) = next_chunk(&mut stream, Code::BlobUploadInvalid).await? else {
+            break;
+        };
         if let Some(max) = reg.options.max_blob_bytes {
             if start + received + chunk.len() as u64 > max {
                 return Err(RegistryError::new(
@@ -293,13 +282,7 @@ async fn finish(
     }
     let computed = hasher.finish();
     if &computed != digest {
-        discard(reg, &row).await;
-        metrics::counter!("registry_upload_digest_mismatches_total").increment(1);
-        return Err(RegistryError::detail(
-            Code::DigestInvalid,
-            "provided digest did not match uploaded content",
-            serde_json::json!({"provided": digest.to_string(), "computed": computed.to_string()}),
-        ));
+        return Err(digest_mismatch(reg, &row, digest, &computed).await);
     }
     let location = reg
         .store
@@ -360,15 +343,9 @@ async fn finish_inline(
     let mut data = Vec::with_capacity(len as usize);
     let mut stream = body.into_data_stream();
     loop {
-        let next = tokio::time::timeout(BODY_IDLE, stream.next())
-            .await
-            .map_err(|_| {
-                RegistryError::new(Code::BlobUploadInvalid, "request body stalled")
-                    .with_status(StatusCode::REQUEST_TIMEOUT)
-            })?;
-        let Some(chunk) = next else { break };
-        let chunk = chunk
-            .map_err(|_| RegistryError::new(Code::BlobUploadInvalid, "request body ended early"))?;
+        let Some(chunk) = next_chunk(&mut stream, Code::BlobUploadInvalid).await? else {
+            break;
+        };
         if data.len() + chunk.len() > len as usize {
             return Err(RegistryError::new(
                 Code::SizeInvalid,
@@ -387,13 +364,7 @@ async fn finish_inline(
     hasher.update(&data);
     let computed = hasher.finish();
     if &computed != digest {
-        discard(reg, &row).await;
-        metrics::counter!("registry_upload_digest_mismatches_total").increment(1);
-        return Err(RegistryError::detail(
-            Code::DigestInvalid,
-            "provided digest did not match uploaded content",
-            serde_json::json!({"provided": digest.to_string(), "computed": computed.to_string()}),
-        ));
+        return Err(digest_mismatch(reg, &row, digest, &computed).await);
     }
     reg.db
         .commit_blob(name, digest, data.len() as i64, "", &row.id, Some(&data))
@@ -403,6 +374,22 @@ async fn finish_inline(
     }
     metrics::counter!("registry_blobs_committed_total").increment(1);
     Ok(created(name, digest))
+}
+
+/// Discards an upload whose bytes do not have the digest the client named.
+async fn digest_mismatch(
+    reg: &Registry,
+    row: &UploadRow,
+    provided: &Digest,
+    computed: &Digest,
+) -> RegistryError {
+    discard(reg, row).await;
+    metrics::counter!("registry_upload_digest_mismatches_total").increment(1);
+    RegistryError::detail(
+        Code::DigestInvalid,
+        "provided digest did not match uploaded content",
+        serde_json::json!({"provided": provided.to_string(), "computed": computed.to_string()}),
+    )
 }
 
 async fn discard(reg: &Registry, row: &UploadRow) {
