@@ -19,6 +19,11 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// The OCI empty descriptor's media type.
 pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
+/// Most descriptors (config, layers, index entries) one manifest may reference: what a
+/// push makes the database check and record stays bounded whatever fits in the size
+/// limit (a 4 MiB manifest could otherwise name some 40 000 blobs).
+pub const MAX_REFERENCES: usize = 4096;
+
 /// What a manifest references.
 #[derive(Debug, Default)]
 pub struct Parsed {
@@ -176,6 +181,12 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> 
             p.artifact_type = raw.artifact_type.clone();
         }
         other => return Err(format!("unsupported manifest media type {other}")),
+    }
+    let references = p.blobs.len() + p.foreign_blobs.len() + p.children.len();
+    if references > MAX_REFERENCES {
+        return Err(format!(
+            "the manifest references {references} descriptors; at most {MAX_REFERENCES} are accepted"
+        ));
     }
     p.blobs.sort();
     p.blobs.dedup();

@@ -1237,3 +1237,62 @@ async fn small_blobs_are_kept_in_the_database_and_large_ones_in_files() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test]
+async fn a_manifest_naming_more_descriptors_than_allowed_is_refused_before_any_lookup() {
+    // The default 4 MiB manifest limit (the other tests use 64 KiB).
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_sqlite(dir.path().join("registry.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let store = Arc::new(FsStore::open(&dir.path().join("blobs")).unwrap());
+    let reg = Arc::new(Registry::new(
+        db,
+        store,
+        Arc::new(Open),
+        Arc::new(AllowAll),
+        Options::default(),
+    ));
+    let e = Env {
+        app: notary_registry::server::app(Arc::clone(&reg)),
+        reg,
+        dir,
+    };
+    let cfg = push_blob(&e.app, "many", b"{}").await;
+    // 4 097 distinct (never pushed) layers: refused as invalid before the presence check
+    // (which would answer MANIFEST_BLOB_UNKNOWN for each of them).
+    let layers: Vec<String> = (0..=notary_registry::manifest::MAX_REFERENCES)
+        .map(|i| sha256(&(i as u64).to_be_bytes()))
+        .collect();
+    let refs: Vec<(&str, usize)> = layers.iter().map(|d| (d.as_str(), 1)).collect();
+    let m = image_manifest(&cfg, 2, &refs);
+    assert!(m.len() < 1 << 20);
+    let r = call(
+        &e.app,
+        Method::PUT,
+        "/v2/many/manifests/t",
+        &[("content-type", "application/vnd.oci.image.manifest.v1+json")],
+        Body::from(m),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "MANIFEST_INVALID")
+    );
+    assert!(r.json()["errors"].as_array().unwrap().len() == 1);
+    // Just under the limit, the references are checked in batches and every missing one
+    // is named.
+    let refs: Vec<(&str, usize)> = layers[..1000].iter().map(|d| (d.as_str(), 1)).collect();
+    let r = call(
+        &e.app,
+        Method::PUT,
+        "/v2/many/manifests/t",
+        &[("content-type", "application/vnd.oci.image.manifest.v1+json")],
+        Body::from(image_manifest(&cfg, 2, &refs)),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN")
+    );
+}

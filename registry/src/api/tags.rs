@@ -103,28 +103,22 @@ async fn catalog_inner(reg: &Registry, req: Request) -> Result<Response> {
     let identity = reg.access.check(req.headers(), &[Need::Catalog]).await?;
     let q = query_pairs(req.uri());
     let (n, _, last) = pagination(&q, reg.options.max_page)?;
-    let filter = reg.access.catalog_filter(&identity).await;
-    let mut repos = Vec::new();
-    let mut cursor = last;
-    let mut more = false;
-    // With a per-caller filter, keep reading pages until n visible names are found.
-    while (repos.len() as i64) < n {
-        let page = reg.db.catalog(&cursor, n + 1).await?;
-        let exhausted = (page.len() as i64) <= n;
-        for r in page {
-            cursor = r.clone();
-            if filter.as_ref().is_none_or(|f| f.binary_search(&r).is_ok()) {
-                if repos.len() as i64 == n {
-                    more = true;
-                    break;
-                }
-                repos.push(r);
-            }
+    // A caller's readable repositories come sorted in catalog order: page through them
+    // directly rather than through every repository of the registry.
+    let mut repos = match reg.access.catalog_filter(&identity).await {
+        Some(readable) => {
+            let from = readable.partition_point(|r| r.as_str() <= last.as_str());
+            readable
+                .into_iter()
+                .skip(from)
+                .take(n as usize + 1)
+                .collect()
         }
-        if more || exhausted {
-            break;
-        }
-    }
+        None if n == 0 => Vec::new(),
+        None => reg.db.catalog(&last, n + 1).await?,
+    };
+    let more = repos.len() as i64 > n;
+    repos.truncate(n as usize);
     let mut resp = json_response(json!({"repositories": repos}), "application/json");
     if more {
         if let Some(l) = repos.last() {

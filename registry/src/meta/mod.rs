@@ -163,6 +163,17 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
+/// References checked or inserted per statement when a manifest is stored.
+const CHECK_BATCH: usize = 500;
+
+/// `$first, $first+1, …` for `n` parameters.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// PostgreSQL connections per process: `NOTARY_REGISTRY_DB_POOL` (1-256), default 16.
 fn pg_pool_size() -> u32 {
     std::env::var("NOTARY_REGISTRY_DB_POOL")
@@ -305,29 +316,18 @@ impl Db {
 
     /// Repository names in byte order, strictly after `last`, at most `n`.
     pub async fn catalog(&self, last: &str, n: i64) -> Result<Vec<String>, sqlx::Error> {
-        const Q: &str =
-            "SELECT name FROM repositories WHERE name > $1 ORDER BY name COLLATE \"C\" LIMIT $2";
-        const QS: &str = "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2";
-        match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query(QS)
-                .bind(last)
-                .bind(n)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect()),
-            Backend::Postgres(pool) => Ok(sqlx::query(
-                &Q.replace("name > $1", "name COLLATE \"C\" > $1"),
-            )
-            .bind(last)
-            .bind(n)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect()),
-        }
+        // Byte order on both: SQLite's default collation, PostgreSQL's "C".
+        let q = match &self.backend {
+            Backend::Sqlite(_) => {
+                "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2"
+            }
+            Backend::Postgres(_) => {
+                "SELECT name FROM repositories WHERE name COLLATE \"C\" > $1 ORDER BY name COLLATE \"C\" LIMIT $2"
+            }
+        };
+        with_pool!(self, pool => {
+            Ok(sqlx::query(q).bind(last).bind(n).fetch_all(pool).await?.iter().map(|r| r.get(0)).collect())
+        })
     }
 
     // ---------------------------------------------------------------- blobs
@@ -524,26 +524,34 @@ impl Db {
         let pg = self.is_shared();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let mut missing = Vec::new();
             // Lock the blob rows we depend on (PostgreSQL: FOR SHARE) so a concurrent GC
-            // sweep cannot delete them between this check and our commit.
-            let blob_q = if pg {
-                "SELECT 1 FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = $1 AND rb.digest = $2 FOR SHARE OF b"
-            } else {
-                "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2"
-            };
-            for d in &m.required_blobs {
-                if sqlx::query(blob_q).bind(repo_id).bind(d).fetch_optional(&mut *tx).await?.is_none() {
-                    missing.push(d.clone());
+            // sweep cannot delete them between this check and our commit. Batched: a
+            // statement per 500 references, not per reference.
+            let mut present = std::collections::HashSet::new();
+            for chunk in m.required_blobs.chunks(CHECK_BATCH) {
+                let q = if pg {
+                    format!("SELECT rb.digest FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = $1 AND rb.digest IN ({}) FOR SHARE OF b", placeholders(2, chunk.len()))
+                } else {
+                    format!("SELECT digest FROM repository_blobs WHERE repository_id = $1 AND digest IN ({})", placeholders(2, chunk.len()))
+                };
+                let mut query = sqlx::query(&q).bind(repo_id);
+                for d in chunk {
+                    query = query.bind(d);
                 }
+                present.extend(query.fetch_all(&mut *tx).await?.iter().map(|r| r.get::<String, _>(0)));
             }
+            let mut missing: Vec<String> = m.required_blobs.iter().filter(|d| !present.contains(*d)).cloned().collect();
             if m.children_required {
-                for d in &m.children {
-                    if sqlx::query("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2")
-                        .bind(repo_id).bind(d).fetch_optional(&mut *tx).await?.is_none() {
-                        missing.push(d.clone());
+                let mut found = std::collections::HashSet::new();
+                for chunk in m.children.chunks(CHECK_BATCH) {
+                    let q = format!("SELECT digest FROM manifests WHERE repository_id = $1 AND digest IN ({})", placeholders(2, chunk.len()));
+                    let mut query = sqlx::query(&q).bind(repo_id);
+                    for d in chunk {
+                        query = query.bind(d);
                     }
+                    found.extend(query.fetch_all(&mut *tx).await?.iter().map(|r| r.get::<String, _>(0)));
                 }
+                missing.extend(m.children.iter().filter(|d| !found.contains(*d)).cloned());
             }
             if !missing.is_empty() {
                 return Err(PutManifestError::Missing(missing));
@@ -553,11 +561,16 @@ impl Db {
                 .bind(&m.annotations).bind(m.body.len() as i64).bind(m.body.as_ref()).bind(now)
                 .execute(&mut *tx).await?.rows_affected() == 1;
             if inserted {
-                let refs = m.required_blobs.iter().chain(&m.optional_blobs).map(|d| (d, "blob"))
-                    .chain(m.children.iter().map(|d| (d, "manifest")));
-                for (d, kind) in refs {
-                    sqlx::query("INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, kind) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-                        .bind(repo_id).bind(&m.digest).bind(d).bind(kind).execute(&mut *tx).await?;
+                let refs: Vec<(&String, &str)> = m.required_blobs.iter().chain(&m.optional_blobs).map(|d| (d, "blob"))
+                    .chain(m.children.iter().map(|d| (d, "manifest"))).collect();
+                for chunk in refs.chunks(CHECK_BATCH) {
+                    let rows: Vec<String> = (0..chunk.len()).map(|i| format!("($1, $2, ${}, ${})", 3 + 2 * i, 4 + 2 * i)).collect();
+                    let q = format!("INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, kind) VALUES {} ON CONFLICT DO NOTHING", rows.join(", "));
+                    let mut query = sqlx::query(&q).bind(repo_id).bind(&m.digest);
+                    for (d, kind) in chunk {
+                        query = query.bind(*d).bind(*kind);
+                    }
+                    query.execute(&mut *tx).await?;
                 }
             }
             for t in tags {
